@@ -1,0 +1,399 @@
+//! Configuration: the YAML format, its validation, and the typed settings it produces.
+//!
+//! The file uses the field names of ResolveSpec's Go `dbmanager`, so its users can bring
+//! their files, plus what production services need and the reference lacks
+//! (`acquire_timeout`, `min_idle_conns`, `startup`, `application_name`, TLS files...).
+//! Every field is described in `docs/configuration.md`.
+//!
+//! Loading happens once, in four steps:
+//! 1. the YAML is parsed into a tree that remembers each value's line and column;
+//! 2. `DBMANAGER__...` environment variables override fields in that tree
+//!    (`DBMANAGER__CONNECTIONS__PRIMARY__PASSWORD=...`);
+//! 3. `${VAR}` and `${VAR:-default}` are expanded in every string;
+//! 4. the tree is validated into [`Config`]: every problem is collected (not just the
+//!    first), each naming its YAML path and position.
+//!
+//! ```
+//! use dbmanager::config::Config;
+//!
+//! let config = Config::from_yaml_str(r#"
+//! connections:
+//!   cache:
+//!     type: sqlite
+//!     filepath: ":memory:"
+//! "#).unwrap();
+//! assert_eq!(config.default_connection.as_deref(), Some("cache"));
+//!
+//! let err = Config::from_yaml_str(r#"
+//! max_open_conns: 10
+//! connections:
+//!   cache:
+//!     type: sqlite
+//!     filepath: ":memory:"
+//!     max_idle_conns: 20
+//! "#).unwrap_err();
+//! assert!(err.has_path("connections.cache.max_idle_conns"));
+//! ```
+
+mod error;
+mod tree;
+mod validate;
+
+pub use dbmanager_providers::settings::{
+    PoolSettings, ServerSettings, SqliteSettings, SqliteTarget, SslMode, TlsSettings,
+};
+pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin};
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+/// The database engine of a connection (`type` in YAML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DbType {
+    /// PostgreSQL (`postgres`, `postgresql`).
+    Postgres,
+    /// MySQL or MariaDB (`mysql`, `mariadb`).
+    MySql,
+    /// SQLite (`sqlite`).
+    Sqlite,
+    /// Microsoft SQL Server (`mssql`, `sqlserver`).
+    MsSql,
+    /// MongoDB (`mongodb`, `mongo`).
+    MongoDb,
+}
+
+impl DbType {
+    /// Every accepted spelling of `type`.
+    pub const NAMES: &'static [&'static str] = &[
+        "postgres",
+        "postgresql",
+        "mysql",
+        "mariadb",
+        "sqlite",
+        "mssql",
+        "sqlserver",
+        "mongodb",
+        "mongo",
+    ];
+
+    /// Parses a `type` value (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => DbType::Postgres,
+            "mysql" | "mariadb" => DbType::MySql,
+            "sqlite" => DbType::Sqlite,
+            "mssql" | "sqlserver" => DbType::MsSql,
+            "mongodb" | "mongo" => DbType::MongoDb,
+            _ => return None,
+        })
+    }
+
+    /// The canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbType::Postgres => "postgres",
+            DbType::MySql => "mysql",
+            DbType::Sqlite => "sqlite",
+            DbType::MsSql => "mssql",
+            DbType::MongoDb => "mongodb",
+        }
+    }
+
+    /// The cargo feature that compiles this engine's provider.
+    pub fn feature(self) -> &'static str {
+        match self {
+            DbType::Postgres => "postgres",
+            DbType::MySql => "mysql",
+            DbType::Sqlite => "sqlite",
+            DbType::MsSql => "mssql",
+            DbType::MongoDb => "mongodb",
+        }
+    }
+
+    /// Whether the engine speaks SQL.
+    pub fn is_sql(self) -> bool {
+        !matches!(self, DbType::MongoDb)
+    }
+}
+
+impl std::fmt::Display for DbType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `Manager::connect` does with a connection whose server is unreachable (`startup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Startup {
+    /// Connect at once; `connect()` fails naming the connection if it cannot.
+    #[default]
+    Strict,
+    /// Build the pool without connecting; the first use connects.
+    Lazy,
+}
+
+impl Startup {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "strict" => Some(Startup::Strict),
+            "lazy" => Some(Startup::Lazy),
+            _ => None,
+        }
+    }
+}
+
+/// Which view of a SQL connection is created eagerly (`default_orm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DefaultOrm {
+    /// The sqlx pool (`sqlx`, alias `native`).
+    #[default]
+    Sqlx,
+    /// SeaORM (`sea_orm`).
+    SeaOrm,
+    /// diesel-async (`diesel`).
+    Diesel,
+}
+
+impl DefaultOrm {
+    /// Accepted spellings.
+    pub const NAMES: &'static [&'static str] = &["sqlx", "native", "sea_orm", "diesel"];
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "sqlx" | "native" => Some(DefaultOrm::Sqlx),
+            "sea_orm" | "seaorm" => Some(DefaultOrm::SeaOrm),
+            "diesel" => Some(DefaultOrm::Diesel),
+            _ => None,
+        }
+    }
+}
+
+/// Reconnect backoff (`retry_attempts`, `retry_delay`, `retry_max_delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetrySettings {
+    /// Attempts per round.
+    pub attempts: u32,
+    /// First delay; doubles up to `max_delay`.
+    pub delay: Duration,
+    /// Longest delay.
+    pub max_delay: Duration,
+}
+
+/// MongoDB-only settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MongoSettings {
+    /// `auth_source`.
+    pub auth_source: Option<String>,
+    /// `replica_set`.
+    pub replica_set: Option<String>,
+    /// `read_preference`.
+    pub read_preference: Option<String>,
+}
+
+/// How to reach a connection's database.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A network server (PostgreSQL, MySQL, SQL Server, MongoDB).
+    Server(ServerSettings),
+    /// An embedded SQLite database.
+    Sqlite(SqliteSettings),
+}
+
+/// One named connection's typed settings: top-level defaults already merged in.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// The key under `connections`.
+    pub name: String,
+    /// The engine.
+    pub kind: DbType,
+    /// Where the database is.
+    pub endpoint: Endpoint,
+    /// Pool limits and timeouts.
+    pub pool: PoolSettings,
+    /// Reconnect backoff.
+    pub retry: RetrySettings,
+    /// Period of the background health check (`health_check_interval`).
+    pub health_check_interval: Duration,
+    /// Bound on one health check (`health_check_timeout`).
+    pub health_check_timeout: Duration,
+    /// Reconnect automatically after failures (`enable_auto_reconnect`).
+    pub enable_auto_reconnect: bool,
+    /// Strict or lazy start.
+    pub startup: Startup,
+    /// How long `close()` waits for in-flight work (`close_timeout`).
+    pub close_timeout: Duration,
+    /// The view created eagerly.
+    pub default_orm: DefaultOrm,
+    /// Emit OpenTelemetry spans (`enable_tracing`).
+    pub enable_tracing: bool,
+    /// Export metrics (`enable_metrics`).
+    pub enable_metrics: bool,
+    /// Log lifecycle events (`enable_logging`).
+    pub enable_logging: bool,
+    /// The application name reported to the server, where the engine supports it.
+    pub application_name: Option<String>,
+    /// MongoDB-only settings.
+    pub mongo: MongoSettings,
+    /// Free-form labels (`tags`).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The connection `Manager::default()` returns. When the file names none and has a
+    /// single connection, that one.
+    pub default_connection: Option<String>,
+    /// The connections, in file order.
+    pub connections: Vec<ConnectionConfig>,
+    /// Valid but suspicious settings (a setting an engine does not apply, a DSN that
+    /// overrides other fields...). `Manager::new` logs each one.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl Config {
+    /// Loads a YAML file, with overrides from the process environment.
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        ConfigLoader::new().load_file(path)
+    }
+
+    /// Loads YAML text, with overrides from the process environment.
+    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigErrors> {
+        ConfigLoader::new().load_str(text)
+    }
+
+    /// A loader, to choose the environment the overrides and `${VAR}` come from.
+    pub fn loader() -> ConfigLoader {
+        ConfigLoader::new()
+    }
+
+    /// The settings of the connection called `name`.
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+}
+
+/// Loads a [`Config`] from YAML with a chosen environment.
+///
+/// ```
+/// use dbmanager::config::Config;
+///
+/// let config = Config::loader()
+///     .env([("DB_FILE", "/tmp/app.db"), ("DBMANAGER__MAX_OPEN_CONNS", "4")])
+///     .load_str("connections:\n  cache:\n    type: sqlite\n    filepath: ${DB_FILE}\n")
+///     .unwrap();
+/// assert_eq!(config.connections[0].pool.max_open, 4);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConfigLoader {
+    env: Option<HashMap<String, String>>,
+}
+
+impl ConfigLoader {
+    /// A loader that reads the process environment.
+    pub fn new() -> Self {
+        ConfigLoader::default()
+    }
+
+    /// Uses exactly these variables instead of the process environment.
+    pub fn env<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Loads a file.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let source_name = path.display().to_string();
+        let read = std::fs::metadata(path).and_then(|m| {
+            if m.len() > tree::MAX_INPUT_BYTES as u64 {
+                Err(std::io::Error::other(format!(
+                    "the file is {} bytes; the limit is {}",
+                    m.len(),
+                    tree::MAX_INPUT_BYTES
+                )))
+            } else {
+                std::fs::read(path)
+            }
+        });
+        let bytes = read.map_err(|e| ConfigErrors {
+            source_name: source_name.clone(),
+            errors: vec![ConfigError::new(
+                "",
+                Origin::Unknown,
+                format!("cannot read the file: {e}"),
+            )],
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigErrors {
+            source_name: source_name.clone(),
+            errors: vec![ConfigError::new(
+                "",
+                Origin::Unknown,
+                format!(
+                    "the file is not UTF-8 (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )],
+        })?;
+        self.load(&text, source_name)
+    }
+
+    /// Loads YAML text.
+    pub fn load_str(&self, text: &str) -> Result<Config, ConfigErrors> {
+        self.load(text, "<string>".to_owned())
+    }
+
+    fn load(&self, text: &str, source_name: String) -> Result<Config, ConfigErrors> {
+        let env: HashMap<String, String> = match &self.env {
+            Some(env) => env.clone(),
+            // Non-UTF-8 variables cannot be referenced from YAML; skip them.
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        };
+        let fail = |errors| ConfigErrors {
+            source_name: source_name.clone(),
+            errors,
+        };
+        let mut root = tree::parse(text).map_err(|e| fail(vec![e]))?;
+        let mut errors = Vec::new();
+        // Overrides go into the `dbmanager:` section when the file has one.
+        let has_section = root.get("dbmanager").is_some();
+        if has_section {
+            if let tree::Value::Map(entries) = &mut root.value {
+                if let Some((_, section)) = entries.iter_mut().find(|(k, _)| k == "dbmanager") {
+                    tree::apply_env_overrides(section, &env, &mut errors);
+                    tree::interpolate(section, "dbmanager", &env, &mut errors);
+                }
+            }
+        } else {
+            tree::apply_env_overrides(&mut root, &env, &mut errors);
+            tree::interpolate(&mut root, "", &env, &mut errors);
+        }
+        let mut v = validate::Validator::new();
+        v.errors = errors;
+        let config = v.config(&root);
+        match config {
+            Some(mut c) if v.errors.is_empty() => {
+                c.warnings = v.warnings;
+                Ok(c)
+            }
+            _ => Err(fail(v.errors)),
+        }
+    }
+}

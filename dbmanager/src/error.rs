@@ -1,0 +1,149 @@
+//! The crate's error type. Every variant that concerns a connection names it; none carries
+//! a password or a DSN.
+
+use crate::config::{ConfigErrors, DbType};
+use dbmanager_providers::ProviderError;
+use std::time::Duration;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors from the manager and its connections.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid (every problem is listed).
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+
+    /// `get(name)` for a name that is not configured.
+    #[error("unknown connection `{name}` (configured: {})", known.join(", "))]
+    UnknownConnection {
+        /// The name asked for.
+        name: String,
+        /// The configured names.
+        known: Vec<String>,
+    },
+
+    /// `default()` when no default connection is set.
+    #[error("no default connection: set `default_connection` (configured: {})", known.join(", "))]
+    NoDefault {
+        /// The configured names.
+        known: Vec<String>,
+    },
+
+    /// A typed accessor for another engine, e.g. `postgres()` on a MySQL connection.
+    #[error("connection `{name}` is {actual}, not {expected}")]
+    WrongKind {
+        /// The connection.
+        name: String,
+        /// What the accessor serves.
+        expected: DbType,
+        /// What the connection is.
+        actual: DbType,
+    },
+
+    /// The connection's engine was not compiled in.
+    #[error(
+        "connection `{name}` is {kind}, but dbmanager was built without the `{feature}` feature"
+    )]
+    NotBuilt {
+        /// The connection.
+        name: String,
+        /// Its engine.
+        kind: DbType,
+        /// The cargo feature that would add it.
+        feature: &'static str,
+    },
+
+    /// The connection's engine has no provider yet.
+    #[error("connection `{name}`: {kind} connections are not yet supported")]
+    NotSupported {
+        /// The connection.
+        name: String,
+        /// Its engine.
+        kind: DbType,
+    },
+
+    /// The connection has not been opened: call `Manager::connect` first.
+    #[error("connection `{name}` is not connected yet: call Manager::connect() first")]
+    NotConnected {
+        /// The connection.
+        name: String,
+    },
+
+    /// Opening the connection's pool failed.
+    #[error("connection `{name}`: {source}")]
+    Connect {
+        /// The connection.
+        name: String,
+        /// Why.
+        #[source]
+        source: ProviderError,
+    },
+
+    /// No pooled connection became free within `acquire_timeout`.
+    #[error("connection `{name}`: no connection available within acquire_timeout ({waited:?})")]
+    AcquireTimeout {
+        /// The connection.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// The manager (or this connection) was closed.
+    #[error("connection `{name}` is closed")]
+    Closed {
+        /// The connection (`*` for the whole manager).
+        name: String,
+    },
+
+    /// A health check or statement failed on an open connection.
+    #[error("connection `{name}`: {source}")]
+    Database {
+        /// The connection.
+        name: String,
+        /// Why.
+        #[source]
+        source: ProviderError,
+    },
+
+    /// `connect()` could not open one or more `startup: strict` connections.
+    #[error("{} connection(s) failed to start: {}", failures.len(), failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Startup {
+        /// One error per failed connection.
+        failures: Vec<Error>,
+    },
+}
+
+impl Error {
+    /// The connection this error concerns, if any.
+    pub fn connection(&self) -> Option<&str> {
+        match self {
+            Error::UnknownConnection { name, .. }
+            | Error::WrongKind { name, .. }
+            | Error::NotBuilt { name, .. }
+            | Error::NotSupported { name, .. }
+            | Error::NotConnected { name }
+            | Error::Connect { name, .. }
+            | Error::AcquireTimeout { name, .. }
+            | Error::Closed { name }
+            | Error::Database { name, .. } => Some(name),
+            Error::Config(_) | Error::NoDefault { .. } | Error::Startup { .. } => None,
+        }
+    }
+
+    /// Maps a provider error raised while using an open pool.
+    pub(crate) fn from_provider(name: &str, e: ProviderError) -> Self {
+        let name = name.to_owned();
+        match e {
+            ProviderError::AcquireTimeout { waited } => Error::AcquireTimeout { name, waited },
+            ProviderError::Closed => Error::Closed { name },
+            ProviderError::Connect(_) => Error::Connect { name, source: e },
+            other => Error::Database {
+                name,
+                source: other,
+            },
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! # dbmanager
+//!
+//! Named database connections for a service, described once in YAML and reached anywhere
+//! with `mgr.get("primary")`. Behind each name sits one pool; the typed accessors
+//! ([`Connection::postgres`], [`Connection::mysql`], [`Connection::sqlite`]) hand out
+//! views of it that share its connection budget.
+//!
+//! ```no_run
+//! # async fn f() -> dbmanager::Result<()> {
+//! let mgr = dbmanager::Manager::from_yaml_file("config.yaml")?;
+//! mgr.connect().await?;
+//! let primary = mgr.get("primary")?;        // cheap handle, clone freely
+//! let pool = primary.postgres()?;           // the sqlx PgPool behind that name
+//! sqlx::query("select 1").execute(&pool).await.ok();
+//! mgr.close().await;                        // graceful
+//! # Ok(()) }
+//! ```
+//!
+//! Modules by role: [`config`] (YAML format and validation), [`Manager`] (the set of
+//! connections), [`Connection`] (one name), [`stats`], [`Error`]. Engine pools live in the
+//! `dbmanager-providers` crate, one module per engine behind a cargo feature.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod config;
+mod connection;
+mod engine;
+mod error;
+mod manager;
+pub mod stats;
+
+pub use config::{Config, DbType};
+pub use connection::{Connection, Health, HealthState};
+pub use dbmanager_providers::pool::SqlPool;
+pub use dbmanager_providers::{ExposeSecret, ProviderError, SecretString};
+pub use engine::SqlEngine;
+pub use error::{Error, Result};
+pub use manager::Manager;

@@ -1,0 +1,206 @@
+//! [`Manager`]: every named connection of a service, built from one configuration.
+
+use crate::config::Config;
+use crate::connection::{Connection, HealthState};
+use crate::error::{Error, Result};
+use crate::stats::ManagerStats;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The named connections of a service. Cheap to clone; share it freely.
+///
+/// ```no_run
+/// # async fn f() -> dbmanager::Result<()> {
+/// let mgr = dbmanager::Manager::from_yaml_file("config.yaml")?;
+/// mgr.connect().await?;
+/// let pool = mgr.get("primary")?.postgres()?;
+/// sqlx::query("select 1").execute(&pool).await.ok();
+/// mgr.close().await;
+/// # Ok(()) }
+/// ```
+///
+/// The set of connections is an immutable map behind an atomic pointer, so [`get`](Self::get)
+/// is a lock-free lookup; replacing a connection swaps the map without blocking readers.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// In configuration order.
+    order: ArcSwap<Vec<String>>,
+    connections: ArcSwap<HashMap<String, Connection>>,
+    default: ArcSwapOption<String>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let conns = self.inner.connections.load();
+        let mut list: Vec<&Connection> = conns.values().collect();
+        list.sort_by(|a, b| a.name().cmp(b.name()));
+        f.debug_struct("Manager")
+            .field("default", &self.inner.default.load().as_deref())
+            .field("closed", &self.inner.closed.load(Ordering::Acquire))
+            .field("connections", &list)
+            .finish()
+    }
+}
+
+impl Manager {
+    /// Builds a manager from a validated configuration. Opens nothing: call
+    /// [`connect`](Self::connect). Logs the configuration's warnings.
+    pub fn new(config: Config) -> Self {
+        for w in &config.warnings {
+            tracing::warn!(path = %w.path, "{}", w.message);
+        }
+        let order: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+        let connections = config
+            .connections
+            .into_iter()
+            .map(|c| (c.name.clone(), Connection::new(c)))
+            .collect();
+        Manager {
+            inner: Arc::new(Inner {
+                order: ArcSwap::from_pointee(order),
+                connections: ArcSwap::from_pointee(connections),
+                default: ArcSwapOption::new(config.default_connection.map(Arc::new)),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Loads and validates a YAML file (environment overrides applied), then builds the
+    /// manager.
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Manager::new(Config::from_yaml_file(path)?))
+    }
+
+    /// As [`from_yaml_file`](Self::from_yaml_file), from YAML text.
+    pub fn from_yaml_str(text: &str) -> Result<Self> {
+        Ok(Manager::new(Config::from_yaml_str(text)?))
+    }
+
+    /// Opens every connection, all at once rather than one after another.
+    ///
+    /// `startup: strict` connections connect now; if any fails, the error names each one
+    /// that did ([`Error::Startup`]) and the others stay open. `startup: lazy` connections
+    /// build their pool and connect on first use. Calling it again retries only the
+    /// connections that are not open.
+    pub async fn connect(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed { name: "*".into() });
+        }
+        let conns = self.connections();
+        let results = futures_util::future::join_all(conns.iter().map(|c| c.open())).await;
+        let failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Startup { failures })
+        }
+    }
+
+    /// The connection called `name`. A lookup: no lock, no I/O.
+    pub fn get(&self, name: &str) -> Result<Connection> {
+        if self.is_closed() {
+            return Err(Error::Closed { name: name.into() });
+        }
+        self.inner
+            .connections
+            .load()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownConnection {
+                name: name.to_owned(),
+                known: self.names(),
+            })
+    }
+
+    /// The default connection (`default_connection`, or the only one).
+    pub fn default(&self) -> Result<Connection> {
+        match self.inner.default.load_full() {
+            Some(name) => self.get(&name),
+            None => Err(Error::NoDefault {
+                known: self.names(),
+            }),
+        }
+    }
+
+    /// Makes `name` the default connection. Fails, changing nothing, if it is unknown.
+    pub fn set_default(&self, name: &str) -> Result<()> {
+        self.get(name)?;
+        self.inner.default.store(Some(Arc::new(name.to_owned())));
+        Ok(())
+    }
+
+    /// The default connection's name, if any.
+    pub fn default_name(&self) -> Option<String> {
+        self.inner.default.load_full().map(|n| n.as_ref().clone())
+    }
+
+    /// Connection names, in configuration order.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.order.load().as_ref().clone()
+    }
+
+    /// Every connection, in configuration order.
+    pub fn connections(&self) -> Vec<Connection> {
+        let map = self.inner.connections.load();
+        self.inner
+            .order
+            .load()
+            .iter()
+            .filter_map(|n| map.get(n).cloned())
+            .collect()
+    }
+
+    /// Statistics of every connection, plus health totals.
+    pub fn stats(&self) -> ManagerStats {
+        let connections: Vec<_> = self.connections().iter().map(Connection::stats).collect();
+        ManagerStats {
+            total_connections: connections.len(),
+            healthy: connections
+                .iter()
+                .filter(|c| c.health == HealthState::Healthy)
+                .count(),
+            unhealthy: connections
+                .iter()
+                .filter(|c| c.health == HealthState::Unhealthy)
+                .count(),
+            connections,
+        }
+    }
+
+    /// Health-checks every connection concurrently (one real round trip each).
+    /// Returns each connection's latency or error, in configuration order.
+    pub async fn health_check(&self) -> Vec<(String, Result<Duration>)> {
+        let conns = self.connections();
+        let results = futures_util::future::join_all(conns.iter().map(|c| c.health_check())).await;
+        conns
+            .iter()
+            .map(|c| c.name().to_owned())
+            .zip(results)
+            .collect()
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes every connection, concurrently. New acquires fail with [`Error::Closed`] at
+    /// once; work in flight finishes (each connection waits up to its `close_timeout`);
+    /// then every pool is closed. Returns whether everything drained in time. Calling it
+    /// twice is harmless.
+    pub async fn close(&self) -> bool {
+        self.inner.closed.store(true, Ordering::Release);
+        let conns = self.connections();
+        let results = futures_util::future::join_all(conns.iter().map(|c| c.close())).await;
+        results.into_iter().all(|ok| ok)
+    }
+}

@@ -1,0 +1,74 @@
+//! The providers' error type.
+//!
+//! Messages never contain a password or a DSN: errors that come from parsing a DSN are
+//! scrubbed of the DSN's text before they are stored (see [`ProviderError::invalid_dsn`]).
+
+use std::time::Duration;
+
+/// Errors raised while building, using or closing a provider's pool.
+///
+/// The `dbmanager` crate wraps these with the connection's name and the YAML path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The DSN could not be parsed. The reason never quotes the DSN itself.
+    #[error("invalid dsn: {reason}")]
+    InvalidDsn {
+        /// What is wrong, with any secret removed.
+        reason: String,
+    },
+    /// A setting has a value the engine cannot use.
+    #[error("invalid setting `{field}`: {reason}")]
+    InvalidSetting {
+        /// The setting's name (the YAML field name).
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Opening a connection failed (network, TLS, authentication, unknown database...).
+    #[error("connect failed: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// An operation did not finish in time.
+    #[error("{phase} timed out after {after:?}")]
+    Timeout {
+        /// What timed out: `connect`, `health check`, ...
+        phase: &'static str,
+        /// The limit that was reached.
+        after: Duration,
+    },
+    /// No connection became available within `acquire_timeout`.
+    #[error("no connection available within acquire_timeout ({waited:?})")]
+    AcquireTimeout {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The pool was closed; no new connections are handed out.
+    #[error("pool is closed")]
+    Closed,
+    /// A statement or ping failed on an open connection.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl ProviderError {
+    /// Builds an [`InvalidDsn`](Self::InvalidDsn) error from a parser error, removing every
+    /// occurrence of the DSN (and of any `secrets`) from the message.
+    pub fn invalid_dsn(err: impl std::fmt::Display, dsn: &str, secrets: &[&str]) -> Self {
+        let mut reason = err.to_string();
+        for s in std::iter::once(dsn).chain(secrets.iter().copied()) {
+            if !s.is_empty() {
+                reason = reason.replace(s, "<redacted>");
+            }
+        }
+        ProviderError::InvalidDsn { reason }
+    }
+
+    /// Classifies a sqlx error raised while *acquiring* a connection.
+    pub(crate) fn from_acquire(err: sqlx::Error, waited: Duration) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut => ProviderError::AcquireTimeout { waited },
+            sqlx::Error::PoolClosed => ProviderError::Closed,
+            other => ProviderError::Connect(other),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Engine providers for [dbmanager](https://docs.rs/dbmanager).
+//!
+//! A provider turns *typed* settings into a live pool for one engine. It knows nothing of
+//! YAML, environment variables or connection names: the `dbmanager` crate parses and
+//! validates the configuration, then hands each provider a [`settings::ServerSettings`] or
+//! [`settings::SqliteSettings`] plus a [`settings::PoolSettings`].
+//!
+//! Each engine sits behind a cargo feature (`postgres`, `mysql`, `sqlite`) so a service
+//! compiles only the drivers it uses.
+//!
+//! The SQL engines share one pool implementation, [`pool::SqlPool`]: a [`sqlx::Pool`] with
+//! hooks that enforce the limits sqlx lacks (`max_idle_conns`), replace sqlx's ping on every
+//! acquire with a ping only after a connection sat idle for a while, and count *why*
+//! connections were closed.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod error;
+pub mod pool;
+pub mod settings;
+pub mod stats;
+
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use error::ProviderError;
+pub use secrecy::{ExposeSecret, SecretString};
+
+/// Pieces of a DSN that must never reach an error message: the password in its userinfo,
+/// raw and percent-decoded. (The whole DSN is scrubbed as well.)
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn pool_dsn_secrets(dsn: &str) -> Vec<&str> {
+    let Some(rest) = dsn.split_once("://").map(|(_, r)| r) else {
+        return Vec::new();
+    };
+    let Some(at) = rest.rfind('@') else {
+        return Vec::new();
+    };
+    match rest[..at].split_once(':') {
+        Some((_, pw)) if !pw.is_empty() => vec![pw],
+        _ => Vec::new(),
+    }
+}

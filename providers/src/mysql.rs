@@ -1,0 +1,97 @@
+//! MySQL and MariaDB provider (feature `mysql`): a [`SqlPool<MySql>`] built from
+//! [`ServerSettings`] with sqlx's option builders.
+//!
+//! `sslmode` takes PostgreSQL's names and maps them: `disable` → DISABLED, `prefer`/`allow`
+//! → PREFERRED, `require` → REQUIRED, `verify-ca` → VERIFY_CA, `verify-full` →
+//! VERIFY_IDENTITY. `query_timeout` becomes the session's `max_statement_time` on MariaDB
+//! and `max_execution_time` on MySQL (which applies to `SELECT` only).
+
+use crate::error::ProviderError;
+use crate::pool::{InitFn, SqlPool};
+use crate::settings::{PoolSettings, ServerSettings, SslMode};
+use secrecy::ExposeSecret;
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+use sqlx::{Executor, MySql};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// A MySQL/MariaDB pool.
+pub type MySqlSqlPool = SqlPool<MySql>;
+
+/// Builds the driver's connect options. Pure: does no I/O, so it doubles as validation.
+pub fn connect_options(s: &ServerSettings) -> Result<MySqlConnectOptions, ProviderError> {
+    let o = match &s.dsn {
+        Some(dsn) => {
+            let dsn = dsn.expose_secret();
+            MySqlConnectOptions::from_str(dsn)
+                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::pool_dsn_secrets(dsn)))?
+        }
+        None => {
+            let mut o = MySqlConnectOptions::new();
+            if let Some(host) = &s.host {
+                o = o.host(host);
+            }
+            if let Some(port) = s.port {
+                o = o.port(port);
+            }
+            if let Some(user) = &s.user {
+                o = o.username(user);
+            }
+            if let Some(password) = &s.password {
+                o = o.password(password.expose_secret());
+            }
+            if let Some(db) = &s.database {
+                o = o.database(db);
+            }
+            o = o.ssl_mode(ssl_mode(s.tls.mode));
+            if let Some(p) = &s.tls.root_cert {
+                o = o.ssl_ca(p);
+            }
+            if let Some(p) = &s.tls.client_cert {
+                o = o.ssl_client_cert(p);
+            }
+            if let Some(p) = &s.tls.client_key {
+                o = o.ssl_client_key(p);
+            }
+            o
+        }
+    };
+    Ok(o)
+}
+
+fn ssl_mode(mode: SslMode) -> MySqlSslMode {
+    match mode {
+        SslMode::Disable => MySqlSslMode::Disabled,
+        SslMode::Allow | SslMode::Prefer => MySqlSslMode::Preferred,
+        SslMode::Require => MySqlSslMode::Required,
+        SslMode::VerifyCa => MySqlSslMode::VerifyCa,
+        SslMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+    }
+}
+
+/// Builds the pool; with `eager`, connects before returning (bounded by `connect_timeout`).
+pub async fn open(
+    server: &ServerSettings,
+    pool: PoolSettings,
+    eager: bool,
+) -> Result<MySqlSqlPool, ProviderError> {
+    let options = connect_options(server)?;
+    let init: Option<InitFn<MySql>> = server.query_timeout.map(|t| {
+        let f: InitFn<MySql> = Arc::new(move |conn| {
+            Box::pin(async move {
+                let version: String = sqlx::query_scalar("SELECT VERSION()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let stmt = if version.contains("MariaDB") {
+                    format!("SET SESSION max_statement_time = {}", t.as_secs_f64())
+                } else {
+                    format!("SET SESSION max_execution_time = {}", t.as_millis())
+                };
+                conn.execute(sqlx::AssertSqlSafe(stmt)).await?;
+                Ok(())
+            })
+        });
+        f
+    });
+    SqlPool::open(pool, options, init, eager, false).await
+}

@@ -1,0 +1,217 @@
+//! Typed, validated settings a provider is built from.
+//!
+//! These carry no defaults of their own and know nothing about where they came from: the
+//! `dbmanager` crate fills them from the YAML file (global defaults merged with the
+//! connection's overrides) after validating every value.
+
+use secrecy::SecretString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Pool limits and timeouts shared by every engine.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PoolSettings {
+    /// Hard cap on connections this pool opens to the server (`max_open_conns`).
+    pub max_open: u32,
+    /// Most connections kept idle; a connection released while this many are idle is
+    /// closed (`max_idle_conns`).
+    pub max_idle: u32,
+    /// Connections opened at start and kept open (`min_idle_conns`).
+    pub min_idle: u32,
+    /// Connections older than this are closed on their next acquire or release
+    /// (`conn_max_lifetime`). `None`: no limit.
+    pub max_lifetime: Option<Duration>,
+    /// Idle connections older than this are closed by the reaper or on acquire
+    /// (`conn_max_idle_time`). `None`: no limit.
+    pub max_idle_time: Option<Duration>,
+    /// How long an acquire waits for a connection before failing (`acquire_timeout`).
+    pub acquire_timeout: Duration,
+    /// Bound on connection attempts the manager makes itself (`connect_timeout`).
+    pub connect_timeout: Duration,
+    /// A connection idle for longer than this is pinged before it is handed out
+    /// (`ping_idle_after`). `None`: never ping on acquire.
+    pub ping_idle_after: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// Settings with the given cap and the defaults `dbmanager` documents for the rest.
+    pub fn with_max_open(max_open: u32) -> Self {
+        PoolSettings {
+            max_open,
+            max_idle: max_open.min(5),
+            min_idle: 0,
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            max_idle_time: Some(Duration::from_secs(5 * 60)),
+            acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            ping_idle_after: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// TLS mode, with PostgreSQL's names; MySQL maps them to its own (see `mysql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// Plain first, TLS if the server insists.
+    Allow,
+    /// TLS if the server offers it, else plain (the drivers' default).
+    #[default]
+    Prefer,
+    /// TLS required; the certificate is not verified.
+    Require,
+    /// TLS required and the certificate chain verified against `ssl_root_cert`.
+    VerifyCa,
+    /// As `VerifyCa`, and the host name must match the certificate.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Every accepted spelling, for error messages.
+    pub const NAMES: &'static [&'static str] = &[
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ];
+
+    /// Parses PostgreSQL's names and MySQL's (`disabled`, `preferred`, `required`,
+    /// `verify_ca`, `verify_identity`), case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "disable" | "disabled" | "false" | "off" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" | "preferred" => SslMode::Prefer,
+            "require" | "required" | "true" | "on" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" | "verify-identity" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+/// TLS settings for network engines.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TlsSettings {
+    /// The mode (`sslmode`).
+    pub mode: SslMode,
+    /// CA certificate file (`ssl_root_cert`).
+    pub root_cert: Option<PathBuf>,
+    /// Client certificate file (`ssl_cert`).
+    pub client_cert: Option<PathBuf>,
+    /// Client key file (`ssl_key`).
+    pub client_key: Option<PathBuf>,
+}
+
+/// Where and how to reach a database server (PostgreSQL, MySQL/MariaDB).
+///
+/// When `dsn` is set it is parsed by the driver and the endpoint fields (`host`, `port`,
+/// `user`, `password`, `database`, TLS) are not used; session settings
+/// (`application_name`, `schema`, `query_timeout`) still apply on top of it.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// A complete connection URL, kept secret because it usually holds a password.
+    pub dsn: Option<SecretString>,
+    /// Host name or IP address.
+    pub host: Option<String>,
+    /// TCP port; the engine's default when `None`.
+    pub port: Option<u16>,
+    /// User name.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<SecretString>,
+    /// Database name.
+    pub database: Option<String>,
+    /// TLS mode and files.
+    pub tls: TlsSettings,
+    /// Name reported to the server (PostgreSQL `application_name`).
+    pub application_name: Option<String>,
+    /// Default schema (PostgreSQL `search_path`).
+    pub schema: Option<String>,
+    /// Server-side statement timeout.
+    pub query_timeout: Option<Duration>,
+}
+
+impl ServerSettings {
+    /// Settings for `host` with everything else unset.
+    pub fn new(host: impl Into<String>) -> Self {
+        ServerSettings {
+            host: Some(host.into()),
+            ..ServerSettings::default()
+        }
+    }
+
+    /// Settings from a DSN alone.
+    pub fn from_dsn(dsn: impl Into<String>) -> Self {
+        ServerSettings {
+            dsn: Some(SecretString::from(dsn.into())),
+            ..ServerSettings::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SecretString already redacts, but spell the DSN out as redacted for clarity.
+        f.debug_struct("ServerSettings")
+            .field("dsn", &self.dsn.as_ref().map(|_| "<redacted>"))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .field("application_name", &self.application_name)
+            .field("schema", &self.schema)
+            .field("query_timeout", &self.query_timeout)
+            .finish()
+    }
+}
+
+/// Which SQLite database to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteTarget {
+    /// A database file, created if missing.
+    File(PathBuf),
+    /// A private in-memory database shared by every connection of this pool (and only
+    /// this pool). `name` must be unique in the process.
+    Memory {
+        /// A process-unique name for the shared in-memory database.
+        name: String,
+    },
+}
+
+/// SQLite settings. Every PRAGMA here is applied to each pooled connection when it opens.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SqliteSettings {
+    /// The database.
+    pub target: SqliteTarget,
+    /// How long a statement waits for a lock held by another connection (`busy_timeout`).
+    pub busy_timeout: Duration,
+    /// `PRAGMA foreign_keys`.
+    pub foreign_keys: bool,
+    /// `PRAGMA journal_mode`; `None` picks WAL for files and MEMORY for in-memory databases.
+    pub journal_mode: Option<String>,
+    /// `PRAGMA synchronous`; `None` picks NORMAL (safe with WAL).
+    pub synchronous: Option<String>,
+}
+
+impl SqliteSettings {
+    /// Defaults for `target`: WAL (for files), `busy_timeout` 5 s, foreign keys on.
+    pub fn new(target: SqliteTarget) -> Self {
+        SqliteSettings {
+            target,
+            busy_timeout: Duration::from_secs(5),
+            foreign_keys: true,
+            journal_mode: None,
+            synchronous: None,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Pool statistics: live sizes plus counters of *why* connections were closed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counters a pool's hooks update. Cheap atomics; read with [`PoolCounters::snapshot`].
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    pub(crate) opened: AtomicU64,
+    pub(crate) closed_max_lifetime: AtomicU64,
+    pub(crate) closed_idle_timeout: AtomicU64,
+    pub(crate) closed_max_idle: AtomicU64,
+    pub(crate) closed_broken: AtomicU64,
+    pub(crate) wait_count: AtomicU64,
+    pub(crate) wait_nanos: AtomicU64,
+    pub(crate) acquire_timeouts: AtomicU64,
+    pub(crate) acquire_errors: AtomicU64,
+    pub(crate) closed_shutdown: AtomicU64,
+}
+
+impl PoolCounters {
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_wait(&self, waited: Duration) {
+        Self::inc(&self.wait_count);
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the counters combined with the pool's live sizes.
+    pub fn snapshot(&self, max_open: u32, open: u32, idle: u32) -> PoolStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let opened = get(&self.opened);
+        let lifetime = get(&self.closed_max_lifetime);
+        let max_idle = get(&self.closed_max_idle);
+        let broken = get(&self.closed_broken);
+        let counted_idle = get(&self.closed_idle_timeout);
+        let shutdown = get(&self.closed_shutdown);
+        // Every connection ever opened is either still open or was closed. The ones closed
+        // that no hook saw were closed by sqlx's background reaper, which (as configured by
+        // `pool::SqlPool`) reaps for idle timeout only, or by sqlx's check on release.
+        let closed_total = opened.saturating_sub(u64::from(open));
+        let reaped =
+            closed_total.saturating_sub(lifetime + max_idle + broken + counted_idle + shutdown);
+        PoolStats {
+            max_open,
+            open,
+            idle,
+            in_use: open.saturating_sub(idle),
+            wait_count: get(&self.wait_count),
+            wait_duration: Duration::from_nanos(get(&self.wait_nanos)),
+            acquire_timeouts: get(&self.acquire_timeouts),
+            acquire_errors: get(&self.acquire_errors),
+            opened_total: opened,
+            closed_total,
+            closed_max_lifetime: lifetime,
+            closed_idle_timeout: counted_idle + reaped,
+            closed_max_idle: max_idle,
+            closed_broken: broken,
+            closed_shutdown: shutdown,
+        }
+    }
+}
+
+/// A point-in-time view of one pool.
+///
+/// `wait_*` and `acquire_*` count the acquires made through the manager
+/// (`Connection::acquire`, `Connection::begin`, health checks); queries run directly on the
+/// raw `sqlx::Pool` still obey every limit but are not timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// `max_open_conns`: the most connections this pool may hold open.
+    pub max_open: u32,
+    /// Connections open now (idle + in use).
+    pub open: u32,
+    /// Connections checked out now.
+    pub in_use: u32,
+    /// Connections open and waiting in the pool.
+    pub idle: u32,
+    /// Acquires through the manager (each one counted, whether it had to wait or not).
+    pub wait_count: u64,
+    /// Total time those acquires spent waiting.
+    pub wait_duration: Duration,
+    /// Acquires that gave up after `acquire_timeout`.
+    pub acquire_timeouts: u64,
+    /// Acquires that failed for another reason (connect error, pool closed).
+    pub acquire_errors: u64,
+    /// Connections opened since the pool was built.
+    pub opened_total: u64,
+    /// Connections closed since the pool was built (`opened_total - open`).
+    pub closed_total: u64,
+    /// Closed because they outlived `conn_max_lifetime` (checked on acquire and on release).
+    pub closed_max_lifetime: u64,
+    /// Closed because they sat idle longer than `conn_max_idle_time` (on acquire, or by the
+    /// background reaper; also includes the rare connection sqlx found broken on release,
+    /// which it does not report separately).
+    pub closed_idle_timeout: u64,
+    /// Closed on release because `max_idle_conns` connections were already idle.
+    pub closed_max_idle: u64,
+    /// Closed because a liveness ping on a long-idle connection failed.
+    pub closed_broken: u64,
+    /// Closed by `close()` (open when the pool was closed).
+    pub closed_shutdown: u64,
+}
