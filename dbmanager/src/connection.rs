@@ -1,6 +1,8 @@
 //! [`Connection`]: one named database, a cheap handle over its pool.
 
-use crate::config::{ConnectionConfig, DbType, Endpoint, SqliteTarget, Startup};
+#[cfg(feature = "sqlite")]
+use crate::config::SqliteTarget;
+use crate::config::{ConnectionConfig, DbType, Endpoint, Startup};
 use crate::engine::{Pools, SqlEngine};
 use crate::error::{Error, Result};
 use crate::stats::{ConnectionStats, PoolStats};
@@ -8,7 +10,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use dbmanager_providers::pool::SqlPool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The health of a connection, as last observed.
@@ -95,7 +97,8 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-static MEMORY_DB_SEQ: AtomicU64 = AtomicU64::new(0);
+#[cfg(feature = "sqlite")]
+static MEMORY_DB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Connection {
     pub(crate) fn new(config: ConnectionConfig) -> Self {

@@ -17,6 +17,9 @@ pub enum Pools {
     MySql(SqlPool<sqlx::MySql>),
     #[cfg(feature = "sqlite")]
     Sqlite(SqlPool<sqlx::Sqlite>),
+    /// Built without any SQL engine: no pool can exist.
+    #[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+    Never(std::convert::Infallible),
 }
 
 /// Runs `$body` with `$p` bound to the `SqlPool` whatever its engine.
@@ -29,10 +32,16 @@ macro_rules! with_pool {
             $crate::engine::Pools::MySql($p) => $body,
             #[cfg(feature = "sqlite")]
             $crate::engine::Pools::Sqlite($p) => $body,
+            #[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+            $crate::engine::Pools::Never(never) => match *never {},
         }
     };
 }
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(unused_variables)
+)]
 impl Pools {
     pub(crate) fn stats(&self) -> PoolStats {
         with_pool!(self, p => p.stats())

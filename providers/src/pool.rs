@@ -113,15 +113,17 @@ impl<DB: Database> SqlPool<DB> {
         };
         slot.store(Some(Arc::new(pool.clone())));
 
-        Ok(SqlPool {
-            inner: Arc::new(Inner {
-                pool,
-                counters,
-                settings,
-                slot,
-                anchor: tokio::sync::Mutex::new(anchor),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            pool,
+            counters,
+            settings,
+            slot,
+            anchor: tokio::sync::Mutex::new(anchor),
+        });
+        if inner.settings.max_idle < inner.settings.max_open {
+            spawn_idle_trimmer(Arc::downgrade(&inner));
+        }
+        Ok(SqlPool { inner })
     }
 
     /// The sqlx pool. Every clone of it shares this pool's connections and limits.
@@ -195,13 +197,45 @@ impl<DB: Database> SqlPool<DB> {
         }
         let drained = tokio::time::timeout(drain, pool.close()).await.is_ok();
         self.inner.slot.store(None);
-        if let Some(anchor) = self.inner.anchor.lock().await.take() {
-            if let Err(error) = anchor.close().await {
-                tracing::debug!(%error, "closing the anchor connection failed");
-            }
+        let anchor = self.inner.anchor.lock().await.take();
+        if let Some(Err(error)) = match anchor {
+            Some(conn) => Some(conn.close().await),
+            None => None,
+        } {
+            tracing::debug!(%error, "closing the anchor connection failed");
         }
         drained
     }
+}
+
+/// How often surplus idle connections (above `max_idle_conns`) are closed.
+const TRIM_PERIOD: Duration = Duration::from_millis(250);
+
+/// Closes idle connections above `max_idle_conns`. The release hook does this for releases
+/// one at a time, but connections released together all see the same idle count before
+/// any is back in the queue, so a burst can overshoot; this task takes the surplus back
+/// within `TRIM_PERIOD`. It holds only a `Weak` and ends when the pool closes or is dropped.
+fn spawn_idle_trimmer<DB: Database>(weak: std::sync::Weak<Inner<DB>>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(TRIM_PERIOD).await;
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.pool.is_closed() {
+                return;
+            }
+            let max_idle = inner.settings.max_idle as usize;
+            while inner.pool.num_idle() > max_idle {
+                // `try_acquire` gives up if a caller is waiting: that caller needs it more.
+                let Some(conn) = inner.pool.try_acquire() else {
+                    break;
+                };
+                PoolCounters::inc(&inner.counters.closed_max_idle);
+                if let Err(error) = conn.close().await {
+                    tracing::debug!(%error, "closing a surplus idle connection failed");
+                }
+            }
+        }
+    });
 }
 
 fn pool_options<DB: Database>(
@@ -251,11 +285,11 @@ fn pool_options<DB: Database>(
                     PoolCounters::inc(&counters.closed_idle_timeout);
                     return Ok(false);
                 }
-                if ping_after.is_some_and(|p| meta.idle_for >= p) {
-                    if let Err(e) = conn.ping().await {
-                        PoolCounters::inc(&counters.closed_broken);
-                        return Err(e);
-                    }
+                if ping_after.is_some_and(|p| meta.idle_for >= p)
+                    && let Err(e) = conn.ping().await
+                {
+                    PoolCounters::inc(&counters.closed_broken);
+                    return Err(e);
                 }
                 Ok(true)
             })

@@ -375,11 +375,11 @@ impl ConfigLoader {
         // Overrides go into the `dbmanager:` section when the file has one.
         let has_section = root.get("dbmanager").is_some();
         if has_section {
-            if let tree::Value::Map(entries) = &mut root.value {
-                if let Some((_, section)) = entries.iter_mut().find(|(k, _)| k == "dbmanager") {
-                    tree::apply_env_overrides(section, &env, &mut errors);
-                    tree::interpolate(section, "dbmanager", &env, &mut errors);
-                }
+            if let tree::Value::Map(entries) = &mut root.value
+                && let Some((_, section)) = entries.iter_mut().find(|(k, _)| k == "dbmanager")
+            {
+                tree::apply_env_overrides(section, &env, &mut errors);
+                tree::interpolate(section, "dbmanager", &env, &mut errors);
             }
         } else {
             tree::apply_env_overrides(&mut root, &env, &mut errors);
@@ -388,6 +388,23 @@ impl ConfigLoader {
         let mut v = validate::Validator::new();
         v.errors = errors;
         let config = v.config(&root);
+        // Defence in depth: a secret typed into the wrong field (say, a password where a
+        // number belongs) would otherwise be quoted back. Scrub every message of every
+        // password and DSN value in the file.
+        let secrets = tree::secret_values(&root);
+        let scrub = |text: &mut String| {
+            for secret in &secrets {
+                if text.contains(secret.as_str()) {
+                    *text = text.replace(secret.as_str(), "<redacted>");
+                }
+            }
+        };
+        for e in &mut v.errors {
+            scrub(&mut e.message);
+        }
+        for w in &mut v.warnings {
+            scrub(&mut w.message);
+        }
         match config {
             Some(mut c) if v.errors.is_empty() => {
                 c.warnings = v.warnings;

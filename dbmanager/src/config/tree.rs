@@ -354,3 +354,34 @@ pub(crate) fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, S
     out.push_str(rest);
     Ok(out)
 }
+
+/// Every string under a `password` or `dsn` key (and the password inside each DSN),
+/// longest first, so messages can be scrubbed of them.
+pub(crate) fn secret_values(root: &Node) -> Vec<String> {
+    fn walk(node: &Node, secret: bool, out: &mut Vec<String>) {
+        match &node.value {
+            Value::Str(s) if secret && !s.is_empty() => {
+                out.push(s.clone());
+                if let Some((_, rest)) = s.split_once("://")
+                    && let Some(at) = rest.rfind('@')
+                    && let Some((_, pw)) = rest[..at].split_once(':')
+                    && !pw.is_empty()
+                {
+                    out.push(pw.to_owned());
+                }
+            }
+            Value::Seq(items) => items.iter().for_each(|i| walk(i, secret, out)),
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    walk(v, secret || k == "password" || k == "dsn", out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, false, &mut out);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}

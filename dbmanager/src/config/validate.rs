@@ -549,15 +549,15 @@ impl Validator {
                 &section.origin,
                 "no connections: add a `connections` mapping with at least one named connection",
             ),
-            Some((node, path)) => match &node.value {
+            Some((node, ref path)) => match &node.value {
                 Value::Map(entries) if entries.is_empty() => self.err(
-                    &path,
+                    path,
                     &node.origin,
                     "no connections: add at least one named connection",
                 ),
                 Value::Map(entries) => {
                     for (name, conn) in entries {
-                        let cpath = join(&path, name);
+                        let cpath = join(path, name);
                         if name.trim().is_empty() {
                             self.err(&cpath, &conn.origin, "a connection name must not be empty");
                             continue;
@@ -568,12 +568,12 @@ impl Validator {
                     }
                 }
                 Value::Null => self.err(
-                    &path,
+                    path,
                     &node.origin,
                     "no connections: add at least one named connection",
                 ),
                 _ => self.err(
-                    &path,
+                    path,
                     &node.origin,
                     format!(
                         "expected a mapping of connection names to settings, found {}",
@@ -583,28 +583,30 @@ impl Validator {
             },
         }
 
+        // Checked against the declared names, so it is reported even when a connection
+        // has errors of its own.
+        let declared: Vec<&str> = match connections_node.map(|(n, _)| &n.value) {
+            Some(Value::Map(entries)) => entries.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => Vec::new(),
+        };
         let default_connection = match default_connection {
             Some(d) => {
-                let known = connections
-                    .iter()
-                    .any(|c: &ConnectionConfig| c.name == d.value);
-                // Only report it when every connection parsed; otherwise the name may
-                // belong to a connection that had its own errors.
-                if !known && self.errors.is_empty() {
-                    let names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
+                if !declared.contains(&d.value.as_str()) && !declared.is_empty() {
                     self.err(
                         &d.path,
                         &d.origin,
                         format!(
                             "default_connection `{}` is not among the connections (configured: {})",
                             d.value,
-                            names.join(", ")
+                            declared.join(", ")
                         ),
                     );
                 }
                 Some(d.value)
             }
-            None if connections.len() == 1 => Some(connections[0].name.clone()),
+            None if connections.len() == 1 && declared.len() == 1 => {
+                Some(connections[0].name.clone())
+            }
             None => None,
         };
 
@@ -663,16 +665,15 @@ impl Validator {
             }),
         };
 
-        if let Some((n, p)) = own.get("name") {
-            if let Some(s) = self.string(n, p) {
-                if s != name {
-                    self.err(
-                        p,
-                        &n.origin,
-                        format!("`name` must match the connection's key `{name}` (or be left out)"),
-                    );
-                }
-            }
+        if let Some((n, p)) = own.get("name")
+            && let Some(s) = self.string(n, p)
+            && s != name
+        {
+            self.err(
+                p,
+                &n.origin,
+                format!("`name` must match the connection's key `{name}` (or be left out)"),
+            );
         }
 
         // Plain strings.
@@ -842,31 +843,31 @@ impl Validator {
             .map_or(defaults::MAX_IDLE.min(max_open), |s| s.value);
         let min_idle_src = local.min_idle.clone().or(global.min_idle.clone());
         let min_idle = min_idle_src.as_ref().map_or(0, |s| s.value);
-        if let Some(s) = &max_idle_src {
-            if s.value > max_open {
-                self.err(
-                    &s.path,
-                    &s.origin,
-                    format!(
-                        "max_idle_conns ({}) must not exceed max_open_conns ({max_open}){}",
-                        s.value,
-                        inherited(&s.path, path)
-                    ),
-                );
-            }
+        if let Some(s) = &max_idle_src
+            && s.value > max_open
+        {
+            self.err(
+                &s.path,
+                &s.origin,
+                format!(
+                    "max_idle_conns ({}) must not exceed max_open_conns ({max_open}){}",
+                    s.value,
+                    inherited(&s.path, path)
+                ),
+            );
         }
-        if let Some(s) = &min_idle_src {
-            if s.value > max_idle {
-                self.err(
-                    &s.path,
-                    &s.origin,
-                    format!(
-                        "min_idle_conns ({}) must not exceed max_idle_conns ({max_idle}){}",
-                        s.value,
-                        inherited(&s.path, path)
-                    ),
-                );
-            }
+        if let Some(s) = &min_idle_src
+            && s.value > max_idle
+        {
+            self.err(
+                &s.path,
+                &s.origin,
+                format!(
+                    "min_idle_conns ({}) must not exceed max_idle_conns ({max_idle}){}",
+                    s.value,
+                    inherited(&s.path, path)
+                ),
+            );
         }
         let lifetime_src = local.lifetime.clone().or(global.lifetime.clone());
         let idle_src = local.idle_time.clone().or(global.idle_time.clone());
@@ -876,28 +877,28 @@ impl Validator {
         let idle_time = idle_src
             .as_ref()
             .map_or(Some(defaults::IDLE_TIME), |s| s.value);
-        if let (Some(l), Some(i)) = (lifetime, idle_time) {
-            if l < i {
-                let (p, o) = lifetime_src
-                    .as_ref()
-                    .map(|s| (s.path.clone(), s.origin.clone()))
-                    .or_else(|| {
-                        idle_src
-                            .as_ref()
-                            .map(|s| (s.path.clone(), s.origin.clone()))
-                    })
-                    .unwrap_or_else(|| (join(path, "conn_max_lifetime"), Origin::Unknown));
-                self.err(
-                    &p,
-                    &o,
-                    format!(
-                        "conn_max_lifetime ({}) must not be shorter than conn_max_idle_time ({}){}",
-                        humantime::format_duration(l),
-                        humantime::format_duration(i),
-                        inherited(&p, path)
-                    ),
-                );
-            }
+        if let (Some(l), Some(i)) = (lifetime, idle_time)
+            && l < i
+        {
+            let (p, o) = lifetime_src
+                .as_ref()
+                .map(|s| (s.path.clone(), s.origin.clone()))
+                .or_else(|| {
+                    idle_src
+                        .as_ref()
+                        .map(|s| (s.path.clone(), s.origin.clone()))
+                })
+                .unwrap_or_else(|| (join(path, "conn_max_lifetime"), Origin::Unknown));
+            self.err(
+                &p,
+                &o,
+                format!(
+                    "conn_max_lifetime ({}) must not be shorter than conn_max_idle_time ({}){}",
+                    humantime::format_duration(l),
+                    humantime::format_duration(i),
+                    inherited(&p, path)
+                ),
+            );
         }
         let retry_delay = pick!(retry_delay, defaults::RETRY_DELAY);
         let retry_max_src = local

@@ -1,0 +1,100 @@
+//! The `dbmanager` command against the machine's servers.
+
+mod support;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dbmanager"))
+        .args(args)
+        .output()
+        .expect("run dbmanager");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_exit_codes_and_every_error_on_stderr() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.yaml");
+    let (code, stdout, _) = run(&["validate", "--config", example]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("valid, 6 connection(s)"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "max_open_conns: 0\nconnections:\n  a:\n    type: oracle\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["validate", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("max_open_conns (line 1"), "{stderr}");
+    assert!(stderr.contains("connections.a.type (line 4"), "{stderr}");
+
+    let (code, _, stderr) = run(&["validate", "--config", "/nonexistent/dbm.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read the file"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_every_connection_and_exits_by_health() {
+    support::require_postgres().await;
+    support::require_mariadb().await;
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = dir.path().join("ok.yaml");
+    std::fs::write(
+        &healthy,
+        "connections:\n  pg:\n    type: postgres\n    host: 127.0.0.1\n    user: postgres\n    database: test\n  my:\n    type: mariadb\n    host: 127.0.0.1\n    user: root\n    database: test\n  lite:\n    type: sqlite\n    filepath: \":memory:\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["check", "--config", healthy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for name in ["pg", "my", "lite"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(line.contains("healthy"), "{line}");
+        assert!(line.contains("ms"), "latency in {line}");
+        assert!(line.contains("open<=25"), "pool settings in {line}");
+    }
+
+    let (code, stdout, _) = run(&[
+        "check",
+        "--config",
+        healthy.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert!(
+        list.iter()
+            .all(|c| c["status"] == "healthy" && c["latency_ms"].is_number())
+    );
+    assert_eq!(list[0]["pool"]["max_open_conns"], 25);
+
+    let down = dir.path().join("down.yaml");
+    let port = support::free_port();
+    std::fs::write(
+        &down,
+        format!("connections:\n  lite:\n    type: sqlite\n    filepath: \":memory:\"\n  gone:\n    type: postgres\n    host: 127.0.0.1\n    port: {port}\n    user: postgres\n    database: test\n    connect_timeout: 1s\n"),
+    )
+    .unwrap();
+    let (code, stdout, _) = run(&["check", "--config", down.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("gone") && l.contains("unhealthy")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("error: connection `gone`"), "{stdout}");
+}
