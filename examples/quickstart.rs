@@ -65,6 +65,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let latency = cache.health_check().await?;
     println!("health check round trip: {latency:?}");
 
+    // sqlx returns a released connection to the pool in a background task, so a
+    // connection used a moment ago may still count as in use here.
     let stats = mgr.stats();
     println!(
         "manager: {} connection(s), {} healthy, {} unhealthy",
