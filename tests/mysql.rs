@@ -4,7 +4,7 @@ mod support;
 
 use dbmanager::{DbType, Error, Manager};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
 use support::*;
 
@@ -150,33 +150,28 @@ async fn server_side_connection_count_never_exceeds_max_open_conns() {
     let conn = mgr.get("orders").unwrap();
     let pool = conn.mysql().unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        let user = user.clone();
+    // 4x max_open tasks, half through the raw pool, half through the managed acquire.
+    let count = {
         let admin = admin.clone();
-        tokio::spawn(async move {
-            max_while(stop, || {
-                let admin = admin.clone();
-                let user = user.clone();
-                async move {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
-                    )
-                    .bind(user)
-                    .fetch_one(&admin)
-                    .await
-                    .unwrap()
-                }
-            })
-            .await
-        })
+        let user = user.clone();
+        move || {
+            let admin = admin.clone();
+            let user = user.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+                )
+                .bind(user)
+                .fetch_one(&admin)
+                .await
+                .unwrap()
+            }
+        }
     };
-    let mut tasks = Vec::new();
-    for i in 0..(4 * max_open) {
+    let max_seen = max_count_during(count, 4 * max_open, |i| {
         let pool = pool.clone();
         let conn = conn.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             for _ in 0..5 {
                 if i % 2 == 0 {
                     sqlx::query("SELECT SLEEP(0.02)")
@@ -190,14 +185,11 @@ async fn server_side_connection_count_never_exceeds_max_open_conns() {
                         .await
                         .unwrap();
                 }
+                assert!(pool.size() <= max_open);
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    stop.store(true, Ordering::Release);
-    let max_seen = sampler.await.unwrap();
+        }
+    })
+    .await;
     assert!(
         max_seen <= i64::from(max_open),
         "server saw {max_seen} sessions for {user}, max_open_conns is {max_open}"

@@ -5,7 +5,7 @@ mod support;
 
 use dbmanager::{DbType, Error, Manager};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
 use support::*;
 
@@ -120,34 +120,28 @@ async fn server_side_connection_count_never_exceeds_max_open_conns() {
     let conn = mgr.get("primary").unwrap();
     let pool = conn.postgres().unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            max_while(stop, || {
-                let observer = observer.clone();
-                let app = app.clone();
-                async move {
-                    sqlx::query_scalar::<_, i64>(
-                        "select count(*) from pg_stat_activity where application_name = $1",
-                    )
-                    .bind(app)
-                    .fetch_one(&observer)
-                    .await
-                    .unwrap()
-                }
-            })
-            .await
-        })
-    };
-
     // 4x max_open tasks, half through the raw pool, half through the managed acquire.
-    let mut tasks = Vec::new();
-    for i in 0..(4 * max_open) {
+    let count = {
+        let observer = observer.clone();
+        let app = app.clone();
+        move || {
+            let observer = observer.clone();
+            let app = app.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "select count(*) from pg_stat_activity where application_name = $1",
+                )
+                .bind(app)
+                .fetch_one(&observer)
+                .await
+                .unwrap()
+            }
+        }
+    };
+    let max_seen = max_count_during(count, 4 * max_open, |i| {
         let pool = pool.clone();
         let conn = conn.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             for _ in 0..5 {
                 if i % 2 == 0 {
                     sqlx::query("select pg_sleep(0.02)")
@@ -163,13 +157,9 @@ async fn server_side_connection_count_never_exceeds_max_open_conns() {
                 }
                 assert!(pool.size() <= max_open);
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    stop.store(true, Ordering::Release);
-    let max_seen = sampler.await.unwrap();
+        }
+    })
+    .await;
     assert!(
         max_seen <= i64::from(max_open),
         "server saw {max_seen} sessions for {app}, max_open_conns is {max_open}"

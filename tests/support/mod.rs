@@ -249,6 +249,26 @@ where
     max.max(count().await)
 }
 
+/// Runs `tasks` concurrent copies of `work(i)` while sampling `count()` every few
+/// milliseconds; returns the largest count seen. Used to compare the server's own session
+/// count with a pool's limit under load.
+pub async fn max_count_during<C, CF, W, WF>(count: C, tasks: u32, work: W) -> i64
+where
+    C: FnMut() -> CF + Send + 'static,
+    CF: std::future::Future<Output = i64> + Send + 'static,
+    W: Fn(u32) -> WF,
+    WF: std::future::Future<Output = ()> + Send + 'static,
+{
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn(max_while(stop.clone(), count));
+    let handles: Vec<_> = (0..tasks).map(|i| tokio::spawn(work(i))).collect();
+    for h in handles {
+        h.await.expect("a load task failed");
+    }
+    stop.store(true, Ordering::Release);
+    sampler.await.expect("the sampler failed")
+}
+
 /// Escapes a string for a single-quoted SQL literal.
 pub fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
