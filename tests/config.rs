@@ -575,3 +575,25 @@ proptest! {
         let _ = Config::loader().env(env).load_str("connections:\n  a:\n    type: sqlite\n    filepath: x.db\n");
     }
 }
+
+#[test]
+fn resilience_settings_are_validated_and_inherited() {
+    let errs = errors(
+        "on_unavailable: sometimes\nconnections:\n  db:\n    type: sqlite\n    filepath: ':memory:'\n    failure_threshold: 0\n    drain_timeout: soon\n",
+    );
+    assert_error(&errs, "on_unavailable", "wait, fail_fast");
+    assert_error(&errs, "connections.db.failure_threshold", "");
+    assert_error(&errs, "connections.db.drain_timeout", "");
+
+    let cfg = load(
+        "on_unavailable: fail_fast\nfailure_threshold: 3\nconnections:\n  a:\n    type: sqlite\n    filepath: ':memory:'\n  b:\n    type: sqlite\n    filepath: ':memory:'\n    on_unavailable: wait\n    drain_timeout: 2s\n",
+    )
+    .expect("valid");
+    let a = &cfg.connections[0];
+    let b = &cfg.connections[1];
+    assert_eq!(a.on_unavailable, dbmanager::OnUnavailable::FailFast);
+    assert_eq!(a.failure_threshold, 3);
+    assert_eq!(a.drain_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(b.on_unavailable, dbmanager::OnUnavailable::Wait);
+    assert_eq!(b.drain_timeout, std::time::Duration::from_secs(2));
+}

@@ -1,27 +1,36 @@
-//! [`Connection`]: one named database, a cheap handle over its pool.
+//! [`Connection`]: one named database, a cheap handle over its pool, with its health, its
+//! outage policy, hot swap and retries. The supervisor that keeps it healthy is in
+//! `supervisor.rs`; the state machine is drawn in docs/resilience.md.
 
 #[cfg(feature = "sqlite")]
 use crate::config::SqliteTarget;
-use crate::config::{ConnectionConfig, DbType, Endpoint, Startup};
+use crate::config::{ConnectionConfig, DbType, Endpoint, OnUnavailable, Startup};
 use crate::engine::{Pools, SqlEngine};
 use crate::error::{Error, Result};
+use crate::events::{ClearReason, Event, EventKind};
 use crate::stats::{ConnectionStats, PoolStats};
 use arc_swap::{ArcSwap, ArcSwapOption};
-use dbmanager_providers::pool::SqlPool;
+use dbmanager_providers::pool::{PoolContext, SqlPool};
+use dbmanager_providers::{ErrorClass, ExposeSecret, ProviderError};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The health of a connection, as last observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HealthState {
-    /// Not connected yet, or connecting.
+    /// Not connected yet (a `lazy` connection coming up in the background).
     Connecting,
     /// The last round trip succeeded.
     Healthy,
-    /// The last round trip (or connect) failed; see [`Health::last_error`].
+    /// `failure_threshold` round trips in a row failed (or one failed with an
+    /// authentication or configuration error); see [`Health::last_error`].
     Unhealthy,
     /// Closed by `Manager::close`.
     Closed,
@@ -51,8 +60,12 @@ impl std::fmt::Display for HealthState {
 pub struct Health {
     /// The state.
     pub state: HealthState,
-    /// The last error seen (redacted: never holds a password), if unhealthy.
+    /// The last error seen (redacted: never holds a password), if not healthy.
     pub last_error: Option<String>,
+    /// What kind of error that was.
+    pub error_class: Option<ErrorClass>,
+    /// Consecutive failed round trips.
+    pub failures: u32,
     /// Latency of the last successful round trip.
     pub latency: Option<Duration>,
     /// When it was last observed.
@@ -64,26 +77,76 @@ impl Health {
         Health {
             state,
             last_error: None,
+            error_class: None,
+            failures: 0,
             latency: None,
             observed_at: Some(Instant::now()),
         }
     }
+
+    /// Whether an authentication or configuration error keeps it down: waiting will not
+    /// help until someone fixes the account or the settings.
+    pub fn is_fatal(&self) -> bool {
+        self.state != HealthState::Healthy && self.error_class.is_some_and(ErrorClass::is_fatal)
+    }
+}
+
+/// What a connection shares with its manager: the event bus, the task tracker and the
+/// cancellation token that ends every task on close.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// One named connection. Cheap to clone; every clone sees the same pool.
 ///
 /// Obtain it from `Manager::get` (a lock-free lookup) as often as you like, e.g. once per
-/// request.
+/// request. Prefer calling `postgres()` & co. per request over keeping the returned sqlx
+/// pool: after a [`reconnect`](Self::reconnect) the old pool is closed once drained.
 #[derive(Clone)]
 pub struct Connection {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: ConnectionConfig,
+    name: Arc<str>,
     pools: ArcSwapOption<Pools>,
     health: ArcSwap<Health>,
+    /// Bumped on every health change; acquires waiting out an outage watch it.
+    changed: watch::Sender<u64>,
+    failures: AtomicU32,
     closed: AtomicBool,
+    pub(crate) ctx: PoolContext,
+    events: broadcast::Sender<Event>,
+    /// One swap at a time.
+    swap: tokio::sync::Mutex<()>,
+    /// Strings that must never appear in an error kept or published (the password).
+    secrets: Vec<String>,
+    /// Acquires waiting for the connection to come back (`on_unavailable: wait`).
+    pub(crate) waiters: std::sync::atomic::AtomicUsize,
+    /// Signalled when the first waiter arrives, so the supervisor can probe sooner.
+    pub(crate) waiter_arrived: tokio::sync::Notify,
+}
+
+/// Counts a waiting acquire for as long as it waits.
+struct WaiterGuard<'a>(&'a Inner);
+
+impl<'a> WaiterGuard<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        if inner.waiters.fetch_add(1, Ordering::AcqRel) == 0 {
+            inner.waiter_arrived.notify_one();
+        }
+        WaiterGuard(inner)
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -100,21 +163,61 @@ impl std::fmt::Debug for Connection {
 #[cfg(feature = "sqlite")]
 static MEMORY_DB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// How long a replaced pool keeps serving callers that still hold it before the drain
+/// starts counting: a task that loaded the old pool just before the swap still gets a
+/// connection from it.
+const SWAP_GRACE: Duration = Duration::from_millis(250);
+
+fn secrets_of(config: &ConnectionConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Endpoint::Server(s) = &config.endpoint {
+        if let Some(p) = &s.password {
+            out.push(p.expose_secret().to_owned());
+        }
+        if let Some(dsn) = &s.dsn {
+            let dsn = dsn.expose_secret();
+            out.push(dsn.to_owned());
+            if let Some((_, rest)) = dsn.split_once("://")
+                && let Some(at) = rest.rfind('@')
+                && let Some((_, pw)) = rest[..at].split_once(':')
+            {
+                out.push(pw.to_owned());
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
 impl Connection {
-    pub(crate) fn new(config: ConnectionConfig) -> Self {
+    pub(crate) fn new(config: ConnectionConfig, shared: &Shared) -> Self {
+        let ctx = PoolContext {
+            tasks: shared.tasks.clone(),
+            cancel: shared.cancel.child_token(),
+            ..PoolContext::default()
+        };
         Connection {
             inner: Arc::new(Inner {
+                name: Arc::from(config.name.as_str()),
+                secrets: secrets_of(&config),
                 config,
                 pools: ArcSwapOption::empty(),
                 health: ArcSwap::from_pointee(Health::new(HealthState::Connecting)),
+                changed: watch::Sender::new(0),
+                failures: AtomicU32::new(0),
                 closed: AtomicBool::new(false),
+                ctx,
+                events: shared.events.clone(),
+                swap: tokio::sync::Mutex::new(()),
+                waiters: std::sync::atomic::AtomicUsize::new(0),
+                waiter_arrived: tokio::sync::Notify::new(),
             }),
         }
     }
 
     /// The connection's name (its key under `connections`).
     pub fn name(&self) -> &str {
-        &self.inner.config.name
+        &self.inner.name
     }
 
     /// Its engine.
@@ -132,28 +235,157 @@ impl Connection {
         &self.inner.config
     }
 
-    /// Its last observed health (no lock, no I/O).
+    /// Its last observed health: an atomic load, no lock, no I/O.
     pub fn health(&self) -> Health {
         Health::clone(&self.inner.health.load())
     }
 
-    fn set_health(&self, health: Health) {
-        self.inner.health.store(Arc::new(health));
-    }
-
-    fn set_unhealthy(&self, error: &Error) {
-        let mut h = Health::new(HealthState::Unhealthy);
-        h.last_error = Some(error.to_string());
-        self.set_health(h);
+    pub(crate) fn is_open(&self) -> bool {
+        self.inner.pools.load().is_some()
     }
 
     /// Whether the manager has been closed.
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.inner.closed.load(Ordering::SeqCst)
     }
 
-    /// Opens the pool. Strict: connects now (bounded by `connect_timeout`). Lazy: builds
-    /// the pool, which connects on first use.
+    // ---- events and health ----------------------------------------------------------------
+
+    pub(crate) fn emit(&self, kind: EventKind) {
+        let c = &self.inner.config;
+        if c.enable_logging {
+            match &kind {
+                EventKind::HealthChanged { from, to, error } => {
+                    if *to == HealthState::Unhealthy {
+                        tracing::warn!(connection = %c.name, %from, %to, error = error.as_deref().unwrap_or(""), "connection health changed");
+                    } else {
+                        tracing::info!(connection = %c.name, %from, %to, "connection health changed");
+                    }
+                }
+                EventKind::ReconnectAttempt { .. }
+                | EventKind::AcquireTimedOut { .. }
+                | EventKind::Unavailable { .. } => {
+                    tracing::debug!(connection = %c.name, event = kind.name(), ?kind, "connection event");
+                }
+                _ => {
+                    tracing::info!(connection = %c.name, event = kind.name(), ?kind, "connection event");
+                }
+            }
+        }
+        // An error only means nobody is subscribed.
+        let _ = self.inner.events.send(Event {
+            connection: Arc::clone(&self.inner.name),
+            at: SystemTime::now(),
+            kind,
+        });
+    }
+
+    /// Removes every secret of this connection from `text`.
+    pub(crate) fn redact(&self, text: String) -> String {
+        let mut text = text;
+        for s in &self.inner.secrets {
+            if text.contains(s.as_str()) {
+                text = text.replace(s.as_str(), "<redacted>");
+            }
+        }
+        text
+    }
+
+    fn set_health(&self, health: Health) {
+        let from = self.inner.health.load().state;
+        let to = health.state;
+        let error = health.last_error.clone();
+        self.inner.health.store(Arc::new(health));
+        self.inner.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if from != to {
+            self.emit(EventKind::HealthChanged { from, to, error });
+        }
+    }
+
+    /// Records the outcome of one round trip (a health check or a reconnect attempt) and
+    /// moves the state machine. Returns the error's class.
+    pub(crate) fn observe(&self, result: &Result<Duration, ProviderError>) -> Option<ErrorClass> {
+        if self.is_closed() {
+            return None;
+        }
+        match result {
+            Ok(latency) => {
+                self.inner.failures.store(0, Ordering::Relaxed);
+                let was = self.inner.health.load().state;
+                let mut h = Health::new(HealthState::Healthy);
+                h.latency = Some(*latency);
+                self.set_health(h);
+                if was != HealthState::Healthy {
+                    self.emit(EventKind::Connected { latency: *latency });
+                }
+                None
+            }
+            Err(e) => {
+                let class = e.class();
+                if class.clears_pool() {
+                    let reason = match e {
+                        ProviderError::Timeout { .. } => ClearReason::HealthCheckTimeout,
+                        _ => ClearReason::HealthCheckFailed(class),
+                    };
+                    self.clear_with(reason);
+                }
+                let failures = self.inner.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let current = self.inner.health.load_full();
+                let message = self.redact(e.to_string());
+                let down = class.is_fatal()
+                    || failures >= self.inner.config.failure_threshold
+                    || current.state != HealthState::Healthy;
+                let state = if down {
+                    HealthState::Unhealthy
+                } else {
+                    HealthState::Healthy
+                };
+                let mut h = Health::new(state);
+                h.failures = failures;
+                h.latency = current.latency;
+                h.last_error = Some(message);
+                h.error_class = Some(class);
+                self.set_health(h);
+                Some(class)
+            }
+        }
+    }
+
+    /// Drops every idle connection of the pool now and marks the others stale, so no caller
+    /// gets a connection opened before this moment. The supervisor does this by itself
+    /// when the server restarts or fails over; call it after you changed something on the
+    /// server that open sessions would not see.
+    pub fn clear(&self) {
+        self.clear_with(ClearReason::Requested);
+    }
+
+    fn clear_with(&self, reason: ClearReason) {
+        if let Some(pools) = self.inner.pools.load_full() {
+            let closed_idle = pools.clear();
+            self.emit(EventKind::PoolCleared {
+                reason,
+                closed_idle,
+            });
+        }
+    }
+
+    /// Tells the connection that a query on it failed, so it can react as it would to a
+    /// failed health check: on a lost connection or a read-only server (a failover) the
+    /// pool is cleared and the supervisor checks the server at once. Returns the error's
+    /// class; [`ErrorClass::is_transient`] says whether a retry may succeed.
+    ///
+    /// [`retry`](Self::retry) and `acquire` call this themselves; call it when you run
+    /// queries on the raw sqlx pool and want the same reaction.
+    pub fn report_error(&self, error: &sqlx::Error) -> ErrorClass {
+        let class = dbmanager_providers::classify(error);
+        if class.clears_pool() && !self.is_closed() {
+            self.clear_with(ClearReason::ErrorReported(class));
+        }
+        class
+    }
+
+    /// Opens the pool. Strict: connects now (bounded by `connect_timeout`) and fails if it
+    /// cannot. Lazy: builds the pool without connecting; the supervisor connects it.
     pub(crate) async fn open(&self) -> Result<()> {
         if self.is_closed() {
             return Err(self.closed());
@@ -164,14 +396,11 @@ impl Connection {
         let c = &self.inner.config;
         let eager = c.startup == Startup::Strict;
         let started = Instant::now();
-        let result = self.build(eager).await;
-        match result {
+        match self.build(eager).await {
             Ok(pools) => {
                 self.inner.pools.store(Some(Arc::new(pools)));
                 if eager {
-                    let mut h = Health::new(HealthState::Healthy);
-                    h.latency = Some(started.elapsed());
-                    self.set_health(h);
+                    self.observe(&Ok(started.elapsed()));
                 }
                 if c.enable_logging {
                     tracing::info!(connection = %c.name, kind = %c.kind, lazy = !eager, "connection pool opened");
@@ -179,7 +408,10 @@ impl Connection {
                 Ok(())
             }
             Err(e) => {
-                self.set_unhealthy(&e);
+                let mut h = Health::new(HealthState::Unhealthy);
+                h.last_error = Some(self.redact(e.to_string()));
+                h.error_class = e.class();
+                self.set_health(h);
                 if c.enable_logging {
                     tracing::warn!(connection = %c.name, kind = %c.kind, error = %e, "connection failed to open");
                 }
@@ -205,10 +437,15 @@ impl Connection {
             (DbType::Postgres, Endpoint::Server(s)) => {
                 #[cfg(feature = "postgres")]
                 {
-                    dbmanager_providers::postgres::open(s, c.pool.clone(), eager)
-                        .await
-                        .map(Pools::Postgres)
-                        .map_err(connect_err)
+                    dbmanager_providers::postgres::open(
+                        s,
+                        c.pool.clone(),
+                        eager,
+                        self.inner.ctx.clone(),
+                    )
+                    .await
+                    .map(Pools::Postgres)
+                    .map_err(connect_err)
                 }
                 #[cfg(not(feature = "postgres"))]
                 Err(not_built())
@@ -216,10 +453,15 @@ impl Connection {
             (DbType::MySql, Endpoint::Server(s)) => {
                 #[cfg(feature = "mysql")]
                 {
-                    dbmanager_providers::mysql::open(s, c.pool.clone(), eager)
-                        .await
-                        .map(Pools::MySql)
-                        .map_err(connect_err)
+                    dbmanager_providers::mysql::open(
+                        s,
+                        c.pool.clone(),
+                        eager,
+                        self.inner.ctx.clone(),
+                    )
+                    .await
+                    .map(Pools::MySql)
+                    .map_err(connect_err)
                 }
                 #[cfg(not(feature = "mysql"))]
                 Err(not_built())
@@ -233,10 +475,15 @@ impl Connection {
                         let seq = MEMORY_DB_SEQ.fetch_add(1, Ordering::Relaxed);
                         *name = format!("dbmanager-{name}-{}-{seq}", std::process::id());
                     }
-                    dbmanager_providers::sqlite::open(&s, c.pool.clone(), eager)
-                        .await
-                        .map(Pools::Sqlite)
-                        .map_err(connect_err)
+                    dbmanager_providers::sqlite::open(
+                        &s,
+                        c.pool.clone(),
+                        eager,
+                        self.inner.ctx.clone(),
+                    )
+                    .await
+                    .map(Pools::Sqlite)
+                    .map_err(connect_err)
                 }
                 #[cfg(not(feature = "sqlite"))]
                 Err(not_built())
@@ -306,8 +553,69 @@ impl Connection {
             .ok_or_else(|| self.wrong_kind(DB::TYPE))
     }
 
+    fn unavailable(&self, waited: Duration) -> Error {
+        let h = self.inner.health.load();
+        self.emit(EventKind::Unavailable { waited });
+        Error::Unavailable {
+            name: self.name().to_owned(),
+            waited,
+            last_error: h.last_error.clone(),
+            class: h.error_class,
+        }
+    }
+
+    /// Applies the outage policy before an acquire: returns at once when healthy; under
+    /// `fail_fast` fails at once when not; under `wait` waits for the supervisor to bring
+    /// the connection back, until `deadline`.
+    async fn ready(&self, started: Instant, deadline: Instant) -> Result<()> {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            if self.is_closed() {
+                return Err(self.closed());
+            }
+            let health = self.inner.health.load();
+            match health.state {
+                HealthState::Healthy => return Ok(()),
+                HealthState::Closed => return Err(self.closed()),
+                HealthState::Connecting | HealthState::Unhealthy => {
+                    if self.inner.config.on_unavailable == OnUnavailable::FailFast
+                        || health.is_fatal()
+                    {
+                        return Err(self.unavailable(started.elapsed()));
+                    }
+                }
+            }
+            drop(health);
+            // Waiting callers make the supervisor probe at `retry_delay` pace.
+            let _waiting = WaiterGuard::new(&self.inner);
+            let wait = tokio::time::timeout_at(deadline.into(), changes.changed()).await;
+            if !matches!(wait, Ok(Ok(()))) {
+                return Err(self.unavailable(started.elapsed()));
+            }
+        }
+    }
+
+    /// Resolves when the connection stops being healthy (the circuit opens).
+    async fn went_down(&self) {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            if self.inner.health.load().state != HealthState::Healthy {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Checks out one connection of engine `DB`, counting the wait in the stats.
     /// Dropping it returns it to the pool.
+    ///
+    /// While the connection is down, `on_unavailable` decides: `wait` waits for it to come
+    /// back (within `acquire_timeout`), `fail_fast` fails at once; both fail with
+    /// [`Error::Unavailable`]. A connect error met while the connection still looked
+    /// healthy is reported (the pool is cleared and the supervisor checks at once) and,
+    /// under `wait`, waited out the same way.
     ///
     /// ```no_run
     /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
@@ -316,10 +624,55 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn acquire<DB: SqlEngine>(&self) -> Result<sqlx::pool::PoolConnection<DB>> {
-        let pool = self.pool::<DB>()?;
-        pool.acquire()
-            .await
-            .map_err(|e| Error::from_provider(self.name(), e))
+        let c = &self.inner.config;
+        let started = Instant::now();
+        let deadline = started + c.pool.acquire_timeout;
+        loop {
+            self.ready(started, deadline).await?;
+            let pool = self.pool::<DB>()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let acquired = if c.on_unavailable == OnUnavailable::FailFast {
+                // sqlx keeps retrying a refused connect until its deadline; under
+                // fail_fast an acquire stuck there fails as soon as the circuit opens.
+                tokio::select! {
+                    r = pool.acquire_within(left) => r,
+                    () = self.went_down() => return Err(self.unavailable(started.elapsed())),
+                }
+            } else {
+                pool.acquire_within(left).await
+            };
+            match acquired {
+                Ok(conn) => return Ok(conn),
+                // Swapped under us: the next loop takes the new pool.
+                Err(ProviderError::Closed) if !self.is_closed() => {}
+                Err(ProviderError::Connect(e)) => {
+                    let class = self.report_error(&e);
+                    let waiting = c.on_unavailable == OnUnavailable::Wait && class.is_transient();
+                    if !waiting || Instant::now() >= deadline {
+                        return Err(Error::Connect {
+                            name: self.name().to_owned(),
+                            source: ProviderError::Connect(e),
+                        });
+                    }
+                    // Give the supervisor a moment to notice, then wait by the policy.
+                    let mut changes = self.inner.changed.subscribe();
+                    let pause = c.retry.delay.min(deadline - Instant::now());
+                    let _ = tokio::time::timeout(pause, changes.changed()).await;
+                }
+                Err(e @ ProviderError::AcquireTimeout { .. }) => {
+                    let waited = started.elapsed();
+                    self.emit(EventKind::AcquireTimedOut { waited });
+                    return Err(match e {
+                        ProviderError::AcquireTimeout { .. } => Error::AcquireTimeout {
+                            name: self.name().to_owned(),
+                            waited,
+                        },
+                        other => Error::from_provider(self.name(), other),
+                    });
+                }
+                Err(e) => return Err(Error::from_provider(self.name(), e)),
+            }
+        }
     }
 
     /// Checks out one connection and begins a transaction on it.
@@ -327,14 +680,63 @@ impl Connection {
         let conn = self.acquire::<DB>().await?;
         sqlx::Transaction::begin(sqlx::pool::MaybePoolConnection::from(conn), None)
             .await
-            .map_err(|e| Error::Database {
-                name: self.name().to_owned(),
-                source: dbmanager_providers::ProviderError::Database(e),
+            .map_err(|e| {
+                self.report_error(&e);
+                Error::Database {
+                    name: self.name().to_owned(),
+                    source: ProviderError::Database(e),
+                }
             })
     }
 
+    /// Runs an idempotent operation, retrying it with the connection's backoff
+    /// (`retry_attempts`, `retry_delay`, `retry_max_delay`) when it fails with a transient
+    /// error ([`ErrorClass::is_transient`]): a lost connection, a failover, a deadlock...
+    /// Each attempt gets a fresh connection through [`acquire`](Self::acquire), so it waits
+    /// out an outage under `on_unavailable: wait`. Errors are reported (see
+    /// [`report_error`](Self::report_error)), so a lost connection clears the pool before
+    /// the next attempt. Only use it for work that is safe to run twice.
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// let n: i64 = mgr.get("primary")?.retry(|mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+    ///     sqlx::query_scalar("select count(*) from users").fetch_one(&mut *conn).await
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry<DB, T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        DB: SqlEngine,
+        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        let mut delays = crate::supervisor::Backoff::single_round(&self.inner.config.retry);
+        loop {
+            let conn = self.acquire::<DB>().await?;
+            match op(conn).await {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    let class = self.report_error(&e);
+                    if class.is_transient()
+                        && !self.is_closed()
+                        && let Some(delay) = delays.next()
+                    {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(Error::Database {
+                        name: self.name().to_owned(),
+                        source: ProviderError::Database(e),
+                    });
+                }
+            }
+        }
+    }
+
     /// The sqlx `PgPool` behind this name. It shares this connection's pool, limits and
-    /// `close()`; queries run on it directly are not counted in `wait_*` stats.
+    /// `close()`; queries run on it directly are not counted in `wait_*` stats and do not
+    /// wait out outages. Call it per use rather than keeping the pool: after a
+    /// [`reconnect`](Self::reconnect) the old one is closed once drained.
     #[cfg(feature = "postgres")]
     pub fn postgres(&self) -> Result<sqlx::PgPool> {
         Ok(self.pool::<sqlx::Postgres>()?.sqlx().clone())
@@ -352,26 +754,73 @@ impl Connection {
         Ok(self.pool::<sqlx::Sqlite>()?.sqlx().clone())
     }
 
+    /// One round trip through the current pool, bounded by `health_check_timeout`.
+    pub(crate) async fn probe(&self) -> Result<Duration, ProviderError> {
+        let Some(pools) = self.inner.pools.load_full() else {
+            return Err(ProviderError::Closed);
+        };
+        pools.ping(self.inner.config.health_check_timeout).await
+    }
+
     /// One real round trip to the database (acquire + ping), bounded by
-    /// `health_check_timeout`. Updates [`Self::health`] and returns the latency.
+    /// `health_check_timeout`. Updates [`Self::health`] as the supervisor's checks do and
+    /// returns the latency.
     pub async fn health_check(&self) -> Result<Duration> {
-        let pools = self.pools()?;
-        let result = pools
-            .ping(self.inner.config.health_check_timeout)
-            .await
-            .map_err(|e| Error::from_provider(self.name(), e));
+        self.pools()?;
+        let result = self.probe().await;
         if self.is_closed() {
             return Err(self.closed());
         }
-        match &result {
-            Ok(latency) => {
-                let mut h = Health::new(HealthState::Healthy);
-                h.latency = Some(*latency);
-                self.set_health(h);
-            }
-            Err(e) => self.set_unhealthy(e),
+        self.observe(&result);
+        result.map_err(|e| Error::from_provider(self.name(), e))
+    }
+
+    /// Replaces the pool without dropping work in flight: builds and connects a new pool
+    /// (one connect, bounded by `connect_timeout`), switches new acquires to it atomically,
+    /// lets work on the old pool finish (up to `drain_timeout`), then closes the old pool.
+    /// If the new pool cannot connect, the old one stays and the error is returned.
+    ///
+    /// Returns once the old pool is closed. Callers see no error and no pause beyond what
+    /// the swap itself takes; a raw sqlx pool kept from before the swap fails with
+    /// `PoolClosed` once drained (take it from the connection per use instead).
+    pub async fn reconnect(&self) -> Result<()> {
+        let _one_at_a_time = self.inner.swap.lock().await;
+        if self.is_closed() {
+            return Err(self.closed());
         }
-        result
+        let started = Instant::now();
+        let new = Arc::new(self.build(true).await?);
+        let connect = started.elapsed();
+        let old = self.inner.pools.swap(Some(Arc::clone(&new)));
+        if self.is_closed() {
+            // `close()` ran meanwhile and may have missed the new pool.
+            new.close(Duration::ZERO).await;
+            return Err(self.closed());
+        }
+        self.emit(EventKind::Swapped { connect });
+        self.observe(&Ok(connect));
+        if let Some(old) = old {
+            let drain_started = Instant::now();
+            let complete = self.drain(&old).await;
+            self.emit(EventKind::Drained {
+                complete,
+                took: drain_started.elapsed(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for a replaced pool's checked-out connections to come back (after a short
+    /// grace, within `drain_timeout`), then closes it.
+    async fn drain(&self, old: &Pools) -> bool {
+        let limit = self.inner.config.drain_timeout;
+        let deadline = Instant::now() + limit;
+        tokio::time::sleep(SWAP_GRACE.min(limit)).await;
+        while old.in_use() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        old.close(deadline.saturating_duration_since(Instant::now()))
+            .await
     }
 
     /// Pool statistics and health.
@@ -396,10 +845,16 @@ impl Connection {
     }
 
     /// Closes the pool: new acquires fail with [`Error::Closed`], in-flight work may finish
-    /// for up to `close_timeout`. Returns whether everything drained in time.
+    /// for up to `close_timeout`, the supervisor and the pool's background task end.
+    /// Returns whether everything drained in time.
     pub(crate) async fn close(&self) -> bool {
-        self.inner.closed.store(true, Ordering::Release);
-        self.set_health(Health::new(HealthState::Closed));
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.ctx.cancel.cancel();
+        let was = self.inner.health.load().state;
+        if was != HealthState::Closed {
+            self.set_health(Health::new(HealthState::Closed));
+            self.emit(EventKind::Closed);
+        }
         let Some(pools) = self.inner.pools.load_full() else {
             return true;
         };

@@ -54,6 +54,14 @@ impl Pools {
         with_pool!(self, p => p.ping(timeout).await)
     }
 
+    pub(crate) fn clear(&self) -> u32 {
+        with_pool!(self, p => p.clear())
+    }
+
+    pub(crate) fn in_use(&self) -> u32 {
+        with_pool!(self, p => p.in_use())
+    }
+
     pub(crate) async fn close(&self, drain: Duration) -> bool {
         with_pool!(self, p => p.close(drain).await)
     }

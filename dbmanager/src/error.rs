@@ -2,7 +2,7 @@
 //! a password or a DSN.
 
 use crate::config::{ConfigErrors, DbType};
-use dbmanager_providers::ProviderError;
+use dbmanager_providers::{ErrorClass, ProviderError};
 use std::time::Duration;
 
 /// Result alias for this crate.
@@ -98,6 +98,21 @@ pub enum Error {
         name: String,
     },
 
+    /// The connection is down: under `on_unavailable: fail_fast` at once, under `wait`
+    /// after waiting `acquire_timeout` for it to come back (or at once when an
+    /// authentication or configuration error keeps it down).
+    #[error("connection `{name}` is unavailable (waited {waited:?}){}", last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    Unavailable {
+        /// The connection.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+        /// The last health-check error (redacted).
+        last_error: Option<String>,
+        /// That error's class.
+        class: Option<ErrorClass>,
+    },
+
     /// A health check or statement failed on an open connection.
     #[error("connection `{name}`: {source}")]
     Database {
@@ -128,9 +143,31 @@ impl Error {
             | Error::Connect { name, .. }
             | Error::AcquireTimeout { name, .. }
             | Error::Closed { name }
+            | Error::Unavailable { name, .. }
             | Error::Database { name, .. } => Some(name),
             Error::Config(_) | Error::NoDefault { .. } | Error::Startup { .. } => None,
         }
+    }
+
+    /// What this error means (see [`ErrorClass`]), decided from SQLSTATEs, engine error
+    /// numbers and I/O error kinds, never from message text. `None` for errors that are
+    /// not about reaching a database (an unknown name, a wrong accessor...).
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            Error::Connect { source, .. } | Error::Database { source, .. } => Some(source.class()),
+            Error::AcquireTimeout { .. } => Some(ErrorClass::Transient),
+            Error::Unavailable { class, .. } => Some(class.unwrap_or(ErrorClass::ConnectionLost)),
+            Error::Config(_) => Some(ErrorClass::Config),
+            Error::Startup { failures } => failures.iter().find_map(Error::class),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same idempotent operation later may succeed: a lost or
+    /// refused connection, a failover, a timeout, a deadlock, an outage. Authentication,
+    /// configuration and SQL errors are not transient.
+    pub fn is_transient(&self) -> bool {
+        self.class().is_some_and(ErrorClass::is_transient)
     }
 
     /// Maps a provider error raised while using an open pool.

@@ -26,13 +26,16 @@ pub mod config;
 mod connection;
 mod engine;
 mod error;
+pub mod events;
 mod manager;
 pub mod stats;
+mod supervisor;
 
-pub use config::{Config, DbType};
+pub use config::{Config, DbType, OnUnavailable};
 pub use connection::{Connection, Health, HealthState};
 pub use dbmanager_providers::pool::SqlPool;
-pub use dbmanager_providers::{ExposeSecret, ProviderError, SecretString};
+pub use dbmanager_providers::{ErrorClass, ExposeSecret, ProviderError, SecretString, classify};
 pub use engine::SqlEngine;
 pub use error::{Error, Result};
+pub use events::{Event, EventKind};
 pub use manager::Manager;

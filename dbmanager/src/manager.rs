@@ -1,8 +1,9 @@
 //! [`Manager`]: every named connection of a service, built from one configuration.
 
 use crate::config::Config;
-use crate::connection::{Connection, HealthState};
+use crate::connection::{Connection, HealthState, Shared};
 use crate::error::{Error, Result};
+use crate::events::{EVENT_CAPACITY, Event};
 use crate::stats::ManagerStats;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::HashMap;
@@ -10,6 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The named connections of a service. Cheap to clone; share it freely.
 ///
@@ -36,6 +40,14 @@ struct Inner {
     connections: ArcSwap<HashMap<String, Connection>>,
     default: ArcSwapOption<String>,
     closed: AtomicBool,
+    shared: Shared,
+}
+
+impl Drop for Inner {
+    /// A manager dropped without `close()` still stops its supervisors and pool tasks.
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
 }
 
 impl std::fmt::Debug for Manager {
@@ -59,10 +71,15 @@ impl Manager {
             tracing::warn!(path = %w.path, "{}", w.message);
         }
         let order: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+        let shared = Shared {
+            events: broadcast::Sender::new(EVENT_CAPACITY),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        };
         let connections = config
             .connections
             .into_iter()
-            .map(|c| (c.name.clone(), Connection::new(c)))
+            .map(|c| (c.name.clone(), Connection::new(c, &shared)))
             .collect();
         Manager {
             inner: Arc::new(Inner {
@@ -70,8 +87,23 @@ impl Manager {
                 connections: ArcSwap::from_pointee(connections),
                 default: ArcSwapOption::new(config.default_connection.map(Arc::new)),
                 closed: AtomicBool::new(false),
+                shared,
             }),
         }
+    }
+
+    /// Subscribes to every connection's [`Event`]s (health changes, reconnect attempts,
+    /// pool clears, swaps, acquire timeouts, close). Subscribe before
+    /// [`connect`](Self::connect) to see the first ones.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// How many background tasks this manager has running now: one supervisor per open
+    /// connection, plus one idle trimmer per SQL pool whose `max_idle_conns` is below
+    /// `max_open_conns`. Zero after [`close`](Self::close) returns.
+    pub fn task_count(&self) -> usize {
+        self.inner.shared.tasks.len()
     }
 
     /// Loads and validates a YAML file (environment overrides applied), then builds the
@@ -89,14 +121,23 @@ impl Manager {
     ///
     /// `startup: strict` connections connect now; if any fails, the error names each one
     /// that did ([`Error::Startup`]) and the others stay open. `startup: lazy` connections
-    /// build their pool and connect on first use. Calling it again retries only the
-    /// connections that are not open.
+    /// build their pool without connecting and come up in the background, retried with
+    /// the reconnect backoff. Every opened connection gets its supervisor. Calling it again
+    /// retries only the connections that are not open.
     pub async fn connect(&self) -> Result<()> {
         if self.is_closed() {
             return Err(Error::Closed { name: "*".into() });
         }
         let conns = self.connections();
-        let results = futures_util::future::join_all(conns.iter().map(|c| c.open())).await;
+        let results = futures_util::future::join_all(conns.iter().map(|c| async move {
+            let was_open = c.is_open();
+            let result = c.open().await;
+            if result.is_ok() && !was_open {
+                crate::supervisor::spawn(c);
+            }
+            result
+        }))
+        .await;
         let failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
         if failures.is_empty() {
             Ok(())
@@ -195,12 +236,18 @@ impl Manager {
 
     /// Closes every connection, concurrently. New acquires fail with [`Error::Closed`] at
     /// once; work in flight finishes (each connection waits up to its `close_timeout`);
-    /// then every pool is closed. Returns whether everything drained in time. Calling it
-    /// twice is harmless.
+    /// then every pool is closed. Every task the manager spawned (supervisors, pool
+    /// trimmers) has ended when it returns ([`task_count`](Self::task_count) is zero).
+    /// Returns whether everything drained in time. Calling it twice is harmless.
     pub async fn close(&self) -> bool {
         self.inner.closed.store(true, Ordering::Release);
+        self.inner.shared.cancel.cancel();
         let conns = self.connections();
         let results = futures_util::future::join_all(conns.iter().map(|c| c.close())).await;
+        let tasks = &self.inner.shared.tasks;
+        tasks.close();
+        // Every task watches the cancellation token, so this is quick.
+        tasks.wait().await;
         results.into_iter().all(|ok| ok)
     }
 }

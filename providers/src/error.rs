@@ -3,6 +3,7 @@
 //! Messages never contain a password or a DSN: errors that come from parsing a DSN are
 //! scrubbed of the DSN's text before they are stored (see [`ProviderError::invalid_dsn`]).
 
+use crate::classify::{ErrorClass, classify};
 use std::time::Duration;
 
 /// Errors raised while building, using or closing a provider's pool.
@@ -61,6 +62,26 @@ impl ProviderError {
             }
         }
         ProviderError::InvalidDsn { reason }
+    }
+
+    /// What this error means for the pool and for a retry (see [`crate::classify`]).
+    /// A timeout counts as a lost connection: a server that does not answer in time is
+    /// treated like one that hung up.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::Connect(e) | ProviderError::Database(e) => classify(e),
+            ProviderError::Timeout { .. } => ErrorClass::ConnectionLost,
+            ProviderError::AcquireTimeout { .. } => ErrorClass::Transient,
+            ProviderError::Closed => ErrorClass::Permanent,
+            ProviderError::InvalidDsn { .. } | ProviderError::InvalidSetting { .. } => {
+                ErrorClass::Config
+            }
+        }
+    }
+
+    /// Whether retrying the same idempotent operation may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.class().is_transient()
     }
 
     /// Classifies a sqlx error raised while *acquiring* a connection.

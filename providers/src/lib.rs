@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod classify;
 pub mod error;
 // Without an engine feature nothing builds a pool; the type still documents the API.
 #[cfg_attr(
@@ -32,6 +33,7 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use classify::{ErrorClass, classify};
 pub use error::ProviderError;
 pub use secrecy::{ExposeSecret, SecretString};
 

@@ -7,7 +7,7 @@
 //! and `max_execution_time` on MySQL (which applies to `SELECT` only).
 
 use crate::error::ProviderError;
-use crate::pool::{InitFn, SqlPool};
+use crate::pool::{InitFn, PoolContext, SqlPool};
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
@@ -74,6 +74,7 @@ pub async fn open(
     server: &ServerSettings,
     pool: PoolSettings,
     eager: bool,
+    ctx: PoolContext,
 ) -> Result<MySqlSqlPool, ProviderError> {
     let options = connect_options(server)?;
     let init: Option<InitFn<MySql>> = server.query_timeout.map(|t| {
@@ -93,5 +94,5 @@ pub async fn open(
         });
         f
     });
-    SqlPool::open(pool, options, init, eager, false).await
+    SqlPool::open(pool, options, init, eager, false, ctx).await
 }

@@ -11,9 +11,16 @@
 //!   is enforced by the hooks here instead (on acquire and on release), so every close is
 //!   counted by reason (see [`PoolStats`]).
 //!
+//! - sqlx has no way to drop every idle connection at once. [`SqlPool::clear`] does (a pool
+//!   *generation*, as the MongoDB driver has): every connection opened before the clear is
+//!   closed when next seen, idle ones at once, checked-out ones when returned. The
+//!   supervisor clears the pool when the server restarts or fails over, so no caller gets a
+//!   second dead connection from it (sqlx #2763).
+//!
 //! The sqlx pool itself is what callers get from `Connection::postgres()` and friends, so
 //! SeaORM and other views built from it share the same connections and limits.
 
+use crate::classify::classify;
 use crate::error::ProviderError;
 use crate::settings::PoolSettings;
 use crate::stats::{PoolCounters, PoolStats};
@@ -22,8 +29,27 @@ use futures_util::future::BoxFuture;
 use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sqlx::{ConnectOptions, Connection, Database, Pool};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What a pool shares with whoever supervises it: counters that outlive a pool swap, the
+/// tracker its background task is spawned on, the token that ends it, and the signal it
+/// raises when it finds a broken connection. `PoolContext::default()` suits standalone use.
+#[derive(Debug, Clone, Default)]
+pub struct PoolContext {
+    /// Counters, shared by every pool built with this context (a swap keeps the totals).
+    pub counters: Arc<PoolCounters>,
+    /// Where the pool spawns its background task (so its owner can count and await it).
+    pub tasks: TaskTracker,
+    /// Cancelling this ends the pool's background task (so does [`SqlPool::close`]).
+    pub cancel: CancellationToken,
+    /// Notified when a hook finds a connection that the server dropped, and on every
+    /// [`SqlPool::clear`]: the supervisor's cue to check the server now.
+    pub broken: Arc<Notify>,
+}
 
 /// A per-connection setup step run on every new pooled connection (session settings).
 pub type InitFn<DB> = Arc<
@@ -58,6 +84,9 @@ impl<DB: Database> std::fmt::Debug for SqlPool<DB> {
 struct Inner<DB: Database> {
     pool: Pool<DB>,
     counters: Arc<PoolCounters>,
+    generation: Arc<Generation>,
+    broken: Arc<Notify>,
+    cancel: CancellationToken,
     settings: PoolSettings,
     /// The pool as seen by the `after_release` hook (for its idle count). Cleared on close
     /// and on drop, which breaks the pool -> hook -> pool cycle.
@@ -65,6 +94,45 @@ struct Inner<DB: Database> {
     /// A connection held outside the pool for its whole life (SQLite in-memory databases
     /// vanish when their last connection closes).
     anchor: tokio::sync::Mutex<Option<DB::Connection>>,
+}
+
+/// The pool's clear mark: connections created at or before it are stale.
+#[derive(Debug)]
+struct Generation {
+    epoch: Instant,
+    /// Nanoseconds after `epoch` of the last clear, plus one; 0 = never cleared.
+    cleared: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Generation {
+    fn new() -> Self {
+        Generation {
+            epoch: Instant::now(),
+            cleared: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn clear(&self) {
+        let now = self.nanos_since_epoch(Instant::now()).saturating_add(1);
+        self.cleared.fetch_max(now, Ordering::AcqRel);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a connection of this `age` was opened before the last clear.
+    fn is_stale(&self, age: Duration) -> bool {
+        let cleared = self.cleared.load(Ordering::Acquire);
+        if cleared == 0 {
+            return false;
+        }
+        let created = Instant::now().checked_sub(age).unwrap_or(self.epoch);
+        self.nanos_since_epoch(created).saturating_add(1) <= cleared
+    }
 }
 
 impl<DB: Database> Drop for Inner<DB> {
@@ -82,10 +150,12 @@ impl<DB: Database> SqlPool<DB> {
         init: Option<InitFn<DB>>,
         eager: bool,
         anchored: bool,
+        ctx: PoolContext,
     ) -> Result<Self, ProviderError> {
-        let counters = Arc::new(PoolCounters::default());
+        let counters = ctx.counters;
+        let generation = Arc::new(Generation::new());
         let slot: Arc<ArcSwapOption<Pool<DB>>> = Arc::new(ArcSwapOption::empty());
-        let options = pool_options(&settings, &counters, &slot, init);
+        let options = pool_options(&settings, &counters, &generation, &ctx.broken, &slot, init);
 
         let anchor = if anchored {
             let conn = tokio::time::timeout(settings.connect_timeout, connect.connect())
@@ -116,12 +186,15 @@ impl<DB: Database> SqlPool<DB> {
         let inner = Arc::new(Inner {
             pool,
             counters,
+            generation,
+            broken: ctx.broken,
+            cancel: ctx.cancel.child_token(),
             settings,
             slot,
             anchor: tokio::sync::Mutex::new(anchor),
         });
         if inner.settings.max_idle < inner.settings.max_open {
-            spawn_idle_trimmer(Arc::downgrade(&inner));
+            spawn_idle_trimmer(&ctx.tasks, inner.cancel.clone(), Arc::downgrade(&inner));
         }
         Ok(SqlPool { inner })
     }
@@ -138,8 +211,24 @@ impl<DB: Database> SqlPool<DB> {
 
     /// Checks a connection out, counting the wait and any timeout in [`PoolStats`].
     pub async fn acquire(&self) -> Result<PoolConnection<DB>, ProviderError> {
+        self.acquire_within(self.inner.settings.acquire_timeout)
+            .await
+    }
+
+    /// As [`acquire`](Self::acquire), giving up after `limit` if that is shorter than
+    /// `acquire_timeout` (a caller that already spent part of its budget waiting).
+    pub async fn acquire_within(
+        &self,
+        limit: Duration,
+    ) -> Result<PoolConnection<DB>, ProviderError> {
         let started = Instant::now();
-        let result = self.inner.pool.acquire().await;
+        let result = if limit < self.inner.settings.acquire_timeout {
+            tokio::time::timeout(limit, self.inner.pool.acquire())
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        } else {
+            self.inner.pool.acquire().await
+        };
         let waited = started.elapsed();
         let counters = &self.inner.counters;
         counters.record_wait(waited);
@@ -154,19 +243,70 @@ impl<DB: Database> SqlPool<DB> {
 
     /// One real round trip to the server (acquire, then the driver's ping), bounded by
     /// `timeout`. Returns the round trip's latency.
+    ///
+    /// A connection whose ping does not answer in time is closed rather than returned
+    /// (sqlx would ping it again on release and could hang there), and a ping that fails
+    /// because the server dropped the connection clears the pool.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ProviderError> {
-        let work = async {
-            let mut conn = self.acquire().await?;
-            let started = Instant::now();
-            conn.ping().await.map_err(ProviderError::Database)?;
-            Ok(started.elapsed())
+        let deadline = tokio::time::Instant::now() + timeout;
+        let elapsed = || ProviderError::Timeout {
+            phase: "health check",
+            after: timeout,
         };
-        tokio::time::timeout(timeout, work)
+        let mut conn = tokio::time::timeout_at(deadline, self.acquire())
             .await
-            .map_err(|_| ProviderError::Timeout {
-                phase: "health check",
-                after: timeout,
-            })?
+            .map_err(|_| elapsed())??;
+        let started = Instant::now();
+        match tokio::time::timeout_at(deadline, conn.ping()).await {
+            Ok(Ok(())) => Ok(started.elapsed()),
+            Ok(Err(e)) => {
+                conn.close_on_drop();
+                PoolCounters::inc(&self.inner.counters.closed_broken);
+                if classify(&e).clears_pool() {
+                    self.clear();
+                }
+                Err(ProviderError::Database(e))
+            }
+            Err(_) => {
+                conn.close_on_drop();
+                PoolCounters::inc(&self.inner.counters.closed_broken);
+                Err(elapsed())
+            }
+        }
+    }
+
+    /// Drops every idle connection now and marks every connection open now as stale: a
+    /// checked-out one is closed when it is returned, never handed out again. Use it when
+    /// the server restarted or failed over. Returns how many idle connections were closed.
+    pub fn clear(&self) -> u32 {
+        let inner = &self.inner;
+        inner.generation.clear();
+        inner.broken.notify_one();
+        let mut closed = 0;
+        // `try_acquire` pops idle connections without running the hooks (no ping).
+        for _ in 0..inner.pool.num_idle() {
+            let Some(mut conn) = inner.pool.try_acquire() else {
+                break;
+            };
+            // sqlx closes it in the background, bounded by its close timeout, so a
+            // black-holed socket cannot stall the clear.
+            conn.close_on_drop();
+            PoolCounters::inc(&inner.counters.closed_cleared);
+            closed += 1;
+        }
+        closed
+    }
+
+    /// How many times [`clear`](Self::clear) has run on this pool.
+    pub fn clears(&self) -> u64 {
+        self.inner.generation.count.load(Ordering::Relaxed)
+    }
+
+    /// Connections checked out right now.
+    pub fn in_use(&self) -> u32 {
+        let pool = &self.inner.pool;
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+        pool.size().saturating_sub(idle)
     }
 
     /// Live sizes and counters.
@@ -195,6 +335,7 @@ impl<DB: Database> SqlPool<DB> {
                 .closed_shutdown
                 .fetch_add(u64::from(pool.size()), Ordering::Relaxed);
         }
+        self.inner.cancel.cancel();
         let drained = tokio::time::timeout(drain, pool.close()).await.is_ok();
         self.inner.slot.store(None);
         let anchor = self.inner.anchor.lock().await.take();
@@ -214,11 +355,19 @@ const TRIM_PERIOD: Duration = Duration::from_millis(250);
 /// Closes idle connections above `max_idle_conns`. The release hook does this for releases
 /// one at a time, but connections released together all see the same idle count before
 /// any is back in the queue, so a burst can overshoot; this task takes the surplus back
-/// within `TRIM_PERIOD`. It holds only a `Weak` and ends when the pool closes or is dropped.
-fn spawn_idle_trimmer<DB: Database>(weak: std::sync::Weak<Inner<DB>>) {
-    tokio::spawn(async move {
+/// within `TRIM_PERIOD`. It holds only a `Weak` and ends when the pool closes, is dropped or
+/// its token is cancelled.
+fn spawn_idle_trimmer<DB: Database>(
+    tasks: &TaskTracker,
+    cancel: CancellationToken,
+    weak: std::sync::Weak<Inner<DB>>,
+) {
+    tasks.spawn(async move {
         loop {
-            tokio::time::sleep(TRIM_PERIOD).await;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(TRIM_PERIOD) => {}
+            }
             let Some(inner) = weak.upgrade() else { return };
             if inner.pool.is_closed() {
                 return;
@@ -241,6 +390,8 @@ fn spawn_idle_trimmer<DB: Database>(weak: std::sync::Weak<Inner<DB>>) {
 fn pool_options<DB: Database>(
     s: &PoolSettings,
     counters: &Arc<PoolCounters>,
+    generation: &Arc<Generation>,
+    broken: &Arc<Notify>,
     slot: &Arc<ArcSwapOption<Pool<DB>>>,
     init: Option<InitFn<DB>>,
 ) -> PoolOptions<DB> {
@@ -252,6 +403,9 @@ fn pool_options<DB: Database>(
     let on_connect = Arc::clone(counters);
     let on_acquire = Arc::clone(counters);
     let on_release = Arc::clone(counters);
+    let gen_acquire = Arc::clone(generation);
+    let gen_release = Arc::clone(generation);
+    let broken = Arc::clone(broken);
     let slot = Arc::clone(slot);
 
     PoolOptions::<DB>::new()
@@ -276,7 +430,13 @@ fn pool_options<DB: Database>(
         })
         .before_acquire(move |conn, meta: PoolConnectionMetadata| {
             let counters = Arc::clone(&on_acquire);
+            let generation = Arc::clone(&gen_acquire);
+            let broken = Arc::clone(&broken);
             Box::pin(async move {
+                if generation.is_stale(meta.age) {
+                    PoolCounters::inc(&counters.closed_cleared);
+                    return Ok(false);
+                }
                 if lifetime.is_some_and(|l| meta.age >= l) {
                     PoolCounters::inc(&counters.closed_max_lifetime);
                     return Ok(false);
@@ -289,6 +449,11 @@ fn pool_options<DB: Database>(
                     && let Err(e) = conn.ping().await
                 {
                     PoolCounters::inc(&counters.closed_broken);
+                    if classify(&e).clears_pool() {
+                        // The others idled just as long on the same server: clear them all.
+                        generation.clear();
+                        broken.notify_one();
+                    }
                     return Err(e);
                 }
                 Ok(true)
@@ -297,7 +462,12 @@ fn pool_options<DB: Database>(
         .after_release(move |_conn, meta: PoolConnectionMetadata| {
             let counters = Arc::clone(&on_release);
             let idle_now = slot.load().as_ref().map(|p| p.num_idle());
+            let stale = gen_release.is_stale(meta.age);
             Box::pin(async move {
+                if stale {
+                    PoolCounters::inc(&counters.closed_cleared);
+                    return Ok(false);
+                }
                 if lifetime.is_some_and(|l| meta.age >= l) {
                     PoolCounters::inc(&counters.closed_max_lifetime);
                     return Ok(false);

@@ -3,7 +3,7 @@
 //! names with `@ : / ? # % ' "` or spaces need no escaping.
 
 use crate::error::ProviderError;
-use crate::pool::SqlPool;
+use crate::pool::{PoolContext, SqlPool};
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
 use secrecy::ExposeSecret;
 use sqlx::Postgres;
@@ -86,7 +86,8 @@ pub async fn open(
     server: &ServerSettings,
     pool: PoolSettings,
     eager: bool,
+    ctx: PoolContext,
 ) -> Result<PgSqlPool, ProviderError> {
     let options = connect_options(server)?;
-    SqlPool::open(pool, options, None, eager, false).await
+    SqlPool::open(pool, options, None, eager, false, ctx).await
 }

@@ -11,7 +11,7 @@
 //! the pool keeps it alive while pooled connections come and go.
 
 use crate::error::ProviderError;
-use crate::pool::SqlPool;
+use crate::pool::{PoolContext, SqlPool};
 use crate::settings::{PoolSettings, SqliteSettings, SqliteTarget};
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -68,8 +68,9 @@ pub async fn open(
     sqlite: &SqliteSettings,
     pool: PoolSettings,
     eager: bool,
+    ctx: PoolContext,
 ) -> Result<SqliteSqlPool, ProviderError> {
     let options = connect_options(sqlite)?;
     let anchored = matches!(sqlite.target, SqliteTarget::Memory { .. });
-    SqlPool::open(pool, options, None, eager, anchored).await
+    SqlPool::open(pool, options, None, eager, anchored, ctx).await
 }

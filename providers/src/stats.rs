@@ -16,6 +16,7 @@ pub struct PoolCounters {
     pub(crate) acquire_timeouts: AtomicU64,
     pub(crate) acquire_errors: AtomicU64,
     pub(crate) closed_shutdown: AtomicU64,
+    pub(crate) closed_cleared: AtomicU64,
 }
 
 impl PoolCounters {
@@ -38,12 +39,13 @@ impl PoolCounters {
         let broken = get(&self.closed_broken);
         let counted_idle = get(&self.closed_idle_timeout);
         let shutdown = get(&self.closed_shutdown);
+        let cleared = get(&self.closed_cleared);
         // Every connection ever opened is either still open or was closed. The ones closed
         // that no hook saw were closed by sqlx's background reaper, which (as configured by
         // `pool::SqlPool`) reaps for idle timeout only, or by sqlx's check on release.
         let closed_total = opened.saturating_sub(u64::from(open));
-        let reaped =
-            closed_total.saturating_sub(lifetime + max_idle + broken + counted_idle + shutdown);
+        let reaped = closed_total
+            .saturating_sub(lifetime + max_idle + broken + counted_idle + shutdown + cleared);
         PoolStats {
             max_open,
             open,
@@ -60,6 +62,7 @@ impl PoolCounters {
             closed_max_idle: max_idle,
             closed_broken: broken,
             closed_shutdown: shutdown,
+            closed_cleared: cleared,
         }
     }
 }
@@ -102,6 +105,9 @@ pub struct PoolStats {
     pub closed_max_idle: u64,
     /// Closed because a liveness ping on a long-idle connection failed.
     pub closed_broken: u64,
-    /// Closed by `close()` (open when the pool was closed).
+    /// Closed by `close()` or by a swap (open when their pool was closed).
     pub closed_shutdown: u64,
+    /// Closed because the pool was cleared after they were opened (server restart,
+    /// failover): see `SqlPool::clear`.
+    pub closed_cleared: u64,
 }

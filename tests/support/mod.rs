@@ -3,6 +3,8 @@
 //! server instances for tests that need their own, and small helpers.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +54,20 @@ pub async fn require_mariadb() -> sqlx::MySqlPool {
                  Start it (start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd) or run scripts/test.sh"
             )
         })
+}
+
+/// Panics with a clear message unless the machine's server for `kind` (`postgres` or
+/// `mysql`) answers.
+pub async fn require_server(kind: &str) {
+    match kind {
+        "postgres" => {
+            require_postgres().await.close().await;
+        }
+        "mysql" => {
+            require_mariadb().await.close().await;
+        }
+        other => panic!("no shared test server for `{other}`"),
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
@@ -206,7 +222,54 @@ impl TempPostgres {
         );
     }
 
-    /// Stops the server (fast shutdown).
+    /// The server's PID (the postmaster), from `postmaster.pid`.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `kill -9` of the server and every backend: a crash, as an OOM kill or a power cut
+    /// looks to clients (sockets reset, no goodbye).
+    pub fn kill9(&self) {
+        if let Some(pid) = self.pid() {
+            kill9_tree(pid);
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (after `kill9` or
+    /// `stop`). Crash recovery runs first; returns when it accepts connections.
+    pub fn restart(&self) {
+        if let Some(pid) = self.pid() {
+            // A killed postmaster may linger as a zombie until something reaps it, and
+            // PostgreSQL takes a zombie's PID in postmaster.pid for a live server. A
+            // crashed server's lock file is stale: remove it, as an operator would.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while process_exists(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !process_running(pid) {
+                std::fs::remove_file(self.data().join("postmaster.pid")).ok();
+            }
+        }
+        self.pg_ctl_start();
+    }
+
+    /// A URL for the superuser (password percent-encoded) on `port` (the server's own
+    /// port, or a proxy's).
+    pub fn url_via(&self, port: u16) -> String {
+        format!(
+            "postgres://{}:{}@127.0.0.1:{port}/postgres",
+            self.superuser,
+            percent(&self.password)
+        )
+    }
+
+    /// Stops the server (immediate shutdown).
     pub fn stop(&self) {
         run_pg(
             "pg_ctl",
@@ -230,6 +293,237 @@ impl Drop for TempPostgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// What the resilience tests need of a throwaway server, whatever its engine.
+pub trait TempServer: Send + Sync {
+    /// The port it listens on.
+    fn port(&self) -> u16;
+    /// A URL for its superuser through `port` (its own, or a proxy's).
+    fn url_via(&self, port: u16) -> String;
+    /// `kill -9`, no goodbye to clients.
+    fn kill9(&self);
+    /// Start again on the same port; returns when it accepts connections.
+    fn restart(&self);
+}
+
+impl TempServer for TempPostgres {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn url_via(&self, port: u16) -> String {
+        TempPostgres::url_via(self, port)
+    }
+    fn kill9(&self) {
+        TempPostgres::kill9(self)
+    }
+    fn restart(&self) {
+        TempPostgres::restart(self)
+    }
+}
+
+impl TempServer for TempMariaDb {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn url_via(&self, port: u16) -> String {
+        TempMariaDb::url_via(self, port)
+    }
+    fn kill9(&self) {
+        TempMariaDb::kill9(self)
+    }
+    fn restart(&self) {
+        TempMariaDb::restart(self)
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for a URL's userinfo.
+pub fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Exists and is not a zombie.
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// `kill -9` of `pid` and all its descendants, children first.
+fn kill9_tree(pid: u32) {
+    let children = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    // Stop the parent first so it cannot respawn children, then the children.
+    Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .ok();
+    for child in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+    {
+        kill9_tree(child);
+    }
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .ok();
+    // Wait until it is gone (a zombie is reaped by its parent or by init).
+    for _ in 0..200 {
+        let alive = Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true);
+        if !alive || zombie {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `port` on 127.0.0.1 until something accepts a TCP connection, up to `limit`.
+pub fn wait_for_port(port: u16, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A throwaway MariaDB instance: its own datadir, socket and free port
+/// (`mariadb-install-db` + `mariadbd`), `root@127.0.0.1` without a password. Killed and
+/// its directory removed on drop. Never the machine's shared server.
+pub struct TempMariaDb {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl TempMariaDb {
+    /// Installs a fresh datadir and starts the server; returns when it accepts connections.
+    pub fn start() -> TempMariaDb {
+        let dir = tempfile::Builder::new()
+            .prefix("dbm-mariadb-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let data = dir.path().join("data");
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if is_root() {
+            install.arg("--user=root");
+        }
+        let out = install.output().unwrap_or_else(|e| {
+            panic!("cannot run mariadb-install-db (install the mariadb-server package): {e}")
+        });
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let db = TempMariaDb {
+            dir,
+            port: free_port(),
+            child: std::sync::Mutex::new(None),
+        };
+        db.restart();
+        db
+    }
+
+    /// Starts `mariadbd` (again) on the same port and datadir; returns when it accepts
+    /// connections. After a `kill9`, InnoDB recovers first.
+    pub fn restart(&self) {
+        let d = self.dir.path();
+        let mut cmd = Command::new(mariadbd());
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--log-error={}", d.join("err.log").display()))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+                "--innodb-log-file-size=8M",
+                "--max-connections=60",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mariadbd: {e}"));
+        *self.child.lock().unwrap() = Some(child);
+        if !wait_for_port(self.port, Duration::from_secs(30)) {
+            panic!(
+                "mariadbd did not accept connections on port {} within 30 s:\n{}",
+                self.port,
+                std::fs::read_to_string(d.join("err.log")).unwrap_or_default()
+            );
+        }
+    }
+
+    /// `kill -9` of the server: sockets reset, no goodbye.
+    pub fn kill9(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// A URL for root on `port` (the server's own port, or a proxy's).
+    pub fn url_via(&self, port: u16) -> String {
+        format!("mysql://root@127.0.0.1:{port}/mysql")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TempMariaDb {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn mariadbd() -> PathBuf {
+    [
+        "/usr/sbin/mariadbd",
+        "/usr/bin/mariadbd",
+        "/usr/local/bin/mariadbd",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("mariadbd not found (install the mariadb-server package)"))
 }
 
 /// Samples `count` every few milliseconds until `stop` is set; returns the maximum seen.

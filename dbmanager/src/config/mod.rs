@@ -130,7 +130,8 @@ pub enum Startup {
     /// Connect at once; `connect()` fails naming the connection if it cannot.
     #[default]
     Strict,
-    /// Build the pool without connecting; the first use connects.
+    /// Build the pool without connecting; the supervisor connects in the background with
+    /// the reconnect backoff, and `connect()` does not wait for it.
     Lazy,
 }
 
@@ -140,6 +141,40 @@ impl Startup {
             "strict" => Some(Startup::Strict),
             "lazy" => Some(Startup::Lazy),
             _ => None,
+        }
+    }
+}
+
+/// What an acquire does while the connection is down (`on_unavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnUnavailable {
+    /// Wait for the supervisor to bring the connection back, up to `acquire_timeout`,
+    /// then fail with `Error::Unavailable`.
+    #[default]
+    Wait,
+    /// Fail at once with `Error::Unavailable` (an open circuit); the supervisor's probe,
+    /// one at a time, closes it again.
+    FailFast,
+}
+
+impl OnUnavailable {
+    /// Accepted spellings.
+    pub const NAMES: &'static [&'static str] = &["wait", "fail_fast"];
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "wait" => Some(OnUnavailable::Wait),
+            "fail_fast" | "failfast" => Some(OnUnavailable::FailFast),
+            _ => None,
+        }
+    }
+
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Wait => "wait",
+            OnUnavailable::FailFast => "fail_fast",
         }
     }
 }
@@ -223,8 +258,16 @@ pub struct ConnectionConfig {
     pub health_check_interval: Duration,
     /// Bound on one health check (`health_check_timeout`).
     pub health_check_timeout: Duration,
+    /// Consecutive failed health checks that mark the connection unhealthy
+    /// (`failure_threshold`).
+    pub failure_threshold: u32,
     /// Reconnect automatically after failures (`enable_auto_reconnect`).
     pub enable_auto_reconnect: bool,
+    /// What acquires do while the connection is down (`on_unavailable`).
+    pub on_unavailable: OnUnavailable,
+    /// How long a replaced pool may finish its in-flight work before it is closed
+    /// (`drain_timeout`).
+    pub drain_timeout: Duration,
     /// Strict or lazy start.
     pub startup: Startup,
     /// How long `close()` waits for in-flight work (`close_timeout`).

@@ -3,7 +3,8 @@
 use super::error::{ConfigError, ConfigWarning, Origin};
 use super::tree::{Node, Value};
 use super::{
-    Config, ConnectionConfig, DbType, DefaultOrm, Endpoint, MongoSettings, RetrySettings, Startup,
+    Config, ConnectionConfig, DbType, DefaultOrm, Endpoint, MongoSettings, OnUnavailable,
+    RetrySettings, Startup,
 };
 use dbmanager_providers::SecretString;
 use dbmanager_providers::settings::{
@@ -29,7 +30,10 @@ pub(crate) const DEFAULTABLE: &[&str] = &[
     "retry_max_delay",
     "health_check_interval",
     "health_check_timeout",
+    "failure_threshold",
     "enable_auto_reconnect",
+    "on_unavailable",
+    "drain_timeout",
     "startup",
     "close_timeout",
     "enable_tracing",
@@ -97,6 +101,9 @@ struct Layer {
     health_interval: Option<Src<Duration>>,
     health_timeout: Option<Src<Duration>>,
     auto_reconnect: Option<Src<bool>>,
+    failure_threshold: Option<Src<u32>>,
+    on_unavailable: Option<Src<OnUnavailable>>,
+    drain_timeout: Option<Src<Duration>>,
     startup: Option<Src<Startup>>,
     close_timeout: Option<Src<Duration>>,
     tracing: Option<Src<bool>>,
@@ -448,6 +455,30 @@ impl Validator {
             }
             "enable_auto_reconnect" => {
                 layer.auto_reconnect = Self::src(self.boolean(node, path), path, node)
+            }
+            "failure_threshold" => {
+                layer.failure_threshold = Self::src(self.count(node, path, 1), path, node)
+            }
+            "drain_timeout" => {
+                layer.drain_timeout = Self::src(self.required_duration(node, path), path, node)
+            }
+            "on_unavailable" => {
+                let v = self.string(node, path).and_then(|s| {
+                    let parsed = OnUnavailable::parse(&s);
+                    if parsed.is_none() {
+                        self.err(
+                            path,
+                            &node.origin,
+                            format!(
+                                "unknown outage policy {}: expected one of {}",
+                                quote("on_unavailable", &s),
+                                OnUnavailable::NAMES.join(", ")
+                            ),
+                        );
+                    }
+                    parsed
+                });
+                layer.on_unavailable = Self::src(v, path, node);
             }
             "startup" => {
                 let v = self.string(node, path).and_then(|s| {
@@ -1107,7 +1138,10 @@ impl Validator {
             },
             health_check_interval: pick!(health_interval, defaults::HEALTH_INTERVAL),
             health_check_timeout: pick!(health_timeout, defaults::HEALTH_TIMEOUT),
+            failure_threshold: pick!(failure_threshold, defaults::FAILURE_THRESHOLD),
             enable_auto_reconnect: pick!(auto_reconnect, true),
+            on_unavailable: pick!(on_unavailable, OnUnavailable::Wait),
+            drain_timeout: pick!(drain_timeout, defaults::DRAIN_TIMEOUT),
             startup: pick!(startup, Startup::Strict),
             close_timeout: pick!(close_timeout, defaults::CLOSE_TIMEOUT),
             default_orm: pick!(default_orm, DefaultOrm::Sqlx),
@@ -1188,4 +1222,6 @@ pub(crate) mod defaults {
     pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
     pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
     pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const FAILURE_THRESHOLD: u32 = 1;
 }

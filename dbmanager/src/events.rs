@@ -1,0 +1,122 @@
+//! [`Event`]: what happened to a connection, broadcast to every subscriber
+//! (`Manager::subscribe`). Metrics, tracing and the users' own code listen to the same
+//! stream.
+//!
+//! The channel is a [`tokio::sync::broadcast`] of [`EVENT_CAPACITY`] events: a subscriber
+//! that falls that far behind loses the oldest ones (its next `recv` reports how many) and
+//! never slows the connections down. No event carries a password or a DSN.
+
+use crate::connection::HealthState;
+use dbmanager_providers::ErrorClass;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How many events a slow subscriber may fall behind before it loses the oldest.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// One thing that happened to one connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Event {
+    /// The connection's name.
+    pub connection: Arc<str>,
+    /// When it happened.
+    pub at: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Why a pool was cleared (every idle connection dropped, the rest marked stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClearReason {
+    /// A health check failed with this class of error (connection lost, timeout...).
+    HealthCheckFailed(ErrorClass),
+    /// A caller's query failed with this class of error (reported through
+    /// `Connection::report_error`, `Connection::retry` or a failed acquire).
+    ErrorReported(ErrorClass),
+    /// A health check did not answer within `health_check_timeout`.
+    HealthCheckTimeout,
+    /// `Connection::clear()` was called.
+    Requested,
+}
+
+/// The kinds of [`Event`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The connection answered its first round trip, or answered again after being down.
+    Connected {
+        /// The round trip's latency.
+        latency: Duration,
+    },
+    /// The health state changed.
+    HealthChanged {
+        /// The previous state.
+        from: HealthState,
+        /// The new state.
+        to: HealthState,
+        /// The error that caused it (redacted), when the new state is `unhealthy`.
+        error: Option<String>,
+    },
+    /// The supervisor tried to reach a connection that is down (or not up yet).
+    ReconnectAttempt {
+        /// The attempt's number within its round, from 1.
+        attempt: u32,
+        /// The round's number, from 1 (rounds after the first run at `retry_max_delay`).
+        round: u32,
+        /// How long the supervisor waited before this attempt.
+        delay: Duration,
+        /// The round trip's latency, or the error (redacted).
+        result: Result<Duration, String>,
+    },
+    /// Every idle connection was dropped and the open ones marked stale.
+    PoolCleared {
+        /// Why.
+        reason: ClearReason,
+        /// How many idle connections were closed at once.
+        closed_idle: u32,
+    },
+    /// An acquire gave up after `acquire_timeout` while the connection was up.
+    AcquireTimedOut {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// An acquire failed because the connection is down (`Error::Unavailable`).
+    Unavailable {
+        /// How long it waited (zero under `fail_fast`).
+        waited: Duration,
+    },
+    /// A new pool replaced the old one (`Connection::reconnect`).
+    Swapped {
+        /// How long the new pool took to connect.
+        connect: Duration,
+    },
+    /// The replaced pool was closed after its in-flight work finished (or the drain
+    /// deadline passed).
+    Drained {
+        /// Whether every connection was returned before `drain_timeout`.
+        complete: bool,
+        /// How long the drain took.
+        took: Duration,
+    },
+    /// The connection was closed (`Manager::close`).
+    Closed,
+}
+
+impl EventKind {
+    /// A short lower-case name (`health_changed`, ...), for logs and metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Connected { .. } => "connected",
+            EventKind::HealthChanged { .. } => "health_changed",
+            EventKind::ReconnectAttempt { .. } => "reconnect_attempt",
+            EventKind::PoolCleared { .. } => "pool_cleared",
+            EventKind::AcquireTimedOut { .. } => "acquire_timed_out",
+            EventKind::Unavailable { .. } => "unavailable",
+            EventKind::Swapped { .. } => "swapped",
+            EventKind::Drained { .. } => "drained",
+            EventKind::Closed => "closed",
+        }
+    }
+}
