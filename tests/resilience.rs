@@ -93,6 +93,14 @@ impl Recorder {
     }
 }
 
+/// A failed query on connection `db`, as the tests report it.
+fn query_error(e: sqlx::Error) -> Error {
+    Error::Database {
+        name: "db".into(),
+        source: dbmanager::ProviderError::Database(e),
+    }
+}
+
 /// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
 async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -133,10 +141,7 @@ macro_rules! resilience_tests {
                 let c = conn.acquire::<$DB>().await?;
                 select1(c).await.map_err(|e| {
                     conn.report_error(&e);
-                    Error::Database {
-                        name: "db".into(),
-                        source: dbmanager::ProviderError::Database(e),
-                    }
+                    query_error(e)
                 })
             }
 
@@ -420,22 +425,13 @@ macro_rules! resilience_tests {
                                 // the raw sqlx pool, taken per request
                                 1 => {
                                     let pool = conn.$raw()?;
-                                    sqlx::query("SELECT 1").execute(&pool).await.map_err(|e| Error::Database {
-                                        name: "db".into(),
-                                        source: dbmanager::ProviderError::Database(e),
-                                    })?;
+                                    sqlx::query("SELECT 1").execute(&pool).await.map_err(query_error)?;
                                 }
                                 // a transaction
                                 _ => {
                                     let mut tx = conn.begin::<$DB>().await?;
-                                    sqlx::query("SELECT 1").execute(&mut *tx).await.map_err(|e| Error::Database {
-                                        name: "db".into(),
-                                        source: dbmanager::ProviderError::Database(e),
-                                    })?;
-                                    tx.commit().await.map_err(|e| Error::Database {
-                                        name: "db".into(),
-                                        source: dbmanager::ProviderError::Database(e),
-                                    })?;
+                                    sqlx::query("SELECT 1").execute(&mut *tx).await.map_err(query_error)?;
+                                    tx.commit().await.map_err(query_error)?;
                                 }
                             }
                             ok.fetch_add(1, Ordering::Relaxed);

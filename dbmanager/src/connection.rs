@@ -177,12 +177,11 @@ fn secrets_of(config: &ConnectionConfig) -> Vec<String> {
         if let Some(dsn) = &s.dsn {
             let dsn = dsn.expose_secret();
             out.push(dsn.to_owned());
-            if let Some((_, rest)) = dsn.split_once("://")
-                && let Some(at) = rest.rfind('@')
-                && let Some((_, pw)) = rest[..at].split_once(':')
-            {
-                out.push(pw.to_owned());
-            }
+            out.extend(
+                dbmanager_providers::dsn_secrets(dsn)
+                    .into_iter()
+                    .map(str::to_owned),
+            );
         }
     }
     out.retain(|s| !s.is_empty());

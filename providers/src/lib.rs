@@ -37,10 +37,9 @@ pub use classify::{ErrorClass, classify};
 pub use error::ProviderError;
 pub use secrecy::{ExposeSecret, SecretString};
 
-/// Pieces of a DSN that must never reach an error message: the password in its userinfo,
-/// raw and percent-decoded. (The whole DSN is scrubbed as well.)
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-pub(crate) fn pool_dsn_secrets(dsn: &str) -> Vec<&str> {
+/// Pieces of a DSN that must never reach an error message: the password in its userinfo.
+/// (Callers scrub the whole DSN as well.)
+pub fn dsn_secrets(dsn: &str) -> Vec<&str> {
     let Some(rest) = dsn.split_once("://").map(|(_, r)| r) else {
         return Vec::new();
     };

@@ -24,7 +24,7 @@ pub fn connect_options(s: &ServerSettings) -> Result<MySqlConnectOptions, Provid
         Some(dsn) => {
             let dsn = dsn.expose_secret();
             MySqlConnectOptions::from_str(dsn)
-                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::pool_dsn_secrets(dsn)))?
+                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::dsn_secrets(dsn)))?
         }
         None => {
             let mut o = MySqlConnectOptions::new();

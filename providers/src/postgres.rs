@@ -19,7 +19,7 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
         Some(dsn) => {
             let dsn = dsn.expose_secret();
             PgConnectOptions::from_str(dsn)
-                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::pool_dsn_secrets(dsn)))?
+                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::dsn_secrets(dsn)))?
         }
         None => {
             // Not `PgConnectOptions::new()`: reading ~/.pgpass would make the password
