@@ -37,14 +37,109 @@ ensure_mariadb() {
   wait_port 3306 30 || die "MariaDB is required on 127.0.0.1:3306 (root, empty password, database 'test') and could not be started"
 }
 
+# The MongoDB test server: SecantusDB, a MongoDB-wire-compatible server from PyPI (GPL,
+# used over a socket only). Installed into .venv/secantus, pinned; only pre-releases exist.
+SECANTUS_VERSION=0.7.0b3
+SECANTUS_VENV=.venv/secantus
+# The SCRAM user the auth instance gets (tests/support/mongo.rs has the same values).
+MONGO_USER=dbm_app
+MONGO_PASSWORD='m0ng@:p/w?#%&x y'
+
+ensure_build_deps() {
+  # mssql-mock-tds (the SQL Server test server) links OpenSSL; the strict-TLS test makes a
+  # self-signed certificate with the openssl tool.
+  if pkg-config --exists openssl 2>/dev/null && command -v openssl >/dev/null; then return 0; fi
+  say "installing libssl-dev, pkg-config and openssl (needed by the SQL Server test server)"
+  if command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config openssl >/dev/null \
+      || die "could not install libssl-dev, pkg-config and openssl"
+  else
+    die "libssl-dev (OpenSSL headers), pkg-config and openssl are required"
+  fi
+}
+
+ensure_secantus() {
+  local installed=""
+  if [ -x "$SECANTUS_VENV/bin/secantusd-py" ]; then
+    # Captured first: `pip show | grep -q` under pipefail fails when grep exits early.
+    installed=$("$SECANTUS_VENV/bin/python" -m pip show secantusdb 2>/dev/null || true)
+  fi
+  if printf '%s\n' "$installed" | grep -qx "Version: $SECANTUS_VERSION"; then
+    return 0
+  fi
+  command -v python3 >/dev/null || die "python3 is required to install the MongoDB test server (secantusdb)"
+  say "installing secantusdb==$SECANTUS_VERSION into $SECANTUS_VENV"
+  python3 -m venv "$SECANTUS_VENV" || die "python3 -m venv failed (install python3-venv)"
+  "$SECANTUS_VENV/bin/python" -m pip install -q --disable-pip-version-check "secantusdb==$SECANTUS_VERSION" \
+    || die "could not install secantusdb==$SECANTUS_VERSION from PyPI"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+MONGO_PIDS=()
+MONGO_DIRS=()
+stop_mongo() {
+  for pid in "${MONGO_PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  for pid in "${MONGO_PIDS[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
+  for d in "${MONGO_DIRS[@]:-}"; do [ -n "$d" ] && rm -rf "$d"; done
+}
+trap stop_mongo EXIT
+
+start_secantus() { # port storage [--auth]; sets LAST_PID
+  mkdir -p target
+  "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$1" --storage-path "$2" ${3:-} \
+    >>"target/secantus-$1.log" 2>&1 &
+  LAST_PID=$!
+  MONGO_PIDS+=("$LAST_PID")
+  wait_port "$1" 30 || die "the MongoDB test server did not start on port $1 (see target/secantus-$1.log)"
+}
+
+start_mongo_servers() {
+  local plain_port auth_port dir
+  plain_port=$(free_port)
+  start_secantus "$plain_port" :memory:
+  export DBMANAGER_TEST_MONGO_URL="mongodb://127.0.0.1:$plain_port/?directConnection=true"
+
+  # The auth instance: create the user without auth, then restart with --auth.
+  auth_port=$(free_port)
+  dir=$(mktemp -d)
+  MONGO_DIRS+=("$dir")
+  start_secantus "$auth_port" "$dir"
+  MONGO_PORT=$auth_port MONGO_USER=$MONGO_USER MONGO_PASSWORD=$MONGO_PASSWORD \
+    "$SECANTUS_VENV/bin/python" - <<'PY' || die "could not create the MongoDB test user"
+import os
+from pymongo import MongoClient
+c = MongoClient(f"mongodb://127.0.0.1:{os.environ['MONGO_PORT']}/?directConnection=true",
+                serverSelectionTimeoutMS=10000)
+c.admin.command("createUser", os.environ["MONGO_USER"], pwd=os.environ["MONGO_PASSWORD"],
+                roles=[{"role": "root", "db": "admin"}])
+PY
+  kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do tcp_open "$auth_port" || break; sleep 0.2; done
+  start_secantus "$auth_port" "$dir" --auth
+  export DBMANAGER_TEST_MONGO_AUTH_ADDR="127.0.0.1:$auth_port"
+  # Throwaway instances (kill and restart tests) use the same binary.
+  DBMANAGER_SECANTUSD="$(pwd)/$SECANTUS_VENV/bin/secantusd-py"
+  export DBMANAGER_SECANTUSD
+  say "MongoDB test servers: $DBMANAGER_TEST_MONGO_URL and $DBMANAGER_TEST_MONGO_AUTH_ADDR (auth)"
+}
+
 ensure_postgres
 ensure_mariadb
+ensure_build_deps
+ensure_secantus
+start_mongo_servers
 # Throwaway PostgreSQL instances in the tests need the server binaries.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   || die "PostgreSQL server binaries (initdb, pg_ctl) are required under /usr/lib/postgresql/*/bin"
 
 say "cargo test --workspace --all-features"
 cargo test --workspace --all-features
+
+say "example: PostgreSQL and MongoDB from one file (examples/service.yaml)"
+MONGO_URL="$DBMANAGER_TEST_MONGO_URL" cargo run -q -p dbmanager --all-features --example pg_and_mongo
 
 if [ "${1:-}" = "--lint" ]; then
   say "cargo clippy --workspace --all-targets --all-features -- -D warnings"

@@ -98,3 +98,53 @@ async fn check_reports_every_connection_and_exits_by_health() {
     );
     assert!(stdout.contains("error: connection `gone`"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_mongodb_and_sql_server() {
+    let mock = support::tds::MockTds::start(support::tds::Tls::Plain);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("five.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "connections:\n  documents:\n    type: mongodb\n    dsn: '{}'\n    database: app\n  legacy:\n    type: mssql\n    host: 127.0.0.1\n    port: {}\n    user: {}\n    password: '{}'\n    database: master\n    sslmode: disable\n",
+            support::mongo::mongo_url(),
+            mock.port,
+            support::tds::MSSQL_USER,
+            support::tds::MSSQL_PASSWORD.replace('\'', "''"),
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&[
+        "check",
+        "--config",
+        path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let rows = report
+        .as_array()
+        .or_else(|| report["connections"].as_array())
+        .expect("a list");
+    for (name, kind) in [("documents", "mongodb"), ("legacy", "mssql")] {
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {stdout}"));
+        assert_eq!(row["type"], kind, "{row}");
+        assert_eq!(row["status"], "healthy", "{row}");
+    }
+    assert!(!stdout.contains(support::tds::MSSQL_PASSWORD));
+
+    // The SQL Server stops: check says so and exits 1.
+    mock.stop();
+    let (code, stdout, _) = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("legacy"))
+        .expect("legacy row");
+    assert!(line.contains("unhealthy"), "{line}");
+}

@@ -9,13 +9,13 @@
 
 mod support;
 
-use dbmanager::events::{ClearReason, Event, EventKind};
+use dbmanager::events::{ClearReason, EventKind};
 use dbmanager::{Error, ErrorClass, HealthState, Manager};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::TempServer;
 use support::proxy::FaultProxy;
+use support::{Recorder, TempServer, blocking, eventually};
 
 /// YAML for one connection `db` of `kind` at `url`, plus `extra` settings (one per line).
 fn yaml(kind: &str, url: &str, extra: &[&str]) -> String {
@@ -57,42 +57,6 @@ fn manager(kind: &str, url: &str, extra: &[&str]) -> Manager {
     Manager::from_yaml_str(&yaml(kind, url, &refs)).expect("valid test config")
 }
 
-/// Collects every event of a manager.
-#[derive(Clone)]
-struct Recorder(Arc<Mutex<Vec<Event>>>);
-
-impl Recorder {
-    fn start(mgr: &Manager) -> Recorder {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let mut rx = mgr.subscribe();
-        let sink = Arc::clone(&events);
-        tokio::spawn(async move {
-            while let Ok(e) = rx.recv().await {
-                sink.lock().unwrap().push(e);
-            }
-        });
-        Recorder(events)
-    }
-
-    fn count(&self, pred: impl Fn(&EventKind) -> bool) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| pred(&e.kind))
-            .count()
-    }
-
-    fn names(&self) -> Vec<&'static str> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.kind.name())
-            .collect()
-    }
-}
-
 /// A failed query on connection `db`, as the tests report it.
 fn query_error(e: sqlx::Error) -> Error {
     Error::Database {
@@ -101,27 +65,8 @@ fn query_error(e: sqlx::Error) -> Error {
     }
 }
 
-/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn state(mgr: &Manager) -> HealthState {
     mgr.get("db").expect("db").health().state
-}
-
-/// Runs a blocking server command (start/kill) off the runtime's threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
 macro_rules! resilience_tests {

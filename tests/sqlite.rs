@@ -199,11 +199,14 @@ async fn acquire_timeout_is_counted_and_typed() {
     mgr.close().await;
 }
 
+#[cfg(all(feature = "mongodb", feature = "mssql"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn not_yet_supported_engines_fail_clearly_and_accessors_before_connect() {
-    let mgr = Manager::from_yaml_str(
-        "connections:\n  docs:\n    type: mongodb\n    host: 127.0.0.1\n    database: d\n  legacy:\n    type: mssql\n    host: 127.0.0.1\n    database: d\n  c:\n    type: sqlite\n    filepath: \":memory:\"\n",
-    )
+async fn unreachable_servers_fail_clearly_and_accessors_before_connect() {
+    // Nothing listens on these ports: each engine's startup error names its connection.
+    let (p1, p2) = (support::free_port(), support::free_port());
+    let mgr = Manager::from_yaml_str(&format!(
+        "connect_timeout: 1s\nacquire_timeout: 1s\nconnections:\n  docs:\n    type: mongodb\n    host: 127.0.0.1\n    port: {p1}\n    database: d\n  legacy:\n    type: mssql\n    host: 127.0.0.1\n    port: {p2}\n    database: d\n  c:\n    type: sqlite\n    filepath: \":memory:\"\n",
+    ))
     .unwrap();
     // Before connect(): a typed accessor says so.
     assert!(matches!(
@@ -216,11 +219,15 @@ async fn not_yet_supported_engines_fail_clearly_and_accessors_before_connect() {
     };
     let names: Vec<_> = failures.iter().filter_map(|f| f.connection()).collect();
     assert_eq!(names, vec!["docs", "legacy"]);
-    assert!(
-        failures
-            .iter()
-            .all(|f| matches!(f, Error::NotSupported { .. }))
-    );
+    for f in &failures {
+        assert!(matches!(f, Error::Connect { .. }), "{f:?}");
+        assert_eq!(
+            f.class(),
+            Some(dbmanager::ErrorClass::ConnectionLost),
+            "{f}"
+        );
+        assert!(f.is_transient());
+    }
     assert!(mgr.get("c").unwrap().sqlite().is_ok());
     assert!(matches!(
         mgr.get("docs").unwrap().sqlite(),

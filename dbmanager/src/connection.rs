@@ -190,13 +190,24 @@ fn secrets_of(config: &ConnectionConfig) -> Vec<String> {
 
 impl Connection {
     pub(crate) fn new(config: ConnectionConfig, shared: &Shared) -> Self {
-        let ctx = PoolContext {
-            tasks: shared.tasks.clone(),
-            cancel: shared.cancel.child_token(),
-            ..PoolContext::default()
-        };
-        Connection {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            // A driver that clears its own pool (MongoDB) tells the connection's subscribers.
+            let on_driver_clear = dbmanager_providers::pool::Hook::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    Connection { inner }.emit(EventKind::PoolCleared {
+                        reason: ClearReason::Driver,
+                        closed_idle: 0,
+                    });
+                }
+            });
+            let ctx = PoolContext {
+                tasks: shared.tasks.clone(),
+                cancel: shared.cancel.child_token(),
+                on_driver_clear: Some(on_driver_clear),
+                ..PoolContext::default()
+            };
+            Inner {
                 name: Arc::from(config.name.as_str()),
                 secrets: secrets_of(&config),
                 config,
@@ -210,8 +221,9 @@ impl Connection {
                 swap: tokio::sync::Mutex::new(()),
                 waiters: std::sync::atomic::AtomicUsize::new(0),
                 waiter_arrived: tokio::sync::Notify::new(),
-            }),
-        }
+            }
+        });
+        Connection { inner }
     }
 
     /// The connection's name (its key under `connections`).
@@ -376,7 +388,23 @@ impl Connection {
     /// [`retry`](Self::retry) and `acquire` call this themselves; call it when you run
     /// queries on the raw sqlx pool and want the same reaction.
     pub fn report_error(&self, error: &sqlx::Error) -> ErrorClass {
-        let class = dbmanager_providers::classify(error);
+        self.report_class(dbmanager_providers::classify(error))
+    }
+
+    /// As [`report_error`](Self::report_error), for a MongoDB error. The driver already
+    /// clears its own pool on network errors; this also makes the supervisor check now.
+    #[cfg(feature = "mongodb")]
+    pub fn report_mongo_error(&self, error: &mongodb::error::Error) -> ErrorClass {
+        self.report_class(dbmanager_providers::mongo::classify(error))
+    }
+
+    /// As [`report_error`](Self::report_error), for a SQL Server (tiberius) error.
+    #[cfg(feature = "mssql")]
+    pub fn report_mssql_error(&self, error: &tiberius::error::Error) -> ErrorClass {
+        self.report_class(dbmanager_providers::mssql::classify(error))
+    }
+
+    fn report_class(&self, class: ErrorClass) -> ErrorClass {
         if class.clears_pool() && !self.is_closed() {
             self.clear_with(ClearReason::ErrorReported(class));
         }
@@ -487,10 +515,39 @@ impl Connection {
                 #[cfg(not(feature = "sqlite"))]
                 Err(not_built())
             }
-            (DbType::MsSql | DbType::MongoDb, _) => Err(Error::NotSupported {
-                name: name.clone(),
-                kind: c.kind,
-            }),
+            (DbType::MongoDb, Endpoint::Server(s)) => {
+                #[cfg(feature = "mongodb")]
+                {
+                    dbmanager_providers::mongo::open(
+                        s,
+                        &c.mongo,
+                        c.pool.clone(),
+                        eager,
+                        self.inner.ctx.clone(),
+                    )
+                    .await
+                    .map(Pools::Mongo)
+                    .map_err(connect_err)
+                }
+                #[cfg(not(feature = "mongodb"))]
+                Err(not_built())
+            }
+            (DbType::MsSql, Endpoint::Server(s)) => {
+                #[cfg(feature = "mssql")]
+                {
+                    dbmanager_providers::mssql::open(
+                        s,
+                        c.pool.clone(),
+                        eager,
+                        self.inner.ctx.clone(),
+                    )
+                    .await
+                    .map(Pools::MsSql)
+                    .map_err(connect_err)
+                }
+                #[cfg(not(feature = "mssql"))]
+                Err(not_built())
+            }
             _ => Err(Error::NotSupported {
                 name: name.clone(),
                 kind: c.kind,
@@ -623,41 +680,66 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn acquire<DB: SqlEngine>(&self) -> Result<sqlx::pool::PoolConnection<DB>> {
+        self.checkout(DB::TYPE, |pools, left| {
+            DB::select(pools)
+                .cloned()
+                .map(|pool| async move { pool.acquire_within(left).await })
+        })
+        .await
+    }
+
+    /// Waits until the connection may be used, by its `on_unavailable` policy: returns at
+    /// once when it is healthy; when it is down, fails at once under `fail_fast` and waits
+    /// (up to `acquire_timeout`) for the supervisor to bring it back under `wait`. Fails
+    /// with [`Error::Unavailable`].
+    ///
+    /// `acquire`, `begin`, `retry` and `mssql()` do this themselves. Call it before work on
+    /// a handle that has no checkout, such as the MongoDB client from
+    /// [`mongo`](Self::mongo), to give that work the same outage behaviour.
+    pub async fn available(&self) -> Result<()> {
+        let started = Instant::now();
+        self.ready(started, started + self.inner.config.pool.acquire_timeout)
+            .await
+    }
+
+    /// The checkout loop shared by every pooled engine: the outage policy, then the pool's
+    /// own acquire (`get`, which returns `None` when the pool is not of the `expected`
+    /// engine), with connect errors reported and, under `wait`, waited out.
+    async fn checkout<T, Fut>(
+        &self,
+        expected: DbType,
+        get: impl Fn(&Pools, Duration) -> Option<Fut>,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, ProviderError>>,
+    {
         let c = &self.inner.config;
+        if self.kind() != expected {
+            return Err(self.wrong_kind(expected));
+        }
         let started = Instant::now();
         let deadline = started + c.pool.acquire_timeout;
         loop {
             self.ready(started, deadline).await?;
-            let pool = self.pool::<DB>()?;
+            let pools = self.pools()?;
             let left = deadline.saturating_duration_since(Instant::now());
+            let Some(acquiring) = get(&pools, left) else {
+                return Err(self.wrong_kind(expected));
+            };
             let acquired = if c.on_unavailable == OnUnavailable::FailFast {
                 // sqlx keeps retrying a refused connect until its deadline; under
                 // fail_fast an acquire stuck there fails as soon as the circuit opens.
                 tokio::select! {
-                    r = pool.acquire_within(left) => r,
+                    r = acquiring => r,
                     () = self.went_down() => return Err(self.unavailable(started.elapsed())),
                 }
             } else {
-                pool.acquire_within(left).await
+                acquiring.await
             };
             match acquired {
                 Ok(conn) => return Ok(conn),
                 // Swapped under us: the next loop takes the new pool.
                 Err(ProviderError::Closed) if !self.is_closed() => {}
-                Err(ProviderError::Connect(e)) => {
-                    let class = self.report_error(&e);
-                    let waiting = c.on_unavailable == OnUnavailable::Wait && class.is_transient();
-                    if !waiting || Instant::now() >= deadline {
-                        return Err(Error::Connect {
-                            name: self.name().to_owned(),
-                            source: ProviderError::Connect(e),
-                        });
-                    }
-                    // Give the supervisor a moment to notice, then wait by the policy.
-                    let mut changes = self.inner.changed.subscribe();
-                    let pause = c.retry.delay.min(deadline - Instant::now());
-                    let _ = tokio::time::timeout(pause, changes.changed()).await;
-                }
                 Err(e @ ProviderError::AcquireTimeout { .. }) => {
                     let waited = started.elapsed();
                     self.emit(EventKind::AcquireTimedOut { waited });
@@ -668,6 +750,20 @@ impl Connection {
                         },
                         other => Error::from_provider(self.name(), other),
                     });
+                }
+                Err(e) if is_connect_failure(&e) => {
+                    let class = self.report_class(e.class());
+                    let waiting = c.on_unavailable == OnUnavailable::Wait && class.is_transient();
+                    if !waiting || Instant::now() >= deadline {
+                        return Err(Error::Connect {
+                            name: self.name().to_owned(),
+                            source: e,
+                        });
+                    }
+                    // Give the supervisor a moment to notice, then wait by the policy.
+                    let mut changes = self.inner.changed.subscribe();
+                    let pause = c.retry.delay.min(deadline - Instant::now());
+                    let _ = tokio::time::timeout(pause, changes.changed()).await;
                 }
                 Err(e) => return Err(Error::from_provider(self.name(), e)),
             }
@@ -751,6 +847,61 @@ impl Connection {
     #[cfg(feature = "sqlite")]
     pub fn sqlite(&self) -> Result<sqlx::SqlitePool> {
         Ok(self.pool::<sqlx::Sqlite>()?.sqlx().clone())
+    }
+
+    /// The MongoDB client behind this name (cheap to clone; it shares this connection's
+    /// pool). The driver waits for a usable server up to `acquire_timeout` by itself; call
+    /// [`available`](Self::available) first for the `on_unavailable` policy. Call it per use
+    /// rather than keeping the client: after a [`reconnect`](Self::reconnect) the old one is
+    /// shut down once drained.
+    #[cfg(feature = "mongodb")]
+    pub fn mongo(&self) -> Result<mongodb::Client> {
+        Ok(self.mongo_pool()?.client().clone())
+    }
+
+    /// A handle to this connection's configured `database` (or the one the DSN names).
+    #[cfg(feature = "mongodb")]
+    pub fn mongo_database(&self) -> Result<mongodb::Database> {
+        self.mongo_pool()?
+            .database()
+            .ok_or_else(|| Error::NoDatabase {
+                name: self.name().to_owned(),
+            })
+    }
+
+    #[cfg(feature = "mongodb")]
+    fn mongo_pool(&self) -> Result<dbmanager_providers::mongo::MongoPool> {
+        if self.kind() != DbType::MongoDb {
+            return Err(self.wrong_kind(DbType::MongoDb));
+        }
+        match &*self.pools()? {
+            Pools::Mongo(p) => Ok(p.clone()),
+            #[allow(unreachable_patterns)]
+            _ => Err(self.wrong_kind(DbType::MongoDb)),
+        }
+    }
+
+    /// Checks out a pooled SQL Server connection (it dereferences to
+    /// [`tiberius::Client`]); dropping it returns it. Follows the outage policy and counts
+    /// the wait like [`acquire`](Self::acquire).
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// let mut client = mgr.get("legacy")?.mssql().await?;
+    /// let row = client.query("SELECT 1", &[]).await.unwrap().into_row().await.unwrap();
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "mssql")]
+    pub async fn mssql(&self) -> Result<dbmanager_providers::mssql::PooledClient> {
+        self.checkout(DbType::MsSql, |pools, left| match pools {
+            Pools::MsSql(p) => {
+                let pool = p.clone();
+                Some(async move { pool.acquire_within(left).await })
+            }
+            #[allow(unreachable_patterns)]
+            _ => None,
+        })
+        .await
     }
 
     /// One round trip through the current pool, bounded by `health_check_timeout`.
@@ -866,5 +1017,15 @@ impl Connection {
             );
         }
         drained
+    }
+}
+
+/// Whether an acquire failed because a new connection could not be opened.
+fn is_connect_failure(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Connect(_) => true,
+        ProviderError::Driver { phase, .. } => *phase == dbmanager_providers::Phase::Connect,
+        ProviderError::Timeout { phase, .. } => *phase == "connect",
+        _ => false,
     }
 }

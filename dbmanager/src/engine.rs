@@ -17,8 +17,18 @@ pub enum Pools {
     MySql(SqlPool<sqlx::MySql>),
     #[cfg(feature = "sqlite")]
     Sqlite(SqlPool<sqlx::Sqlite>),
-    /// Built without any SQL engine: no pool can exist.
-    #[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+    #[cfg(feature = "mongodb")]
+    Mongo(dbmanager_providers::mongo::MongoPool),
+    #[cfg(feature = "mssql")]
+    MsSql(dbmanager_providers::mssql::MssqlPool),
+    /// Built without any engine: no pool can exist.
+    #[cfg(not(any(
+        feature = "postgres",
+        feature = "mysql",
+        feature = "sqlite",
+        feature = "mongodb",
+        feature = "mssql"
+    )))]
     Never(std::convert::Infallible),
 }
 
@@ -32,14 +42,30 @@ macro_rules! with_pool {
             $crate::engine::Pools::MySql($p) => $body,
             #[cfg(feature = "sqlite")]
             $crate::engine::Pools::Sqlite($p) => $body,
-            #[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+            #[cfg(feature = "mongodb")]
+            $crate::engine::Pools::Mongo($p) => $body,
+            #[cfg(feature = "mssql")]
+            $crate::engine::Pools::MsSql($p) => $body,
+            #[cfg(not(any(
+                feature = "postgres",
+                feature = "mysql",
+                feature = "sqlite",
+                feature = "mongodb",
+                feature = "mssql"
+            )))]
             $crate::engine::Pools::Never(never) => match *never {},
         }
     };
 }
 
 #[cfg_attr(
-    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    not(any(
+        feature = "postgres",
+        feature = "mysql",
+        feature = "sqlite",
+        feature = "mongodb",
+        feature = "mssql"
+    )),
     allow(unused_variables)
 )]
 impl Pools {

@@ -65,6 +65,13 @@ pub enum Error {
         kind: DbType,
     },
 
+    /// `mongo_database()` on a MongoDB connection that names no database.
+    #[error("connection `{name}` names no database: set `database` (or a path in the dsn)")]
+    NoDatabase {
+        /// The connection.
+        name: String,
+    },
+
     /// The connection has not been opened: call `Manager::connect` first.
     #[error("connection `{name}` is not connected yet: call Manager::connect() first")]
     NotConnected {
@@ -140,6 +147,7 @@ impl Error {
             | Error::NotBuilt { name, .. }
             | Error::NotSupported { name, .. }
             | Error::NotConnected { name }
+            | Error::NoDatabase { name }
             | Error::Connect { name, .. }
             | Error::AcquireTimeout { name, .. }
             | Error::Closed { name }
@@ -176,7 +184,11 @@ impl Error {
         match e {
             ProviderError::AcquireTimeout { waited } => Error::AcquireTimeout { name, waited },
             ProviderError::Closed => Error::Closed { name },
-            ProviderError::Connect(_) => Error::Connect { name, source: e },
+            ProviderError::Connect(_)
+            | ProviderError::Driver {
+                phase: dbmanager_providers::Phase::Connect,
+                ..
+            } => Error::Connect { name, source: e },
             other => Error::Database {
                 name,
                 source: other,

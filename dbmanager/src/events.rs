@@ -39,6 +39,9 @@ pub enum ClearReason {
     HealthCheckTimeout,
     /// `Connection::clear()` was called.
     Requested,
+    /// The driver cleared its own pool (MongoDB, after a network error or a failed
+    /// heartbeat); `closed_idle` is 0 because the driver closes them itself.
+    Driver,
 }
 
 /// The kinds of [`Event`].

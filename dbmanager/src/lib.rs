@@ -39,3 +39,16 @@ pub use engine::SqlEngine;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};
 pub use manager::Manager;
+
+/// The MongoDB provider's types (the pool, its error classification) and the driver itself,
+/// so a service uses the same `mongodb` version dbmanager was built with.
+#[cfg(feature = "mongodb")]
+pub use dbmanager_providers::mongo;
+/// The SQL Server provider's types (the pooled client, its error classification) and
+/// `tiberius` itself.
+#[cfg(feature = "mssql")]
+pub use dbmanager_providers::mssql;
+#[cfg(feature = "mongodb")]
+pub use mongodb;
+#[cfg(feature = "mssql")]
+pub use tiberius;

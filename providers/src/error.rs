@@ -49,6 +49,37 @@ pub enum ProviderError {
     /// A statement or ping failed on an open connection.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// An error from a driver other than sqlx (MongoDB, SQL Server), classified by its
+    /// provider. The source can be downcast to the driver's error type.
+    #[error("{phase}: {source}")]
+    Driver {
+        /// Whether it happened while connecting or on an open connection.
+        phase: Phase,
+        /// What it means for the pool and for a retry.
+        class: ErrorClass,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// When a driver error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// While opening a connection (including authentication).
+    Connect,
+    /// On an open connection.
+    Database,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect failed",
+            Phase::Database => "database error",
+        })
+    }
 }
 
 impl ProviderError {
@@ -64,12 +95,37 @@ impl ProviderError {
         ProviderError::InvalidDsn { reason }
     }
 
+    /// A driver error on an open connection.
+    pub fn driver(
+        source: impl std::error::Error + Send + Sync + 'static,
+        class: ErrorClass,
+    ) -> Self {
+        ProviderError::Driver {
+            phase: Phase::Database,
+            class,
+            source: Box::new(source),
+        }
+    }
+
+    /// A driver error while connecting.
+    pub fn driver_connect(
+        source: impl std::error::Error + Send + Sync + 'static,
+        class: ErrorClass,
+    ) -> Self {
+        ProviderError::Driver {
+            phase: Phase::Connect,
+            class,
+            source: Box::new(source),
+        }
+    }
+
     /// What this error means for the pool and for a retry (see [`crate::classify`]).
     /// A timeout counts as a lost connection: a server that does not answer in time is
     /// treated like one that hung up.
     pub fn class(&self) -> ErrorClass {
         match self {
             ProviderError::Connect(e) | ProviderError::Database(e) => classify(e),
+            ProviderError::Driver { class, .. } => *class,
             ProviderError::Timeout { .. } => ErrorClass::ConnectionLost,
             ProviderError::AcquireTimeout { .. } => ErrorClass::Transient,
             ProviderError::Closed => ErrorClass::Permanent,

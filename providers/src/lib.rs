@@ -26,6 +26,10 @@ pub mod pool;
 pub mod settings;
 pub mod stats;
 
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+#[cfg(feature = "mssql")]
+pub mod mssql;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -34,7 +38,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use classify::{ErrorClass, classify};
-pub use error::ProviderError;
+pub use error::{Phase, ProviderError};
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// Pieces of a DSN that must never reach an error message: the password in its userinfo.
@@ -50,4 +54,20 @@ pub fn dsn_secrets(dsn: &str) -> Vec<&str> {
         Some((_, pw)) if !pw.is_empty() => vec![pw],
         _ => Vec::new(),
     }
+}
+
+/// Installs rustls's `ring` crypto provider as the process default, unless one is
+/// installed already. The MongoDB and SQL Server drivers build rustls configurations with
+/// `ClientConfig::builder()`, which panics when the dependency graph compiles in two
+/// providers (ring and aws-lc-rs, as it does here) and none was chosen. An application that
+/// prefers aws-lc-rs installs it before opening connections and this does nothing.
+#[cfg(any(feature = "mongodb", feature = "mssql"))]
+pub(crate) fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Losing a race with another installer is fine: a provider is installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
 }

@@ -43,7 +43,7 @@ pub fn connect_options(s: &ServerSettings) -> Result<MySqlConnectOptions, Provid
             if let Some(db) = &s.database {
                 o = o.database(db);
             }
-            o = o.ssl_mode(ssl_mode(s.tls.mode));
+            o = o.ssl_mode(ssl_mode(s.tls.mode)?);
             if let Some(p) = &s.tls.root_cert {
                 o = o.ssl_ca(p);
             }
@@ -59,14 +59,20 @@ pub fn connect_options(s: &ServerSettings) -> Result<MySqlConnectOptions, Provid
     Ok(o)
 }
 
-fn ssl_mode(mode: SslMode) -> MySqlSslMode {
-    match mode {
+fn ssl_mode(mode: SslMode) -> Result<MySqlSslMode, ProviderError> {
+    Ok(match mode {
         SslMode::Disable => MySqlSslMode::Disabled,
         SslMode::Allow | SslMode::Prefer => MySqlSslMode::Preferred,
         SslMode::Require => MySqlSslMode::Required,
         SslMode::VerifyCa => MySqlSslMode::VerifyCa,
         SslMode::VerifyFull => MySqlSslMode::VerifyIdentity,
-    }
+        SslMode::Strict => {
+            return Err(ProviderError::InvalidSetting {
+                field: "sslmode",
+                reason: "`strict` (TDS 8.0) is a SQL Server mode".into(),
+            });
+        }
+    })
 }
 
 /// Builds the pool; with `eager`, connects before returning (bounded by `connect_timeout`).

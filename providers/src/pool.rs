@@ -49,6 +49,31 @@ pub struct PoolContext {
     /// Notified when a hook finds a connection that the server dropped, and on every
     /// [`SqlPool::clear`]: the supervisor's cue to check the server now.
     pub broken: Arc<Notify>,
+    /// Called when a driver that manages its own pool (MongoDB) clears it, so the owner
+    /// can publish the event.
+    pub on_driver_clear: Option<Hook>,
+}
+
+/// A callback a provider calls from a driver's event handler. Must not block.
+#[derive(Clone)]
+pub struct Hook(Arc<dyn Fn() + Send + Sync>);
+
+impl Hook {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
+        Hook(Arc::new(f))
+    }
+
+    /// Calls it.
+    pub fn call(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// A per-connection setup step run on every new pooled connection (session settings).
@@ -281,6 +306,7 @@ impl<DB: Database> SqlPool<DB> {
     pub fn clear(&self) -> u32 {
         let inner = &self.inner;
         inner.generation.clear();
+        PoolCounters::inc(&inner.counters.clears);
         inner.broken.notify_one();
         let mut closed = 0;
         // `try_acquire` pops idle connections without running the hooks (no ping).

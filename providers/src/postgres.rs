@@ -40,7 +40,7 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
             if let Some(db) = &s.database {
                 o = o.database(db);
             }
-            o = o.ssl_mode(ssl_mode(s.tls.mode));
+            o = o.ssl_mode(ssl_mode(s.tls.mode)?);
             if let Some(p) = &s.tls.root_cert {
                 o = o.ssl_root_cert(p);
             }
@@ -70,15 +70,21 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
     Ok(o)
 }
 
-fn ssl_mode(mode: SslMode) -> PgSslMode {
-    match mode {
+fn ssl_mode(mode: SslMode) -> Result<PgSslMode, ProviderError> {
+    Ok(match mode {
         SslMode::Disable => PgSslMode::Disable,
         SslMode::Allow => PgSslMode::Allow,
         SslMode::Prefer => PgSslMode::Prefer,
         SslMode::Require => PgSslMode::Require,
         SslMode::VerifyCa => PgSslMode::VerifyCa,
         SslMode::VerifyFull => PgSslMode::VerifyFull,
-    }
+        SslMode::Strict => {
+            return Err(ProviderError::InvalidSetting {
+                field: "sslmode",
+                reason: "`strict` (TDS 8.0) is a SQL Server mode".into(),
+            });
+        }
+    })
 }
 
 /// Builds the pool; with `eager`, connects before returning (bounded by `connect_timeout`).

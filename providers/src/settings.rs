@@ -66,6 +66,9 @@ pub enum SslMode {
     VerifyCa,
     /// As `VerifyCa`, and the host name must match the certificate.
     VerifyFull,
+    /// SQL Server only: TDS 8.0 "strict" encryption, TLS from the first byte, with the
+    /// certificate verified (against `ssl_root_cert` if set).
+    Strict,
 }
 
 impl SslMode {
@@ -77,6 +80,7 @@ impl SslMode {
         "require",
         "verify-ca",
         "verify-full",
+        "strict",
     ];
 
     /// Parses PostgreSQL's names and MySQL's (`disabled`, `preferred`, `required`,
@@ -89,6 +93,7 @@ impl SslMode {
             "require" | "required" | "true" | "on" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" | "verify-identity" => SslMode::VerifyFull,
+            "strict" => SslMode::Strict,
             _ => return None,
         })
     }
@@ -214,4 +219,17 @@ impl SqliteSettings {
             synchronous: None,
         }
     }
+}
+
+/// MongoDB-only settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MongoSettings {
+    /// The database that holds the user's credentials (`auth_source`).
+    pub auth_source: Option<String>,
+    /// The replica set's name (`replica_set`).
+    pub replica_set: Option<String>,
+    /// Which members reads (and health checks) go to (`read_preference`): `primary`,
+    /// `primaryPreferred`, `secondary`, `secondaryPreferred` or `nearest`.
+    pub read_preference: Option<String>,
 }

@@ -17,6 +17,7 @@ pub struct PoolCounters {
     pub(crate) acquire_errors: AtomicU64,
     pub(crate) closed_shutdown: AtomicU64,
     pub(crate) closed_cleared: AtomicU64,
+    pub(crate) clears: AtomicU64,
 }
 
 impl PoolCounters {
@@ -63,6 +64,7 @@ impl PoolCounters {
             closed_broken: broken,
             closed_shutdown: shutdown,
             closed_cleared: cleared,
+            pool_clears: get(&self.clears),
         }
     }
 }
@@ -110,4 +112,7 @@ pub struct PoolStats {
     /// Closed because the pool was cleared after they were opened (server restart,
     /// failover): see `SqlPool::clear`.
     pub closed_cleared: u64,
+    /// Times the pool was cleared: by the manager after a lost connection or a failover
+    /// (SQL pools, SQL Server), or by the MongoDB driver itself.
+    pub pool_clears: u64,
 }

@@ -3,7 +3,10 @@
 //! server instances for tests that need their own, and small helpers.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 pub mod proxy;
+pub mod tds;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -570,3 +573,58 @@ pub fn sql_literal(s: &str) -> String {
 
 /// The password with every character the foundation issue names: `@:/?#%'`, a space, `"`.
 pub const NASTY_PASSWORD: &str = "p@ss:w/rd?#%'x y\"z";
+
+/// Collects every event of a manager.
+#[derive(Clone)]
+pub struct Recorder(pub std::sync::Arc<std::sync::Mutex<Vec<dbmanager::Event>>>);
+
+impl Recorder {
+    pub fn start(mgr: &dbmanager::Manager) -> Recorder {
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut rx = mgr.subscribe();
+        let sink = std::sync::Arc::clone(&events);
+        tokio::spawn(async move {
+            while let Ok(e) = rx.recv().await {
+                sink.lock().unwrap().push(e);
+            }
+        });
+        Recorder(events)
+    }
+
+    pub fn count(&self, pred: impl Fn(&dbmanager::EventKind) -> bool) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| pred(&e.kind))
+            .count()
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.kind.name())
+            .collect()
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs a blocking server command (start/kill) off the runtime's threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}

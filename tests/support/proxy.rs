@@ -28,9 +28,14 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free port of 127.0.0.1 and forwards to `127.0.0.1:target_port`.
     pub async fn start(target_port: u16) -> FaultProxy {
+        Self::start_to(SocketAddr::from(([127, 0, 0, 1], target_port))).await
+    }
+
+    /// Listens on a free port of 127.0.0.1 and forwards to `target`.
+    pub async fn start_to(target: SocketAddr) -> FaultProxy {
         let proxy = FaultProxy {
             listen: SocketAddr::from(([127, 0, 0, 1], super::free_port())),
-            target: SocketAddr::from(([127, 0, 0, 1], target_port)),
+            target,
             faults: watch::Sender::new(Faults {
                 black_hole: false,
                 latency: Duration::ZERO,

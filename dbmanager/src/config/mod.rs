@@ -40,7 +40,7 @@ mod tree;
 mod validate;
 
 pub use dbmanager_providers::settings::{
-    PoolSettings, ServerSettings, SqliteSettings, SqliteTarget, SslMode, TlsSettings,
+    MongoSettings, PoolSettings, ServerSettings, SqliteSettings, SqliteTarget, SslMode, TlsSettings,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin};
 
@@ -216,18 +216,6 @@ pub struct RetrySettings {
     pub delay: Duration,
     /// Longest delay.
     pub max_delay: Duration,
-}
-
-/// MongoDB-only settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MongoSettings {
-    /// `auth_source`.
-    pub auth_source: Option<String>,
-    /// `replica_set`.
-    pub replica_set: Option<String>,
-    /// `read_preference`.
-    pub read_preference: Option<String>,
 }
 
 /// How to reach a connection's database.

@@ -834,9 +834,19 @@ impl Validator {
                 not_for(self, MONGO_ONLY, "");
                 not_for(self, &["schema"], "");
             }
-            DbType::Postgres | DbType::MsSql => {
+            DbType::Postgres => {
                 not_for(self, SQLITE_ONLY, "");
                 not_for(self, MONGO_ONLY, "");
+            }
+            DbType::MsSql => {
+                not_for(self, SQLITE_ONLY, "");
+                not_for(self, MONGO_ONLY, "");
+                not_for(
+                    self,
+                    &["schema"],
+                    " (SQL Server gives each user a default schema: \
+                     ALTER USER ... WITH DEFAULT_SCHEMA, or qualify table names)",
+                );
             }
             DbType::MySql => {
                 not_for(self, SQLITE_ONLY, "");
@@ -1025,7 +1035,67 @@ impl Validator {
                     "sqlx's MySQL driver sends no connection attributes (filter by `user` instead)",
                 );
             }
+            DbType::MongoDb => {
+                // The driver has no equivalent: say so rather than drop the value.
+                let unit = |src: Option<Src<Option<Duration>>>| {
+                    src.map(|s| Src {
+                        value: (),
+                        path: s.path,
+                        origin: s.origin,
+                    })
+                };
+                let unit_u32 = |src: Option<Src<u32>>| {
+                    src.map(|s| Src {
+                        value: (),
+                        path: s.path,
+                        origin: s.origin,
+                    })
+                };
+                session_unsupported(
+                    self,
+                    &unit(lifetime_src.clone()),
+                    "conn_max_lifetime",
+                    "the MongoDB driver has no connection lifetime (it closes connections after \
+                     conn_max_idle_time idle, after errors and when its pool is cleared)",
+                );
+                session_unsupported(
+                    self,
+                    &unit_u32(max_idle_src.clone()),
+                    "max_idle_conns",
+                    "the MongoDB driver keeps no cap on idle connections (min_idle_conns sets \
+                     its minPoolSize, conn_max_idle_time closes idle ones)",
+                );
+                session_unsupported(
+                    self,
+                    &unit(
+                        local
+                            .ping_idle_after
+                            .clone()
+                            .or(global.ping_idle_after.clone()),
+                    ),
+                    "ping_idle_after",
+                    "the MongoDB driver checks its servers with its own heartbeats",
+                );
+                session_unsupported(
+                    self,
+                    &unit(query_timeout_src.clone().filter(|s| s.value.is_some())),
+                    "query_timeout",
+                    "set a per-operation max_time on MongoDB operations instead",
+                );
+            }
             _ => {}
+        }
+        if let (Some(SslMode::Strict), false) = (sslmode, kind == DbType::MsSql)
+            && let Some((n, p)) = own.get("sslmode")
+        {
+            self.err(
+                p,
+                &n.origin,
+                format!(
+                    "sslmode `strict` (TDS 8.0) applies to mssql connections only, not {}",
+                    kind.as_str()
+                ),
+            );
         }
 
         // Endpoint.
@@ -1149,10 +1219,12 @@ impl Validator {
             enable_metrics: pick!(metrics, true),
             enable_logging: pick!(logging, true),
             application_name,
-            mongo: MongoSettings {
-                auth_source,
-                replica_set,
-                read_preference,
+            mongo: {
+                let mut m = MongoSettings::default();
+                m.auth_source = auth_source;
+                m.replica_set = replica_set;
+                m.read_preference = read_preference;
+                m
             },
             tags,
         })
