@@ -263,27 +263,10 @@ async fn scram_auth_with_escaped_password_and_a_clear_failure() {
     let events = Recorder::start(&mgr);
     mgr.connect().await.unwrap();
     let conn = mgr.get("docs").unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || conn.health().is_fatal()).await,
-        "{:?}",
-        conn.health()
-    );
-    let started = Instant::now();
-    let err = conn.available().await.expect_err("unavailable");
-    assert!(
-        matches!(
-            err,
-            Error::Unavailable {
-                class: Some(ErrorClass::Auth),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(1));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let attempts = events.count(|k| matches!(k, EventKind::ReconnectAttempt { .. }));
-    assert!((1..=5).contains(&attempts), "{attempts} attempts in 2.5 s");
+    support::assert_auth_failure_not_retried(&conn, &events, Duration::from_secs(10), || {
+        conn.available()
+    })
+    .await;
     mgr.close().await;
 }
 

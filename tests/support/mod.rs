@@ -628,3 +628,39 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
+
+/// A connection with a wrong password: waits (up to `limit`) until it is marked fatal, then
+/// checks that `attempt` fails at once with `Unavailable { class: Auth }` and that the
+/// supervisor makes only 1–5 attempts in the next 2.5 s (no tight retry loop).
+pub async fn assert_auth_failure_not_retried<T, Fut>(
+    conn: &dbmanager::Connection,
+    events: &Recorder,
+    limit: std::time::Duration,
+    attempt: impl FnOnce() -> Fut,
+) where
+    T: std::fmt::Debug,
+    Fut: std::future::Future<Output = dbmanager::Result<T>>,
+{
+    use dbmanager::{Error, ErrorClass, EventKind};
+    assert!(
+        eventually(limit, || conn.health().is_fatal()).await,
+        "{:?}",
+        conn.health()
+    );
+    let started = std::time::Instant::now();
+    let err = attempt().await.expect_err("unavailable");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                class: Some(ErrorClass::Auth),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let attempts = events.count(|k| matches!(k, EventKind::ReconnectAttempt { .. }));
+    assert!((1..=5).contains(&attempts), "{attempts} attempts in 2.5 s");
+}
