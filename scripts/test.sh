@@ -141,6 +141,11 @@ cargo test --workspace --all-features
 say "example: PostgreSQL and MongoDB from one file (examples/service.yaml)"
 MONGO_URL="$DBMANAGER_TEST_MONGO_URL" cargo run -q -p dbmanager --all-features --example pg_and_mongo
 
+for view in sqlx_view sea_orm_view diesel_view; do
+  say "example: $view (PostgreSQL)"
+  cargo run -q -p dbmanager --all-features --example "$view"
+done
+
 if [ "${1:-}" = "--lint" ]; then
   say "cargo clippy --workspace --all-targets --all-features -- -D warnings"
   cargo clippy --workspace --all-targets --all-features -- -D warnings

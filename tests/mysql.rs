@@ -8,35 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 
-/// Creates a user (both `@localhost` and `@%`) with access to `test`.
-async fn create_user(admin: &sqlx::MySqlPool, user: &str, password: &str) {
-    for host in ["localhost", "%"] {
-        let stmt = format!(
-            "CREATE OR REPLACE USER '{user}'@'{host}' IDENTIFIED BY {}",
-            sql_literal(password)
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
-            .execute(admin)
-            .await
-            .unwrap();
-        let grant = format!("GRANT ALL ON test.* TO '{user}'@'{host}'");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(grant))
-            .execute(admin)
-            .await
-            .unwrap();
-    }
-}
-
-async fn drop_user(admin: &sqlx::MySqlPool, user: &str) {
-    for host in ["localhost", "%"] {
-        let stmt = format!("DROP USER IF EXISTS '{user}'@'{host}'");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
-            .execute(admin)
-            .await
-            .ok();
-    }
-}
-
 fn config(user: &str, max_open: u32) -> String {
     format!(
         r#"

@@ -5,10 +5,10 @@
 #[cfg(feature = "sqlite")]
 use crate::config::SqliteTarget;
 use crate::config::{ConnectionConfig, DbType, Endpoint, OnUnavailable, Startup};
-use crate::engine::{Pools, SqlEngine};
+use crate::engine::{PoolSet, Pools, SqlEngine};
 use crate::error::{Error, Result};
 use crate::events::{ClearReason, Event, EventKind};
-use crate::stats::{ConnectionStats, PoolStats};
+use crate::stats::{ConnectionStats, ViewStats};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use dbmanager_providers::pool::{PoolContext, SqlPool};
 use dbmanager_providers::{ErrorClass, ExposeSecret, ProviderError};
@@ -113,13 +113,16 @@ pub struct Connection {
 pub(crate) struct Inner {
     config: ConnectionConfig,
     name: Arc<str>,
-    pools: ArcSwapOption<Pools>,
+    pools: ArcSwapOption<PoolSet>,
     health: ArcSwap<Health>,
     /// Bumped on every health change; acquires waiting out an outage watch it.
     changed: watch::Sender<u64>,
     failures: AtomicU32,
     closed: AtomicBool,
     pub(crate) ctx: PoolContext,
+    /// The diesel view's pools share the tasks, token and signal but count apart.
+    #[cfg(feature = "diesel")]
+    diesel_ctx: PoolContext,
     events: broadcast::Sender<Event>,
     /// One swap at a time.
     swap: tokio::sync::Mutex<()>,
@@ -207,7 +210,17 @@ impl Connection {
                 on_driver_clear: Some(on_driver_clear),
                 ..PoolContext::default()
             };
+            #[cfg(feature = "diesel")]
+            let diesel_ctx = PoolContext {
+                counters: Arc::default(),
+                tasks: ctx.tasks.clone(),
+                cancel: ctx.cancel.clone(),
+                broken: Arc::clone(&ctx.broken),
+                on_driver_clear: None,
+            };
             Inner {
+                #[cfg(feature = "diesel")]
+                diesel_ctx,
                 name: Arc::from(config.name.as_str()),
                 secrets: secrets_of(&config),
                 config,
@@ -448,7 +461,65 @@ impl Connection {
     }
 
     #[allow(unused_variables)]
-    async fn build(&self, eager: bool) -> Result<Pools> {
+    /// Builds one pool generation: the main pool with its share of the budget and, with
+    /// `default_orm: diesel`, the diesel pool (which is then the one connected `eager`ly).
+    async fn build(&self, eager: bool) -> Result<PoolSet> {
+        let c = &self.inner.config;
+        let diesel_first = c.default_orm == crate::config::DefaultOrm::Diesel;
+        #[allow(unused_mut)]
+        let mut sqlite = None;
+        let main = self.build_main(eager && !diesel_first, &mut sqlite).await?;
+        #[allow(unused_mut)]
+        let mut set = PoolSet::new(main);
+        #[cfg(feature = "sqlite")]
+        {
+            set.sqlite = sqlite;
+        }
+        #[cfg(feature = "sea-orm")]
+        if c.default_orm == crate::config::DefaultOrm::SeaOrm {
+            let _ = set.sea_orm.set(self.sea_orm_of(&set.main)?);
+        }
+        #[cfg(feature = "diesel")]
+        if diesel_first {
+            set.diesel_first = true;
+            let pool = self.build_diesel(&set, eager).await?;
+            let _ = set.diesel.set(pool);
+        }
+        Ok(set)
+    }
+
+    /// The main pool's settings: `max_open_conns` less the diesel view's part.
+    #[cfg_attr(
+        not(any(
+            feature = "postgres",
+            feature = "mysql",
+            feature = "sqlite",
+            feature = "mongodb",
+            feature = "mssql"
+        )),
+        allow(dead_code)
+    )]
+    fn main_settings(&self) -> dbmanager_providers::settings::PoolSettings {
+        let c = &self.inner.config;
+        let mut p = c.pool.clone();
+        if c.diesel_conns > 0 {
+            p.max_open = p.max_open.saturating_sub(c.diesel_conns).max(1);
+            p.max_idle = p.max_idle.min(p.max_open);
+            p.min_idle = if c.default_orm == crate::config::DefaultOrm::Diesel {
+                0
+            } else {
+                p.min_idle.min(p.max_idle)
+            };
+        }
+        p
+    }
+
+    #[allow(unused_variables)]
+    async fn build_main(
+        &self,
+        eager: bool,
+        sqlite_out: &mut Option<dbmanager_providers::settings::SqliteSettings>,
+    ) -> Result<Pools> {
         let c = &self.inner.config;
         let name = &c.name;
         let connect_err = |source| Error::Connect {
@@ -466,7 +537,7 @@ impl Connection {
                 {
                     dbmanager_providers::postgres::open(
                         s,
-                        c.pool.clone(),
+                        self.main_settings(),
                         eager,
                         self.inner.ctx.clone(),
                     )
@@ -482,7 +553,7 @@ impl Connection {
                 {
                     dbmanager_providers::mysql::open(
                         s,
-                        c.pool.clone(),
+                        self.main_settings(),
                         eager,
                         self.inner.ctx.clone(),
                     )
@@ -502,9 +573,10 @@ impl Connection {
                         let seq = MEMORY_DB_SEQ.fetch_add(1, Ordering::Relaxed);
                         *name = format!("dbmanager-{name}-{}-{seq}", std::process::id());
                     }
+                    *sqlite_out = Some(s.clone());
                     dbmanager_providers::sqlite::open(
                         &s,
-                        c.pool.clone(),
+                        self.main_settings(),
                         eager,
                         self.inner.ctx.clone(),
                     )
@@ -521,7 +593,7 @@ impl Connection {
                     dbmanager_providers::mongo::open(
                         s,
                         &c.mongo,
-                        c.pool.clone(),
+                        self.main_settings(),
                         eager,
                         self.inner.ctx.clone(),
                     )
@@ -537,7 +609,7 @@ impl Connection {
                 {
                     dbmanager_providers::mssql::open(
                         s,
-                        c.pool.clone(),
+                        self.main_settings(),
                         eager,
                         self.inner.ctx.clone(),
                     )
@@ -561,7 +633,7 @@ impl Connection {
         }
     }
 
-    fn pools(&self) -> Result<Arc<Pools>> {
+    fn pools(&self) -> Result<Arc<PoolSet>> {
         if self.is_closed() {
             return Err(self.closed());
         }
@@ -604,7 +676,7 @@ impl Connection {
             return Err(self.wrong_kind(DB::TYPE));
         }
         let pools = self.pools()?;
-        DB::select(&pools)
+        DB::select(&pools.main)
             .cloned()
             .ok_or_else(|| self.wrong_kind(DB::TYPE))
     }
@@ -681,7 +753,7 @@ impl Connection {
     /// ```
     pub async fn acquire<DB: SqlEngine>(&self) -> Result<sqlx::pool::PoolConnection<DB>> {
         self.checkout(DB::TYPE, |pools, left| {
-            DB::select(pools)
+            DB::select(&pools.main)
                 .cloned()
                 .map(|pool| async move { pool.acquire_within(left).await })
         })
@@ -708,7 +780,7 @@ impl Connection {
     async fn checkout<T, Fut>(
         &self,
         expected: DbType,
-        get: impl Fn(&Pools, Duration) -> Option<Fut>,
+        get: impl Fn(&PoolSet, Duration) -> Option<Fut>,
     ) -> Result<T>
     where
         Fut: Future<Output = std::result::Result<T, ProviderError>>,
@@ -874,7 +946,7 @@ impl Connection {
         if self.kind() != DbType::MongoDb {
             return Err(self.wrong_kind(DbType::MongoDb));
         }
-        match &*self.pools()? {
+        match &self.pools()?.main {
             Pools::Mongo(p) => Ok(p.clone()),
             #[allow(unreachable_patterns)]
             _ => Err(self.wrong_kind(DbType::MongoDb)),
@@ -893,7 +965,7 @@ impl Connection {
     /// ```
     #[cfg(feature = "mssql")]
     pub async fn mssql(&self) -> Result<dbmanager_providers::mssql::PooledClient> {
-        self.checkout(DbType::MsSql, |pools, left| match pools {
+        self.checkout(DbType::MsSql, |pools, left| match &pools.main {
             Pools::MsSql(p) => {
                 let pool = p.clone();
                 Some(async move { pool.acquire_within(left).await })
@@ -962,7 +1034,7 @@ impl Connection {
 
     /// Waits for a replaced pool's checked-out connections to come back (after a short
     /// grace, within `drain_timeout`), then closes it.
-    async fn drain(&self, old: &Pools) -> bool {
+    async fn drain(&self, old: &PoolSet) -> bool {
         let limit = self.inner.config.drain_timeout;
         let deadline = Instant::now() + limit;
         tokio::time::sleep(SWAP_GRACE.min(limit)).await;
@@ -975,23 +1047,251 @@ impl Connection {
 
     /// Pool statistics and health.
     pub fn stats(&self) -> ConnectionStats {
-        let pool = self
-            .inner
-            .pools
-            .load()
+        let set = self.inner.pools.load_full();
+        let views: Vec<ViewStats> = set
             .as_ref()
-            .map(|p| p.stats())
-            .unwrap_or_else(|| {
-                let mut s = PoolStats::default();
-                s.max_open = self.inner.config.pool.max_open;
-                s
-            });
+            .map(|p| p.views())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(view, pool)| ViewStats::new(view, pool))
+            .collect();
+        let mut pool = set.as_ref().map(|p| p.stats()).unwrap_or_default();
+        // The budget, whether or not every view was created.
+        pool.max_open = self.inner.config.pool.max_open;
         ConnectionStats {
             name: self.name().to_owned(),
             kind: self.kind(),
             health: self.health().state,
             pool,
+            views,
         }
+    }
+
+    // ---- ORM views ------------------------------------------------------------------------
+
+    #[cfg_attr(not(any(feature = "sea-orm", feature = "diesel")), allow(dead_code))]
+    fn no_view(&self, view: &'static str) -> Error {
+        Error::NoView {
+            name: self.name().to_owned(),
+            view,
+            kind: self.kind(),
+        }
+    }
+
+    /// A SeaORM connection over this connection's sqlx pool: the same connections, limits
+    /// and stats as [`postgres`](Self::postgres) & co. (SeaORM checks connections out of
+    /// that pool itself). Cheap; created at connect with `default_orm: sea_orm`, else on
+    /// first call. Like the raw sqlx pool it does not wait out outages: call
+    /// [`available`](Self::available) first for the `on_unavailable` policy. Call it per
+    /// use rather than keeping it: after a [`reconnect`](Self::reconnect) the old one
+    /// fails with a closed-pool error once drained.
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// use dbmanager::sea_orm::ConnectionTrait;
+    /// let db = mgr.get("primary")?.sea_orm()?;
+    /// db.execute_unprepared("select 1").await.unwrap();
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sea-orm")]
+    pub fn sea_orm(&self) -> Result<sea_orm::DatabaseConnection> {
+        if !matches!(
+            self.kind(),
+            DbType::Postgres | DbType::MySql | DbType::Sqlite
+        ) {
+            return Err(self.no_view("SeaORM"));
+        }
+        let set = self.pools()?;
+        if let Some(db) = set.sea_orm.get() {
+            return Ok(db.clone());
+        }
+        let db = self.sea_orm_of(&set.main)?;
+        Ok(set.sea_orm.get_or_init(|| db).clone())
+    }
+
+    #[cfg(feature = "sea-orm")]
+    fn sea_orm_of(&self, main: &Pools) -> Result<sea_orm::DatabaseConnection> {
+        match main {
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(p) => Ok(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(
+                p.sqlx().clone(),
+            )),
+            #[cfg(feature = "mysql")]
+            Pools::MySql(p) => Ok(sea_orm::SqlxMySqlConnector::from_sqlx_mysql_pool(
+                p.sqlx().clone(),
+            )),
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(p) => Ok(sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(
+                p.sqlx().clone(),
+            )),
+            #[allow(unreachable_patterns)]
+            _ => Err(self.no_view("SeaORM")),
+        }
+    }
+
+    /// The diesel pool's settings: `diesel_conns` of the budget.
+    #[cfg(feature = "diesel")]
+    fn diesel_settings(&self) -> dbmanager_providers::settings::PoolSettings {
+        let c = &self.inner.config;
+        let mut p = c.pool.clone();
+        p.max_open = c.diesel_conns;
+        p.max_idle = p.max_idle.min(p.max_open);
+        p.min_idle = if c.default_orm == crate::config::DefaultOrm::Diesel {
+            p.min_idle.min(p.max_idle)
+        } else {
+            0
+        };
+        p
+    }
+
+    #[cfg(feature = "diesel")]
+    #[allow(unused_variables)]
+    async fn build_diesel(&self, set: &PoolSet, eager: bool) -> Result<crate::engine::DieselPools> {
+        use crate::engine::DieselPools;
+        let c = &self.inner.config;
+        if c.diesel_conns == 0 {
+            return Err(Error::NoBudget {
+                name: self.name().to_owned(),
+            });
+        }
+        let settings = self.diesel_settings();
+        let ctx = self.inner.diesel_ctx.clone();
+        let connect_err = |source| Error::Connect {
+            name: self.name().to_owned(),
+            source,
+        };
+        match (c.kind, &c.endpoint) {
+            #[cfg(feature = "postgres")]
+            (DbType::Postgres, Endpoint::Server(s)) => {
+                dbmanager_providers::diesel::open_postgres(s, settings, eager, ctx)
+                    .await
+                    .map(DieselPools::Postgres)
+                    .map_err(connect_err)
+            }
+            #[cfg(feature = "mysql")]
+            (DbType::MySql, Endpoint::Server(s)) => {
+                dbmanager_providers::diesel::open_mysql(s, settings, eager, ctx)
+                    .await
+                    .map(DieselPools::MySql)
+                    .map_err(connect_err)
+            }
+            #[cfg(feature = "sqlite")]
+            (DbType::Sqlite, Endpoint::Sqlite(_)) => {
+                let Some(sqlite) = &set.sqlite else {
+                    return Err(self.no_view("diesel"));
+                };
+                dbmanager_providers::diesel::open_sqlite(sqlite, settings, eager, ctx)
+                    .await
+                    .map(DieselPools::Sqlite)
+                    .map_err(connect_err)
+            }
+            _ => Err(self.no_view("diesel")),
+        }
+    }
+
+    /// The diesel pool of the current generation, created on first use.
+    #[cfg(feature = "diesel")]
+    async fn diesel_pools(&self, set: &PoolSet) -> Result<crate::engine::DieselPools> {
+        let pools = set
+            .diesel
+            .get_or_try_init(|| self.build_diesel(set, false))
+            .await?
+            .clone();
+        if self.is_closed() {
+            // `close()` may have run before the pool existed.
+            pools.close_now().await;
+            return Err(self.closed());
+        }
+        Ok(pools)
+    }
+
+    /// Checks out a diesel-async connection of the engine `select` picks, through the
+    /// outage policy, counting the wait (as [`acquire`](Self::acquire) does).
+    #[cfg(feature = "diesel")]
+    async fn diesel_checkout<K: dbmanager_providers::managed::Connector>(
+        &self,
+        expected: DbType,
+        select: fn(
+            &crate::engine::DieselPools,
+        ) -> Option<&dbmanager_providers::managed::ManagedPool<K>>,
+    ) -> Result<dbmanager_providers::managed::Object<K>> {
+        if self.kind() != expected {
+            return Err(if matches!(self.kind(), DbType::MongoDb | DbType::MsSql) {
+                self.no_view("diesel")
+            } else {
+                self.wrong_kind(expected)
+            });
+        }
+        // A swap between creating the pool and checking out makes `get` find a set without
+        // a diesel pool (it answers "not built"): create it on the new set and go again.
+        let mut last = None;
+        for _ in 0..3 {
+            // Create the pool first (no connect), so the checkout below can borrow it.
+            let set = self.pools()?;
+            self.diesel_pools(&set).await?;
+            match self
+                .checkout(expected, |set, left| {
+                    let pool = set.diesel.get().and_then(select)?.clone();
+                    Some(async move { pool.acquire_within(left).await })
+                })
+                .await
+            {
+                Err(e @ Error::NotBuilt { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| self.no_view("diesel")))
+    }
+
+    /// Checks out a pooled diesel-async PostgreSQL connection (use it as `&mut conn` with
+    /// diesel-async's `RunQueryDsl`; dropping it returns it). The diesel view opens its own
+    /// sockets within `diesel_conns` of the budget; it follows the outage policy and counts
+    /// its waits as [`acquire`](Self::acquire) does.
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// use dbmanager::diesel::r#async::RunQueryDsl;
+    /// let mut conn = mgr.get("primary")?.diesel_postgres().await?;
+    /// dbmanager::diesel::orm::sql_query("select 1").execute(&mut conn).await.unwrap();
+    /// # Ok(()) }
+    /// ```
+    #[cfg(all(feature = "diesel", feature = "postgres"))]
+    pub async fn diesel_postgres(&self) -> Result<crate::diesel::PgConn> {
+        self.diesel_checkout(DbType::Postgres, |p| match p {
+            crate::engine::DieselPools::Postgres(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        })
+        .await
+    }
+
+    /// As [`diesel_postgres`](Self::diesel_postgres), for MySQL and MariaDB.
+    #[cfg(all(feature = "diesel", feature = "mysql"))]
+    pub async fn diesel_mysql(&self) -> Result<crate::diesel::MysqlConn> {
+        self.diesel_checkout(DbType::MySql, |p| match p {
+            crate::engine::DieselPools::MySql(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        })
+        .await
+    }
+
+    /// As [`diesel_postgres`](Self::diesel_postgres), for SQLite (diesel's SQLite on a
+    /// blocking thread, on the same database as the sqlx pool, `:memory:` included).
+    #[cfg(all(feature = "diesel", feature = "sqlite"))]
+    pub async fn diesel_sqlite(&self) -> Result<crate::diesel::SqliteConn> {
+        self.diesel_checkout(DbType::Sqlite, |p| match p {
+            crate::engine::DieselPools::Sqlite(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        })
+        .await
+    }
+
+    /// As [`report_error`](Self::report_error), for a diesel error.
+    #[cfg(feature = "diesel")]
+    pub fn report_diesel_error(&self, error: &::diesel::result::Error) -> ErrorClass {
+        self.report_class(dbmanager_providers::diesel::classify(error))
     }
 
     /// Closes the pool: new acquires fail with [`Error::Closed`], in-flight work may finish

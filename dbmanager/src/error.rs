@@ -43,6 +43,28 @@ pub enum Error {
         actual: DbType,
     },
 
+    /// A view accessor on an engine it does not serve, e.g. `sea_orm()` on a MongoDB
+    /// connection (SeaORM and diesel serve postgres, mysql and sqlite).
+    #[error("connection `{name}` is {kind}: the {view} view serves postgres, mysql and sqlite")]
+    NoView {
+        /// The connection.
+        name: String,
+        /// The view asked for (`SeaORM`, `diesel`).
+        view: &'static str,
+        /// What the connection is.
+        kind: DbType,
+    },
+
+    /// The diesel view was asked for but has no share of the budget.
+    #[error(
+        "connection `{name}` gives the diesel view no connections: set `connections.{name}.diesel_conns` \
+         (how many of max_open_conns the diesel view may open) or `default_orm: diesel`"
+    )]
+    NoBudget {
+        /// The connection.
+        name: String,
+    },
+
     /// The connection's engine was not compiled in.
     #[error(
         "connection `{name}` is {kind}, but dbmanager was built without the `{feature}` feature"
@@ -144,6 +166,8 @@ impl Error {
         match self {
             Error::UnknownConnection { name, .. }
             | Error::WrongKind { name, .. }
+            | Error::NoView { name, .. }
+            | Error::NoBudget { name }
             | Error::NotBuilt { name, .. }
             | Error::NotSupported { name, .. }
             | Error::NotConnected { name }

@@ -39,6 +39,7 @@ pub use engine::SqlEngine;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};
 pub use manager::Manager;
+pub use stats::{View, ViewStats};
 
 /// The MongoDB provider's types (the pool, its error classification) and the driver itself,
 /// so a service uses the same `mongodb` version dbmanager was built with.
@@ -52,3 +53,32 @@ pub use dbmanager_providers::mssql;
 pub use mongodb;
 #[cfg(feature = "mssql")]
 pub use tiberius;
+
+/// The SeaORM crate, re-exported so services use the version dbmanager was built with.
+#[cfg(feature = "sea-orm")]
+pub use sea_orm;
+
+/// The diesel and diesel-async crates and the diesel view's pooled connection types.
+#[cfg(feature = "diesel")]
+pub mod diesel {
+    pub use ::diesel as orm;
+    pub use dbmanager_providers::diesel::PooledConnection;
+    pub use dbmanager_providers::diesel::classify;
+    #[cfg(feature = "mysql")]
+    pub use dbmanager_providers::diesel::{AsyncMysqlConnection, MysqlConnector};
+    #[cfg(feature = "postgres")]
+    pub use dbmanager_providers::diesel::{AsyncPgConnection, PgConnector};
+    #[cfg(feature = "sqlite")]
+    pub use dbmanager_providers::diesel::{AsyncSqliteConnection, SqliteConnector};
+    pub use diesel_async as r#async;
+
+    /// A pooled diesel-async PostgreSQL connection (use it as `&mut conn`).
+    #[cfg(feature = "postgres")]
+    pub type PgConn = PooledConnection<PgConnector>;
+    /// A pooled diesel-async MySQL connection (use it as `&mut conn`).
+    #[cfg(feature = "mysql")]
+    pub type MysqlConn = PooledConnection<MysqlConnector>;
+    /// A pooled diesel-async SQLite connection (use it as `&mut conn`).
+    #[cfg(feature = "sqlite")]
+    pub type SqliteConn = PooledConnection<SqliteConnector>;
+}

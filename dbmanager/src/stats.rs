@@ -14,7 +14,54 @@ pub struct ConnectionStats {
     pub kind: DbType,
     /// Its last known health.
     pub health: HealthState,
-    /// Its pool (all zeros before `connect()`).
+    /// Its pools, every view summed (all zeros before `connect()`). `max_open` is the
+    /// connection's whole budget, `max_open_conns`.
+    pub pool: PoolStats,
+    /// Per pool: [`View::Main`] (the sqlx pool, which the sqlx and SeaORM views share; or
+    /// the MongoDB/SQL Server pool), then [`View::Diesel`] once that view was created.
+    pub views: Vec<ViewStats>,
+}
+
+/// Which pool of a connection a [`ViewStats`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum View {
+    /// The engine's own pool: on SQL engines the sqlx pool, shared by the sqlx and SeaORM
+    /// views (SeaORM runs on the same sqlx pool, so it has no pool of its own).
+    Main,
+    /// The diesel-async view's pool.
+    Diesel,
+}
+
+impl View {
+    /// `main` or `diesel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Main => "main",
+            View::Diesel => "diesel",
+        }
+    }
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ViewStats {
+    pub(crate) fn new(view: View, pool: PoolStats) -> Self {
+        ViewStats { view, pool }
+    }
+}
+
+/// One pool of a connection.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ViewStats {
+    /// Which pool.
+    pub view: View,
+    /// Its statistics.
     pub pool: PoolStats,
 }
 

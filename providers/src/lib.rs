@@ -16,7 +16,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod classify;
+#[cfg(feature = "diesel")]
+pub mod diesel;
 pub mod error;
+#[cfg(any(feature = "mssql", feature = "diesel"))]
+pub mod managed;
 // Without an engine feature nothing builds a pool; the type still documents the API.
 #[cfg_attr(
     not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
@@ -61,7 +65,16 @@ pub fn dsn_secrets(dsn: &str) -> Vec<&str> {
 /// `ClientConfig::builder()`, which panics when the dependency graph compiles in two
 /// providers (ring and aws-lc-rs, as it does here) and none was chosen. An application that
 /// prefers aws-lc-rs installs it before opening connections and this does nothing.
-#[cfg(any(feature = "mongodb", feature = "mssql"))]
+#[cfg(any(feature = "mongodb", feature = "mssql", feature = "diesel"))]
+#[cfg_attr(
+    not(any(
+        feature = "mongodb",
+        feature = "mssql",
+        feature = "postgres",
+        feature = "mysql"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -70,4 +83,30 @@ pub(crate) fn install_crypto_provider() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
     });
+}
+
+/// Decodes `%XX` escapes (DSN parts).
+#[cfg(any(feature = "mssql", feature = "diesel"))]
+#[cfg_attr(
+    not(any(feature = "mssql", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("a `%` is not followed by two hex digits")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "a percent-encoded value is not UTF-8".to_owned())
 }

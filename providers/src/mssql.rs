@@ -1,10 +1,7 @@
 //! Microsoft SQL Server provider: [`tiberius`] connections in a pool.
 //!
-//! No pool crate supports tiberius 0.13, so this one puts a small [`deadpool`] `Manager`
-//! around it (deadpool gives the bounded, FIFO-fair checkout with a wait timeout) and adds
-//! what the sqlx pools have: `max_idle_conns`, `min_idle_conns`, `conn_max_lifetime`,
-//! `conn_max_idle_time`, a ping only for connections idle longer than `ping_idle_after`,
-//! pool clearing by generation, broken-connection detection and the same counters.
+//! No pool crate supports tiberius 0.13, so this one plugs a [`Connector`] for it into
+//! [`ManagedPool`] (deadpool plus the limits and counters the sqlx pools have).
 //!
 //! Broken connections are found without a round trip: every connection's socket is wrapped
 //! in a [`TdsStream`] that remembers a failed read or write (or the server hanging up), and
@@ -12,24 +9,24 @@
 
 use crate::classify::ErrorClass;
 use crate::error::ProviderError;
+use crate::managed::{Connector, ManagedPool, Object};
 use crate::pool::PoolContext;
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
-use crate::stats::{PoolCounters, PoolStats};
-use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
+use crate::stats::PoolStats;
 use futures_util::io::{AsyncRead, AsyncWrite};
 use secrecy::ExposeSecret;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 /// A pooled tiberius client: dereferences to [`tiberius::Client`]. Dropping it returns the
 /// connection to the pool.
-pub type PooledClient = Object<TdsManager>;
+pub type PooledClient = Object<TdsConnector>;
 
 /// The tiberius client type this pool hands out.
 pub type Client = tiberius::Client<TdsStream>;
@@ -92,7 +89,6 @@ impl AsyncWrite for TdsStream {
 pub struct TdsConnection {
     client: Client,
     broken: Arc<AtomicBool>,
-    generation: u64,
 }
 
 impl TdsConnection {
@@ -112,7 +108,6 @@ impl std::fmt::Debug for TdsConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TdsConnection")
             .field("broken", &self.is_broken())
-            .field("generation", &self.generation)
             .finish_non_exhaustive()
     }
 }
@@ -130,21 +125,17 @@ impl std::ops::DerefMut for TdsConnection {
     }
 }
 
-/// The deadpool manager: opens tiberius connections and decides whether an idle one may be
-/// handed out again.
-pub struct TdsManager {
+/// Opens tiberius connections for [`ManagedPool`].
+pub struct TdsConnector {
     config: Config,
-    settings: PoolSettings,
-    counters: Arc<PoolCounters>,
-    generation: AtomicU64,
+    connect_timeout: Duration,
 }
 
-impl std::fmt::Debug for TdsManager {
+impl std::fmt::Debug for TdsConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `Config` holds the password: show only where it goes.
-        f.debug_struct("TdsManager")
+        f.debug_struct("TdsConnector")
             .field("addr", &self.config.get_addr())
-            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -168,11 +159,7 @@ async fn connect(config: &Config, timeout: Duration) -> Result<TdsConnection, Pr
             // stack of every future that awaits an acquire.
             match Box::pin(tiberius::Client::connect(config.clone(), stream)).await {
                 Ok(client) => {
-                    return Ok(TdsConnection {
-                        client,
-                        broken,
-                        generation: 0,
-                    });
+                    return Ok(TdsConnection { client, broken });
                 }
                 Err(tiberius::error::Error::Routing { host, port }) => {
                     config.host(host);
@@ -198,68 +185,19 @@ async fn connect(config: &Config, timeout: Duration) -> Result<TdsConnection, Pr
     }
 }
 
-/// Why an idle connection may not be handed out again, if it may not.
-fn stale(conn: &TdsConnection, metrics: &Metrics, m: &TdsManager) -> Option<&'static str> {
-    let s = &m.settings;
-    if conn.is_broken() {
-        Some("broken")
-    } else if conn.generation != m.generation.load(Ordering::Acquire) {
-        Some("cleared")
-    } else if s.max_lifetime.is_some_and(|l| metrics.age() >= l) {
-        Some("max_lifetime")
-    } else if s.max_idle_time.is_some_and(|l| metrics.last_used() >= l) {
-        Some("idle_timeout")
-    } else {
-        None
-    }
-}
+impl Connector for TdsConnector {
+    type Conn = TdsConnection;
 
-impl TdsManager {
-    fn count_close(&self, reason: &str) {
-        let c = &self.counters;
-        PoolCounters::inc(match reason {
-            "broken" => &c.closed_broken,
-            "cleared" => &c.closed_cleared,
-            "max_lifetime" => &c.closed_max_lifetime,
-            "idle_timeout" => &c.closed_idle_timeout,
-            "max_idle" => &c.closed_max_idle,
-            _ => &c.closed_shutdown,
-        });
-    }
-}
-
-impl managed::Manager for TdsManager {
-    type Type = TdsConnection;
-    type Error = ProviderError;
-
-    async fn create(&self) -> Result<TdsConnection, ProviderError> {
-        let mut conn = connect(&self.config, self.settings.connect_timeout).await?;
-        conn.generation = self.generation.load(Ordering::Acquire);
-        PoolCounters::inc(&self.counters.opened);
-        Ok(conn)
+    async fn connect(&self) -> Result<TdsConnection, ProviderError> {
+        connect(&self.config, self.connect_timeout).await
     }
 
-    async fn recycle(
-        &self,
-        conn: &mut TdsConnection,
-        metrics: &Metrics,
-    ) -> RecycleResult<ProviderError> {
-        if let Some(reason) = stale(conn, metrics, self) {
-            self.count_close(reason);
-            return Err(RecycleError::message(reason));
-        }
-        if self
-            .settings
-            .ping_idle_after
-            .is_some_and(|after| metrics.last_used() >= after)
-        {
-            let timeout = self.settings.connect_timeout;
-            if let Err(e) = ping_conn(conn, timeout).await {
-                self.count_close("broken");
-                return Err(RecycleError::Backend(e));
-            }
-        }
-        Ok(())
+    async fn ping<'c>(&'c self, conn: &'c mut TdsConnection) -> Result<(), ProviderError> {
+        ping_conn(conn, self.connect_timeout).await
+    }
+
+    fn is_broken(&self, conn: &mut TdsConnection) -> bool {
+        conn.is_broken()
     }
 }
 
@@ -288,23 +226,15 @@ async fn ping_conn(conn: &mut TdsConnection, timeout: Duration) -> Result<(), Pr
 /// A pool of tiberius connections with dbmanager's limits. Cheap to clone.
 #[derive(Clone)]
 pub struct MssqlPool {
-    pool: managed::Pool<TdsManager>,
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    counters: Arc<PoolCounters>,
-    broken: Arc<tokio::sync::Notify>,
-    cancel: tokio_util::sync::CancellationToken,
-    settings: PoolSettings,
-    database: Option<String>,
+    pool: ManagedPool<TdsConnector>,
+    database: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for MssqlPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MssqlPool")
-            .field("manager", self.pool.manager())
-            .field("status", &self.pool.status())
+            .field("connector", self.pool.connector())
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -425,7 +355,7 @@ pub fn parse_dsn(dsn: &str) -> Result<Config, ProviderError> {
         }
         None => (hostport, None),
     };
-    let host = decode(host).map_err(|e| fail(&e))?;
+    let host = crate::percent_decode(host).map_err(|e| fail(&e))?;
     // `host\instance`, as SQL Server spells named instances.
     match host.split_once('\\') {
         Some((h, instance)) => {
@@ -437,18 +367,18 @@ pub fn parse_dsn(dsn: &str) -> Result<Config, ProviderError> {
     c.port(port.unwrap_or(1433));
     if let Some(ui) = userinfo {
         let (user, password) = ui.split_once(':').unwrap_or((ui, ""));
-        let user = decode(user).map_err(|e| fail(&e))?;
-        let password = decode(password).map_err(|e| fail(&e))?;
+        let user = crate::percent_decode(user).map_err(|e| fail(&e))?;
+        let password = crate::percent_decode(password).map_err(|e| fail(&e))?;
         c.authentication(AuthMethod::sql_server(user, password));
     }
     let db = path.trim_start_matches('/');
     if !db.is_empty() {
-        c.database(decode(db).map_err(|e| fail(&e))?);
+        c.database(crate::percent_decode(db).map_err(|e| fail(&e))?);
     }
     let mut trust = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = decode(v).map_err(|e| fail(&e))?;
+        let v = crate::percent_decode(v).map_err(|e| fail(&e))?;
         match k.to_ascii_lowercase().as_str() {
             "encrypt" => c.encryption(match v.to_ascii_lowercase().as_str() {
                 "strict" => EncryptionLevel::Strict,
@@ -480,27 +410,6 @@ pub fn parse_dsn(dsn: &str) -> Result<Config, ProviderError> {
     Ok(c)
 }
 
-/// Percent-decodes one URL component.
-fn decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("a `%` is not followed by two hex digits")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "a percent-encoded value is not UTF-8".to_owned())
-}
-
 /// Builds the pool. With `eager`, opens one connection now (bounded by `connect_timeout`)
 /// so a wrong address or password fails here, and fills `min_idle_conns`.
 pub async fn open(
@@ -510,228 +419,58 @@ pub async fn open(
     ctx: PoolContext,
 ) -> Result<MssqlPool, ProviderError> {
     crate::install_crypto_provider();
-    let config = config(server, &settings)?;
-    let database = server.database.clone();
-    let manager = TdsManager {
-        config,
-        settings: settings.clone(),
-        counters: Arc::clone(&ctx.counters),
-        generation: AtomicU64::new(0),
+    let connector = TdsConnector {
+        config: config(server, &settings)?,
+        connect_timeout: settings.connect_timeout,
     };
-    let max = usize::try_from(settings.max_open).unwrap_or(usize::MAX);
-    let pool = managed::Pool::builder(manager)
-        .max_size(max)
-        .queue_mode(managed::QueueMode::Fifo)
-        .runtime(deadpool::Runtime::Tokio1)
-        .create_timeout(Some(settings.connect_timeout))
-        .build()
-        .map_err(|e| ProviderError::InvalidSetting {
-            field: "max_open_conns",
-            reason: e.to_string(),
-        })?;
-    let this = MssqlPool {
-        pool,
-        inner: Arc::new(Inner {
-            counters: ctx.counters,
-            broken: ctx.broken,
-            cancel: ctx.cancel.child_token(),
-            settings,
-            database,
-        }),
-    };
-    if eager {
-        let conn = this
-            .acquire_within(this.inner.settings.connect_timeout)
-            .await?;
-        drop(conn);
-        this.fill_min_idle().await;
-    }
-    ctx.tasks.spawn(maintain(this.clone()));
-    Ok(this)
-}
-
-/// Every 250 ms: closes idle connections that expired, were cleared or broke, trims idle
-/// ones beyond `max_idle_conns`, and opens connections up to `min_idle_conns`.
-async fn maintain(pool: MssqlPool) {
-    let tick = Duration::from_millis(250);
-    loop {
-        tokio::select! {
-            () = pool.inner.cancel.cancelled() => return,
-            () = tokio::time::sleep(tick) => {}
-        }
-        if pool.pool.is_closed() {
-            return;
-        }
-        pool.trim();
-        pool.fill_min_idle().await;
-    }
+    Ok(MssqlPool {
+        pool: ManagedPool::open(connector, settings, eager, ctx).await?,
+        database: server.database.as_deref().map(Arc::from),
+    })
 }
 
 impl MssqlPool {
     /// Checks out a connection, waiting at most `limit`, and counts the wait.
     pub async fn acquire_within(&self, limit: Duration) -> Result<PooledClient, ProviderError> {
-        let started = Instant::now();
-        let timeouts = managed::Timeouts {
-            wait: Some(limit),
-            create: Some(
-                self.inner
-                    .settings
-                    .connect_timeout
-                    .min(limit.max(Duration::from_millis(1))),
-            ),
-            recycle: Some(self.inner.settings.connect_timeout),
-        };
-        let result = self.pool.timeout_get(&timeouts).await;
-        let waited = started.elapsed();
-        self.inner.counters.record_wait(waited);
-        result.map_err(|e| {
-            let c = &self.inner.counters;
-            match e {
-                PoolError::Timeout(managed::TimeoutType::Create) => {
-                    PoolCounters::inc(&c.acquire_errors);
-                    ProviderError::Timeout {
-                        phase: "connect",
-                        after: self.inner.settings.connect_timeout,
-                    }
-                }
-                PoolError::Timeout(_) => {
-                    PoolCounters::inc(&c.acquire_timeouts);
-                    ProviderError::AcquireTimeout { waited }
-                }
-                PoolError::Backend(e) => {
-                    PoolCounters::inc(&c.acquire_errors);
-                    e
-                }
-                PoolError::Closed => ProviderError::Closed,
-                other => {
-                    PoolCounters::inc(&c.acquire_errors);
-                    ProviderError::InvalidSetting {
-                        field: "max_open_conns",
-                        reason: other.to_string(),
-                    }
-                }
-            }
-        })
+        self.pool.acquire_within(limit).await
     }
 
     /// Checks out a connection within `acquire_timeout`.
     pub async fn acquire(&self) -> Result<PooledClient, ProviderError> {
-        self.acquire_within(self.inner.settings.acquire_timeout)
-            .await
+        self.pool.acquire().await
     }
 
     /// The configured database, if any.
     pub fn database_name(&self) -> Option<&str> {
-        self.inner.database.as_deref()
-    }
-
-    /// Closes idle connections that may not be reused and those beyond `max_idle_conns`.
-    fn trim(&self) {
-        let manager = self.pool.manager();
-        let max_idle = self.inner.settings.max_idle as usize;
-        let mut kept = 0usize;
-        let removed = self.pool.retain(|conn, metrics| {
-            if let Some(reason) = stale(conn, &metrics, manager) {
-                manager.count_close(reason);
-                return false;
-            }
-            if kept >= max_idle {
-                manager.count_close("max_idle");
-                return false;
-            }
-            kept += 1;
-            true
-        });
-        drop(removed);
-    }
-
-    async fn fill_min_idle(&self) {
-        let want = self.inner.settings.min_idle as usize;
-        if want == 0 || self.pool.status().size >= want || self.pool.is_closed() {
-            return;
-        }
-        let limit = self.inner.settings.connect_timeout;
-        let held =
-            futures_util::future::join_all((0..want).map(|_| self.acquire_within(limit))).await;
-        drop(held);
+        self.database.as_deref()
     }
 
     /// Marks every open connection stale and closes the idle ones now; checked-out ones are
     /// closed when they come back. Returns how many idle connections it closed.
     pub fn clear(&self) -> u32 {
-        let manager = self.pool.manager();
-        manager.generation.fetch_add(1, Ordering::AcqRel);
-        PoolCounters::inc(&self.inner.counters.clears);
-        self.inner.broken.notify_one();
-        let result = self.pool.retain(|conn, metrics| {
-            if let Some(reason) = stale(conn, &metrics, manager) {
-                manager.count_close(reason);
-                return false;
-            }
-            true
-        });
-        u32::try_from(result.removed.len()).unwrap_or(u32::MAX)
+        self.pool.clear()
     }
 
     /// Connections checked out now.
     pub fn in_use(&self) -> u32 {
-        let s = self.pool.status();
-        let idle = s.available;
-        u32::try_from(s.size.saturating_sub(idle)).unwrap_or(u32::MAX)
+        self.pool.in_use()
     }
 
     /// Live sizes and counters.
     pub fn stats(&self) -> PoolStats {
-        let s = self.pool.status();
-        let open = u32::try_from(s.size).unwrap_or(u32::MAX);
-        let idle = u32::try_from(s.available).unwrap_or(u32::MAX);
-        self.inner
-            .counters
-            .snapshot(self.inner.settings.max_open, open, idle)
+        self.pool.stats()
     }
 
     /// One round trip (`SELECT 1`) on a pooled connection, bounded by `timeout`. A failure
     /// discards that connection; a lost connection also clears the pool.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ProviderError> {
-        let started = Instant::now();
-        let mut conn = self.acquire_within(timeout).await.map_err(|e| match e {
-            ProviderError::AcquireTimeout { .. } => ProviderError::Timeout {
-                phase: "health check",
-                after: timeout,
-            },
-            other => other,
-        })?;
-        let left = timeout.saturating_sub(started.elapsed());
-        match ping_conn(&mut conn, left).await {
-            Ok(()) => Ok(started.elapsed()),
-            Err(e) => {
-                if e.class().clears_pool() {
-                    drop(conn);
-                    self.clear();
-                }
-                Err(e)
-            }
-        }
+        self.pool.ping(timeout).await
     }
 
     /// Closes the pool: new acquires fail at once; waits up to `drain` for checked-out
     /// connections to come back, then closes everything. Returns whether it drained.
     pub async fn close(&self, drain: Duration) -> bool {
-        self.inner.cancel.cancel();
-        if !self.pool.is_closed() {
-            let open = self.pool.status().size;
-            for _ in 0..open {
-                PoolCounters::inc(&self.inner.counters.closed_shutdown);
-            }
-            // Fails waiting and new acquires at once and drops the idle connections; those
-            // in use are dropped when they come back.
-            self.pool.close();
-        }
-        let deadline = Instant::now() + drain;
-        while self.pool.status().size > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.pool.status().size == 0
+        self.pool.close(drain).await
     }
 }
 

@@ -116,3 +116,29 @@ pub struct PoolStats {
     /// (SQL pools, SQL Server), or by the MongoDB driver itself.
     pub pool_clears: u64,
 }
+
+impl PoolStats {
+    /// Two pools' statistics added up (the views of one connection): sizes, limits and
+    /// counters are summed.
+    pub fn merge(&self, other: &PoolStats) -> PoolStats {
+        PoolStats {
+            max_open: self.max_open + other.max_open,
+            open: self.open + other.open,
+            in_use: self.in_use + other.in_use,
+            idle: self.idle + other.idle,
+            wait_count: self.wait_count + other.wait_count,
+            wait_duration: self.wait_duration + other.wait_duration,
+            acquire_timeouts: self.acquire_timeouts + other.acquire_timeouts,
+            acquire_errors: self.acquire_errors + other.acquire_errors,
+            opened_total: self.opened_total + other.opened_total,
+            closed_total: self.closed_total + other.closed_total,
+            closed_max_lifetime: self.closed_max_lifetime + other.closed_max_lifetime,
+            closed_idle_timeout: self.closed_idle_timeout + other.closed_idle_timeout,
+            closed_max_idle: self.closed_max_idle + other.closed_max_idle,
+            closed_broken: self.closed_broken + other.closed_broken,
+            closed_shutdown: self.closed_shutdown + other.closed_shutdown,
+            closed_cleared: self.closed_cleared + other.closed_cleared,
+            pool_clears: self.pool_clears + other.pool_clears,
+        }
+    }
+}

@@ -664,3 +664,33 @@ pub async fn assert_auth_failure_not_retried<T, Fut>(
     let attempts = events.count(|k| matches!(k, EventKind::ReconnectAttempt { .. }));
     assert!((1..=5).contains(&attempts), "{attempts} attempts in 2.5 s");
 }
+
+/// Creates (or replaces) a MariaDB user with every right on `test`, from any host.
+pub async fn create_user(admin: &sqlx::MySqlPool, user: &str, password: &str) {
+    for host in ["localhost", "%"] {
+        let stmt = format!(
+            "CREATE OR REPLACE USER '{user}'@'{host}' IDENTIFIED BY {}",
+            sql_literal(password)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+            .execute(admin)
+            .await
+            .unwrap();
+        let grant = format!("GRANT ALL ON test.* TO '{user}'@'{host}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(grant))
+            .execute(admin)
+            .await
+            .unwrap();
+    }
+}
+
+/// Drops a user made by [`create_user`].
+pub async fn drop_user(admin: &sqlx::MySqlPool, user: &str) {
+    for host in ["localhost", "%"] {
+        let stmt = format!("DROP USER IF EXISTS '{user}'@'{host}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+            .execute(admin)
+            .await
+            .ok();
+    }
+}

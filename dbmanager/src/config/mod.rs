@@ -260,8 +260,12 @@ pub struct ConnectionConfig {
     pub startup: Startup,
     /// How long `close()` waits for in-flight work (`close_timeout`).
     pub close_timeout: Duration,
-    /// The view created eagerly.
+    /// The view created eagerly (`default_orm`).
     pub default_orm: DefaultOrm,
+    /// How many of `max_open_conns` the diesel view may open (`diesel_conns`); the sqlx
+    /// pool, which the sqlx and SeaORM views share, gets the rest. Defaults to 0, or to
+    /// all but one with `default_orm: diesel`. Always 0 on MongoDB and SQL Server.
+    pub diesel_conns: u32,
     /// Emit OpenTelemetry spans (`enable_tracing`).
     pub enable_tracing: bool,
     /// Export metrics (`enable_metrics`).

@@ -69,6 +69,7 @@ pub(crate) const CONNECTION_ONLY: &[&str] = &[
     "auth_source",
     "replica_set",
     "read_preference",
+    "diesel_conns",
     "tags",
 ];
 
@@ -766,6 +767,10 @@ impl Validator {
         let foreign_keys = own
             .get("foreign_keys")
             .and_then(|(n, p)| self.boolean(n, p));
+        let diesel_conns_own = own.get("diesel_conns").and_then(|(n, p)| {
+            self.count(n, p, 0)
+                .map(|c| (c, p.clone(), n.origin.clone()))
+        });
         let tags = own
             .get("tags")
             .map(|(n, p)| self.tags(n, p))
@@ -1187,6 +1192,85 @@ impl Validator {
             return None;
         }
         let endpoint = endpoint?;
+        // The diesel view's part of the budget (docs/views.md).
+        let default_orm_src = local.default_orm.clone().or(global.default_orm.clone());
+        let default_orm = default_orm_src
+            .as_ref()
+            .map_or(DefaultOrm::Sqlx, |s| s.value);
+        let sql = matches!(kind, DbType::Postgres | DbType::MySql | DbType::Sqlite);
+        if !sql {
+            not_for(
+                self,
+                &["diesel_conns"],
+                " (the diesel view serves postgres, mysql and sqlite)",
+            );
+            if let Some(s) = &default_orm_src
+                && s.value != DefaultOrm::Sqlx
+            {
+                if s.path.starts_with(path) {
+                    self.err(
+                        &s.path,
+                        &s.origin,
+                        format!(
+                            "default_orm must be `sqlx` (or left out) on {} connections: \
+                             SeaORM and diesel serve postgres, mysql and sqlite",
+                            kind.as_str()
+                        ),
+                    );
+                } else {
+                    self.warn(
+                        path,
+                        format!(
+                            "the top-level `default_orm` is not applied to this {} connection",
+                            kind.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+        let diesel_conns = match &diesel_conns_own {
+            _ if !sql => 0,
+            Some((c, p, o)) => {
+                let c = *c;
+                if c >= max_open {
+                    self.err(
+                        p,
+                        o,
+                        format!(
+                            "diesel_conns ({c}) must be less than max_open_conns ({max_open}): \
+                             the sqlx pool (sqlx and SeaORM views) keeps at least one"
+                        ),
+                    );
+                } else if c == 0 && default_orm == DefaultOrm::Diesel {
+                    self.err(
+                        p,
+                        o,
+                        "diesel_conns must be at least 1 with default_orm: diesel".to_owned(),
+                    );
+                }
+                c
+            }
+            None if default_orm == DefaultOrm::Diesel => {
+                if max_open < 2 {
+                    let (p, o) = max_open_src
+                        .as_ref()
+                        .map(|s| (s.path.clone(), s.origin.clone()))
+                        .unwrap_or_else(|| (join(path, "max_open_conns"), Origin::Unknown));
+                    self.err(
+                        &p,
+                        &o,
+                        format!(
+                            "max_open_conns must be at least 2 with default_orm: diesel (the \
+                             diesel view gets all but one; the sqlx pool keeps one){}",
+                            inherited(&p, path)
+                        ),
+                    );
+                }
+                max_open.saturating_sub(1)
+            }
+            None => 0,
+        };
+
         let mut pool = PoolSettings::with_max_open(max_open);
         pool.max_idle = max_idle;
         pool.min_idle = min_idle;
@@ -1214,7 +1298,8 @@ impl Validator {
             drain_timeout: pick!(drain_timeout, defaults::DRAIN_TIMEOUT),
             startup: pick!(startup, Startup::Strict),
             close_timeout: pick!(close_timeout, defaults::CLOSE_TIMEOUT),
-            default_orm: pick!(default_orm, DefaultOrm::Sqlx),
+            default_orm: if sql { default_orm } else { DefaultOrm::Sqlx },
+            diesel_conns,
             enable_tracing: pick!(tracing, false),
             enable_metrics: pick!(metrics, true),
             enable_logging: pick!(logging, true),
