@@ -122,23 +122,7 @@ async fn server_side_connection_count_never_exceeds_max_open_conns() {
     let pool = conn.mysql().unwrap();
 
     // 4x max_open tasks, half through the raw pool, half through the managed acquire.
-    let count = {
-        let admin = admin.clone();
-        let user = user.clone();
-        move || {
-            let admin = admin.clone();
-            let user = user.clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
-                )
-                .bind(user)
-                .fetch_one(&admin)
-                .await
-                .unwrap()
-            }
-        }
-    };
+    let count = mariadb_sessions(&admin, &user);
     let max_seen = max_count_during(count, 4 * max_open, |i| {
         let pool = pool.clone();
         let conn = conn.clone();

@@ -121,23 +121,7 @@ async fn server_side_connection_count_never_exceeds_max_open_conns() {
     let pool = conn.postgres().unwrap();
 
     // 4x max_open tasks, half through the raw pool, half through the managed acquire.
-    let count = {
-        let observer = observer.clone();
-        let app = app.clone();
-        move || {
-            let observer = observer.clone();
-            let app = app.clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(
-                    "select count(*) from pg_stat_activity where application_name = $1",
-                )
-                .bind(app)
-                .fetch_one(&observer)
-                .await
-                .unwrap()
-            }
-        }
-    };
+    let count = pg_sessions(&observer, &app);
     let max_seen = max_count_during(count, 4 * max_open, |i| {
         let pool = pool.clone();
         let conn = conn.clone();

@@ -288,21 +288,7 @@ async fn postgres_views_stay_within_one_budget_by_the_servers_count() {
     ))
     .unwrap();
     mgr.connect().await.unwrap();
-    let count_app = app.clone();
-    let count_admin = admin.clone();
-    let count = move || {
-        let admin = count_admin.clone();
-        let app = count_app.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "select count(*) from pg_stat_activity where application_name = $1",
-            )
-            .bind(app)
-            .fetch_one(&admin)
-            .await
-            .unwrap()
-        }
-    };
+    let count = pg_sessions(&admin, &app);
     budget_holds(&mgr, count.clone(), "select pg_sleep(0.02)", "postgres").await;
     // With the load over, the stats agree with the server.
     let stats = mgr.get("db").unwrap().stats();
@@ -328,21 +314,7 @@ async fn mariadb_views_stay_within_one_budget_by_the_servers_count() {
     let dsn = format!("mysql://{user}:budget@127.0.0.1:3306/test");
     let mgr = Manager::from_yaml_str(&server_yaml("mysql", &dsn, "")).unwrap();
     mgr.connect().await.unwrap();
-    let count_admin = admin.clone();
-    let count_user = user.clone();
-    let count = move || {
-        let admin = count_admin.clone();
-        let user = count_user.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
-            )
-            .bind(user)
-            .fetch_one(&admin)
-            .await
-            .unwrap()
-        }
-    };
+    let count = mariadb_sessions(&admin, &user);
     budget_holds(&mgr, count.clone(), "SELECT SLEEP(0.02)", "mariadb").await;
     let stats = mgr.get("db").unwrap().stats();
     assert_eq!(i64::from(stats.pool.open), count().await, "{stats:?}");

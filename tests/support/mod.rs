@@ -694,3 +694,48 @@ pub async fn drop_user(admin: &sqlx::MySqlPool, user: &str) {
             .ok();
     }
 }
+
+/// A session counter for [`max_count_during`] and friends.
+pub type SessionCount = std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>;
+
+/// Counts the PostgreSQL sessions whose `application_name` is `app`, as the server sees
+/// them (`pg_stat_activity`), through `observer`.
+pub fn pg_sessions(
+    observer: &sqlx::PgPool,
+    app: &str,
+) -> impl Fn() -> SessionCount + Clone + Send + 'static {
+    let (observer, app) = (observer.clone(), app.to_owned());
+    move || {
+        let (observer, app) = (observer.clone(), app.clone());
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from pg_stat_activity where application_name = $1",
+            )
+            .bind(app)
+            .fetch_one(&observer)
+            .await
+            .unwrap()
+        })
+    }
+}
+
+/// Counts the MariaDB sessions of `user`, as the server sees them
+/// (`information_schema.PROCESSLIST`), through `admin`.
+pub fn mariadb_sessions(
+    admin: &sqlx::MySqlPool,
+    user: &str,
+) -> impl Fn() -> SessionCount + Clone + Send + 'static {
+    let (admin, user) = (admin.clone(), user.to_owned());
+    move || {
+        let (admin, user) = (admin.clone(), user.clone());
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+            )
+            .bind(user)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+        })
+    }
+}
