@@ -147,7 +147,7 @@ async fn select_one(mgr: &Manager) -> dbmanager::Result<i32> {
     let row = async { client.simple_query("SELECT 1").await?.into_row().await }
         .await
         .map_err(|e| {
-            conn.report_mssql_error(&e);
+            conn.report_error(&e);
             Error::Database {
                 name: "db".into(),
                 source: dbmanager::ProviderError::driver(e, ErrorClass::Permanent),

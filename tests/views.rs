@@ -352,7 +352,7 @@ connections:
                 .await
                 .map(|c| c.n)
                 .map_err(|e| {
-                    conn.report_diesel_error(&e);
+                    conn.report_error(&e);
                     Error::NotConnected {
                         name: e.to_string(),
                     }
@@ -363,7 +363,7 @@ connections:
                 .await
                 .map(|c| c.n)
                 .map_err(|e| {
-                    conn.report_diesel_error(&e);
+                    conn.report_error(&e);
                     Error::NotConnected {
                         name: e.to_string(),
                     }

@@ -43,6 +43,18 @@ pub enum Error {
         actual: DbType,
     },
 
+    /// `Connection::managed::<K>()` on a connection whose pool is not a
+    /// `ManagedPool<K>` (another engine, or another connector type).
+    #[error("connection `{name}` is {kind}: its pool is not a {requested}")]
+    WrongPool {
+        /// The connection.
+        name: String,
+        /// What the connection is.
+        kind: DbType,
+        /// The pool type asked for.
+        requested: &'static str,
+    },
+
     /// A view accessor on an engine it does not serve, e.g. `sea_orm()` on a MongoDB
     /// connection (SeaORM and diesel serve postgres, mysql and sqlite).
     #[error("connection `{name}` is {kind}: the {view} view serves postgres, mysql and sqlite")]
@@ -166,6 +178,7 @@ impl Error {
         match self {
             Error::UnknownConnection { name, .. }
             | Error::WrongKind { name, .. }
+            | Error::WrongPool { name, .. }
             | Error::NoView { name, .. }
             | Error::NoBudget { name }
             | Error::NotBuilt { name, .. }

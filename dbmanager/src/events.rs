@@ -1,15 +1,69 @@
-//! [`Event`]: what happened to a connection, broadcast to every subscriber
-//! (`Manager::subscribe`). Metrics, tracing and the users' own code listen to the same
-//! stream.
+//! [`Event`]: what happened to a connection, the one stream every observer reads.
 //!
-//! The channel is a [`tokio::sync::broadcast`] of [`EVENT_CAPACITY`] events: a subscriber
-//! that falls that far behind loses the oldest ones (its next `recv` reports how many) and
-//! never slows the connections down. No event carries a password or a DSN.
+//! Two kinds of observer:
+//! - a [`Subscriber`] is called synchronously, on the task that caused the event, and so
+//!   never misses one (logging is one: `crate::logging`; metrics are the next). It must be
+//!   quick and must not block.
+//! - `Manager::subscribe` gives a [`tokio::sync::broadcast`] receiver of
+//!   [`EVENT_CAPACITY`] events: one that falls that far behind loses the oldest ones (its
+//!   next `recv` reports how many) and never slows the connections down.
+//!
+//! No event carries a password or a DSN.
 
-use crate::connection::HealthState;
+use crate::health::HealthState;
 use dbmanager_providers::ErrorClass;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::sync::broadcast;
+
+/// Receives every event of the connections it was registered for, synchronously, as it
+/// happens. Must be quick and must not block (count, log, or forward to a channel).
+pub trait Subscriber: Send + Sync + 'static {
+    /// Called once per event.
+    fn on_event(&self, event: &Event);
+}
+
+/// Where a connection publishes its events: its synchronous subscribers, then the
+/// broadcast channel.
+#[derive(Clone)]
+pub(crate) struct Bus {
+    channel: broadcast::Sender<Event>,
+    subscribers: Arc<[Arc<dyn Subscriber>]>,
+}
+
+impl Bus {
+    /// A bus with no subscribers and a fresh channel.
+    pub(crate) fn new() -> Self {
+        Bus {
+            channel: broadcast::Sender::new(EVENT_CAPACITY),
+            subscribers: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The same channel, with `more` subscribers after the existing ones.
+    pub(crate) fn with(&self, more: impl IntoIterator<Item = Arc<dyn Subscriber>>) -> Self {
+        let mut subscribers: Vec<_> = self.subscribers.iter().cloned().collect();
+        subscribers.extend(more);
+        Bus {
+            channel: self.channel.clone(),
+            subscribers: Arc::from(subscribers),
+        }
+    }
+
+    /// A receiver of every event published from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.channel.subscribe()
+    }
+
+    /// Hands `event` to every subscriber, then to the channel.
+    pub(crate) fn publish(&self, event: Event) {
+        for s in self.subscribers.iter() {
+            s.on_event(&event);
+        }
+        // An error only means no receiver is listening.
+        let _ = self.channel.send(event);
+    }
+}
 
 /// How many events a slow subscriber may fall behind before it loses the oldest.
 pub const EVENT_CAPACITY: usize = 1024;
@@ -103,8 +157,20 @@ pub enum EventKind {
         /// How long the drain took.
         took: Duration,
     },
+    /// The connection's pool was opened (`Manager::connect`); a lazy one connects in the
+    /// background.
+    Opened {
+        /// Whether it was opened without connecting (`startup: lazy`, or a lazy view).
+        lazy: bool,
+    },
     /// The connection was closed (`Manager::close`).
     Closed,
+    /// `close()` gave up waiting for connections still in use after `close_timeout`; they
+    /// close when they are returned.
+    CloseTimedOut {
+        /// The `close_timeout` that expired.
+        close_timeout: Duration,
+    },
 }
 
 impl EventKind {
@@ -119,7 +185,9 @@ impl EventKind {
             EventKind::Unavailable { .. } => "unavailable",
             EventKind::Swapped { .. } => "swapped",
             EventKind::Drained { .. } => "drained",
+            EventKind::Opened { .. } => "opened",
             EventKind::Closed => "closed",
+            EventKind::CloseTimedOut { .. } => "close_timed_out",
         }
     }
 }

@@ -17,28 +17,41 @@
 //! ```
 //!
 //! Modules by role: [`config`] (YAML format and validation), [`Manager`] (the set of
-//! connections), [`Connection`] (one name), [`stats`], [`Error`]. Engine pools live in the
-//! `dbmanager-providers` crate, one module per engine behind a cargo feature.
+//! connections), [`Connection`] (one name), [`events`], [`stats`], [`Error`]. Engines are
+//! [`Provider`]s in the `dbmanager-providers` crate, one module per engine behind a cargo
+//! feature, listed once in the [`Registry`]; a service registers its own the same way.
+//! docs/architecture.md has the map.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod backoff;
 pub mod config;
 mod connection;
-mod engine;
 mod error;
 pub mod events;
+mod health;
+mod logging;
 mod manager;
+mod pools;
+mod registry;
 pub mod stats;
 mod supervisor;
+mod views;
 
 pub use config::{Config, DbType, OnUnavailable};
-pub use connection::{Connection, Health, HealthState};
-pub use dbmanager_providers::pool::SqlPool;
-pub use dbmanager_providers::{ErrorClass, ExposeSecret, ProviderError, SecretString, classify};
-pub use engine::SqlEngine;
+pub use connection::Connection;
+pub use dbmanager_providers::managed::{self, Connector, ManagedPool};
+pub use dbmanager_providers::pool::{PoolContext, SqlPool};
+pub use dbmanager_providers::provider::{self, EnginePool, OpenRequest, Provider, Rules};
+pub use dbmanager_providers::{
+    Classify, ErrorClass, ExposeSecret, ProviderError, SecretString, Secrets, classify,
+};
 pub use error::{Error, Result};
-pub use events::{Event, EventKind};
+pub use events::{Event, EventKind, Subscriber};
+pub use health::{Health, HealthState};
 pub use manager::Manager;
+pub use pools::SqlEngine;
+pub use registry::Registry;
 pub use stats::{View, ViewStats};
 
 /// The MongoDB provider's types (the pool, its error classification) and the driver itself,

@@ -1,9 +1,10 @@
 //! [`Manager`]: every named connection of a service, built from one configuration.
 
 use crate::config::Config;
-use crate::connection::{Connection, HealthState, Shared};
+use crate::connection::{Connection, Shared};
 use crate::error::{Error, Result};
-use crate::events::{EVENT_CAPACITY, Event};
+use crate::events::{Bus, Event};
+use crate::health::HealthState;
 use crate::stats::ManagerStats;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ impl Manager {
         }
         let order: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
         let shared = Shared {
-            events: broadcast::Sender::new(EVENT_CAPACITY),
+            events: Bus::new(),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         };
@@ -133,7 +134,7 @@ impl Manager {
             let was_open = c.is_open();
             let result = c.open().await;
             if result.is_ok() && !was_open {
-                crate::supervisor::spawn(c);
+                c.supervise();
             }
             result
         }))

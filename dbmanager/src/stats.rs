@@ -1,7 +1,7 @@
 //! Statistics for one connection and for the whole manager.
 
 use crate::config::DbType;
-use crate::connection::HealthState;
+use crate::health::HealthState;
 pub use dbmanager_providers::stats::PoolStats;
 
 /// One named connection's statistics.

@@ -211,3 +211,23 @@ mod tests {
         assert_eq!(classify_sqlite_code(19), ErrorClass::Permanent); // constraint
     }
 }
+
+/// An error dbmanager can classify: the drivers' errors (sqlx, MongoDB, tiberius, diesel),
+/// [`ProviderError`](crate::ProviderError), and the errors of a service's own providers.
+/// `Connection::report_error` takes any of them.
+pub trait Classify {
+    /// What the error means for the pool and for a retry.
+    fn class(&self) -> ErrorClass;
+}
+
+impl Classify for sqlx::Error {
+    fn class(&self) -> ErrorClass {
+        classify(self)
+    }
+}
+
+impl Classify for ErrorClass {
+    fn class(&self) -> ErrorClass {
+        *self
+    }
+}

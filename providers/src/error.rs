@@ -84,15 +84,22 @@ impl std::fmt::Display for Phase {
 
 impl ProviderError {
     /// Builds an [`InvalidDsn`](Self::InvalidDsn) error from a parser error, removing every
-    /// occurrence of the DSN (and of any `secrets`) from the message.
-    pub fn invalid_dsn(err: impl std::fmt::Display, dsn: &str, secrets: &[&str]) -> Self {
-        let mut reason = err.to_string();
-        for s in std::iter::once(dsn).chain(secrets.iter().copied()) {
-            if !s.is_empty() {
-                reason = reason.replace(s, "<redacted>");
-            }
+    /// occurrence of the DSN and of its password from the message.
+    pub fn invalid_dsn(err: impl std::fmt::Display, dsn: &str) -> Self {
+        let mut secrets = crate::redact::Secrets::new();
+        secrets.add_dsn(dsn);
+        ProviderError::InvalidDsn {
+            reason: secrets.scrub(err.to_string()),
         }
-        ProviderError::InvalidDsn { reason }
+    }
+
+    /// `sslmode: strict` on an engine other than SQL Server (validation refuses it first;
+    /// this guards direct use of the providers).
+    pub fn strict_is_mssql() -> Self {
+        ProviderError::InvalidSetting {
+            field: "sslmode",
+            reason: "`strict` (TDS 8.0) is a SQL Server mode".into(),
+        }
     }
 
     /// A driver error on an open connection.

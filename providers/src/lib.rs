@@ -8,6 +8,9 @@
 //! Each engine sits behind a cargo feature (`postgres`, `mysql`, `sqlite`) so a service
 //! compiles only the drivers it uses.
 //!
+//! Each engine implements [`Provider`] (the engine seam, see [`provider`]); dbmanager
+//! keeps the registry of them and sees only `dyn EnginePool`.
+//!
 //! The SQL engines share one pool implementation, [`pool::SqlPool`]: a [`sqlx::Pool`] with
 //! hooks that enforce the limits sqlx lacks (`max_idle_conns`), replace sqlx's ping on every
 //! acquire with a ping only after a connection sat idle for a while, and count *why*
@@ -19,7 +22,7 @@ pub mod classify;
 #[cfg(feature = "diesel")]
 pub mod diesel;
 pub mod error;
-#[cfg(any(feature = "mssql", feature = "diesel"))]
+pub mod kind;
 pub mod managed;
 // Without an engine feature nothing builds a pool; the type still documents the API.
 #[cfg_attr(
@@ -27,6 +30,8 @@ pub mod managed;
     allow(dead_code)
 )]
 pub mod pool;
+pub mod provider;
+pub mod redact;
 pub mod settings;
 pub mod stats;
 
@@ -41,24 +46,12 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-pub use classify::{ErrorClass, classify};
+pub use classify::{Classify, ErrorClass, classify};
 pub use error::{Phase, ProviderError};
+pub use kind::DbType;
+pub use provider::{EndpointKind, EnginePool, OpenRequest, Provider, Rules};
+pub use redact::{Secrets, dsn_secrets};
 pub use secrecy::{ExposeSecret, SecretString};
-
-/// Pieces of a DSN that must never reach an error message: the password in its userinfo.
-/// (Callers scrub the whole DSN as well.)
-pub fn dsn_secrets(dsn: &str) -> Vec<&str> {
-    let Some(rest) = dsn.split_once("://").map(|(_, r)| r) else {
-        return Vec::new();
-    };
-    let Some(at) = rest.rfind('@') else {
-        return Vec::new();
-    };
-    match rest[..at].split_once(':') {
-        Some((_, pw)) if !pw.is_empty() => vec![pw],
-        _ => Vec::new(),
-    }
-}
 
 /// Installs rustls's `ring` crypto provider as the process default, unless one is
 /// installed already. The MongoDB and SQL Server drivers build rustls configurations with

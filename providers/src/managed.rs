@@ -460,3 +460,5 @@ async fn maintain<K: Connector>(pool: ManagedPool<K>) {
         pool.fill_min_idle().await;
     }
 }
+
+crate::provider::engine_pool!(ManagedPool<K>, K: Connector);

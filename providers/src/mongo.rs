@@ -12,7 +12,9 @@
 
 use crate::classify::ErrorClass;
 use crate::error::ProviderError;
+use crate::kind::DbType;
 use crate::pool::PoolContext;
+use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::{MongoSettings, PoolSettings, ServerSettings, SslMode};
 use crate::stats::{PoolCounters, PoolStats};
 use mongodb::event::EventHandler;
@@ -87,7 +89,7 @@ pub async fn client_options(
             let dsn = dsn.expose_secret();
             ClientOptions::parse(dsn)
                 .await
-                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::dsn_secrets(dsn)))?
+                .map_err(|e| ProviderError::invalid_dsn(e, dsn))?
         }
         None => {
             let mut o = ClientOptions::default();
@@ -161,12 +163,7 @@ fn tls(server: &ServerSettings) -> Result<Option<Tls>, ProviderError> {
         // With rustls the driver always checks the host name when it verifies: verify-ca
         // is as strict as verify-full here.
         SslMode::VerifyCa | SslMode::VerifyFull => {}
-        SslMode::Strict => {
-            return Err(ProviderError::InvalidSetting {
-                field: "sslmode",
-                reason: "`strict` (TDS 8.0) is a SQL Server mode".into(),
-            });
-        }
+        SslMode::Strict => return Err(ProviderError::strict_is_mssql()),
     }
     o.ca_file_path = t.root_cert.clone();
     match (&t.client_cert, &t.client_key) {
@@ -398,5 +395,59 @@ pub fn classify(e: &mongodb::error::Error) -> ErrorClass {
             _ => ErrorClass::Permanent,
         },
         _ => ErrorClass::Permanent,
+    }
+}
+
+crate::provider::engine_pool!(MongoPool);
+
+/// The MongoDB provider, as the manager's registry holds it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MongoProvider;
+
+impl Provider for MongoProvider {
+    fn kind(&self) -> DbType {
+        DbType::MongoDb
+    }
+
+    fn names(&self) -> &'static [&'static str] {
+        &["mongodb", "mongo"]
+    }
+
+    fn rules(&self) -> Rules {
+        Rules::server()
+            .with_extra(&["auth_source", "replica_set", "read_preference"])
+            .with_unsupported(&[
+                (
+                    "conn_max_lifetime",
+                    "the MongoDB driver has no connection lifetime (it closes connections after \
+                     conn_max_idle_time idle, after errors and when its pool is cleared)",
+                ),
+                (
+                    "max_idle_conns",
+                    "the MongoDB driver keeps no cap on idle connections (min_idle_conns sets \
+                     its minPoolSize, conn_max_idle_time closes idle ones)",
+                ),
+                (
+                    "ping_idle_after",
+                    "the MongoDB driver checks its servers with its own heartbeats",
+                ),
+                (
+                    "query_timeout",
+                    "set a per-operation max_time on MongoDB operations instead",
+                ),
+            ])
+    }
+
+    fn open<'a>(&'a self, req: OpenRequest<'a>) -> OpenFuture<'a> {
+        Box::pin(async move {
+            let pool = open(req.server()?, req.mongo, req.pool, req.eager, req.ctx).await?;
+            Ok(std::sync::Arc::new(pool) as std::sync::Arc<dyn EnginePool>)
+        })
+    }
+}
+
+impl crate::classify::Classify for mongodb::error::Error {
+    fn class(&self) -> ErrorClass {
+        classify(self)
     }
 }

@@ -9,8 +9,11 @@
 
 use crate::classify::ErrorClass;
 use crate::error::ProviderError;
+use crate::kind::DbType;
 use crate::managed::{Connector, ManagedPool, Object};
 use crate::pool::PoolContext;
+use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
+use crate::settings::Endpoint;
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
 use crate::stats::PoolStats;
 use futures_util::io::{AsyncRead, AsyncWrite};
@@ -323,8 +326,7 @@ fn apply_tls(c: &mut Config, server: &ServerSettings) -> Result<(), ProviderErro
 /// (`jdbc:sqlserver://...`) or a URL (`sqlserver://user:password@host:1433/db?encrypt=...`).
 /// Errors never quote the DSN.
 pub fn parse_dsn(dsn: &str) -> Result<Config, ProviderError> {
-    let secrets = crate::dsn_secrets(dsn);
-    let fail = |e: &dyn std::fmt::Display| ProviderError::invalid_dsn(e, dsn, &secrets);
+    let fail = |e: &dyn std::fmt::Display| ProviderError::invalid_dsn(e, dsn);
     let lower = dsn.trim_start().to_ascii_lowercase();
     if lower.starts_with("jdbc:") {
         return Config::from_jdbc_string(dsn).map_err(|e| fail(&e));
@@ -499,5 +501,55 @@ pub fn classify(e: &tiberius::error::Error) -> ErrorClass {
             _ => ErrorClass::Permanent,
         },
         _ => ErrorClass::Permanent,
+    }
+}
+
+crate::provider::engine_pool!(MssqlPool);
+
+/// The SQL Server provider, as the manager's registry holds it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MssqlProvider;
+
+impl Provider for MssqlProvider {
+    fn kind(&self) -> DbType {
+        DbType::MsSql
+    }
+
+    fn names(&self) -> &'static [&'static str] {
+        &["mssql", "sqlserver"]
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            refused: &[(
+                "schema",
+                " (SQL Server gives each user a default schema: \
+                 ALTER USER ... WITH DEFAULT_SCHEMA, or qualify table names)",
+            )],
+            strict_tls: true,
+            ..Rules::server()
+        }
+    }
+
+    fn check(&self, endpoint: &Endpoint) -> Result<(), ProviderError> {
+        if let Some(s) = endpoint.server()
+            && let Some(dsn) = &s.dsn
+        {
+            parse_dsn(secrecy::ExposeSecret::expose_secret(dsn))?;
+        }
+        Ok(())
+    }
+
+    fn open<'a>(&'a self, req: OpenRequest<'a>) -> OpenFuture<'a> {
+        Box::pin(async move {
+            let pool = open(req.server()?, req.pool, req.eager, req.ctx).await?;
+            Ok(std::sync::Arc::new(pool) as std::sync::Arc<dyn EnginePool>)
+        })
+    }
+}
+
+impl crate::classify::Classify for tiberius::error::Error {
+    fn class(&self) -> ErrorClass {
+        classify(self)
     }
 }

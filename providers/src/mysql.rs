@@ -7,7 +7,10 @@
 //! and `max_execution_time` on MySQL (which applies to `SELECT` only).
 
 use crate::error::ProviderError;
+use crate::kind::DbType;
 use crate::pool::{InitFn, PoolContext, SqlPool};
+use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
+use crate::settings::Endpoint;
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
@@ -23,8 +26,7 @@ pub fn connect_options(s: &ServerSettings) -> Result<MySqlConnectOptions, Provid
     let o = match &s.dsn {
         Some(dsn) => {
             let dsn = dsn.expose_secret();
-            MySqlConnectOptions::from_str(dsn)
-                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::dsn_secrets(dsn)))?
+            MySqlConnectOptions::from_str(dsn).map_err(|e| ProviderError::invalid_dsn(e, dsn))?
         }
         None => {
             let mut o = MySqlConnectOptions::new();
@@ -66,12 +68,7 @@ fn ssl_mode(mode: SslMode) -> Result<MySqlSslMode, ProviderError> {
         SslMode::Require => MySqlSslMode::Required,
         SslMode::VerifyCa => MySqlSslMode::VerifyCa,
         SslMode::VerifyFull => MySqlSslMode::VerifyIdentity,
-        SslMode::Strict => {
-            return Err(ProviderError::InvalidSetting {
-                field: "sslmode",
-                reason: "`strict` (TDS 8.0) is a SQL Server mode".into(),
-            });
-        }
+        SslMode::Strict => return Err(ProviderError::strict_is_mssql()),
     })
 }
 
@@ -101,4 +98,45 @@ pub async fn open(
         f
     });
     SqlPool::open(pool, options, init, eager, false, ctx).await
+}
+
+/// The MySQL and MariaDB provider, as the manager's registry holds it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MySqlProvider;
+
+impl Provider for MySqlProvider {
+    fn kind(&self) -> DbType {
+        DbType::MySql
+    }
+
+    fn names(&self) -> &'static [&'static str] {
+        &["mysql", "mariadb"]
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            refused: &[("schema", " (a MySQL schema is a database: set `database`)")],
+            sql_views: true,
+            ..Rules::server().with_unsupported(&[(
+                "application_name",
+                "sqlx's MySQL driver sends no connection attributes (filter by `user` instead)",
+            )])
+        }
+    }
+
+    fn check(&self, endpoint: &Endpoint) -> Result<(), ProviderError> {
+        if let Some(s) = endpoint.server()
+            && s.dsn.is_some()
+        {
+            connect_options(s)?;
+        }
+        Ok(())
+    }
+
+    fn open<'a>(&'a self, req: OpenRequest<'a>) -> OpenFuture<'a> {
+        Box::pin(async move {
+            let pool = open(req.server()?, req.pool, req.eager, req.ctx).await?;
+            Ok(std::sync::Arc::new(pool) as std::sync::Arc<dyn EnginePool>)
+        })
+    }
 }

@@ -506,3 +506,5 @@ fn pool_options<DB: Database>(
             })
         })
 }
+
+crate::provider::engine_pool!(SqlPool<DB>, DB: Database);

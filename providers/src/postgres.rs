@@ -3,7 +3,10 @@
 //! names with `@ : / ? # % ' "` or spaces need no escaping.
 
 use crate::error::ProviderError;
+use crate::kind::DbType;
 use crate::pool::{PoolContext, SqlPool};
+use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
+use crate::settings::Endpoint;
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
 use secrecy::ExposeSecret;
 use sqlx::Postgres;
@@ -18,8 +21,7 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
     let mut o = match &s.dsn {
         Some(dsn) => {
             let dsn = dsn.expose_secret();
-            PgConnectOptions::from_str(dsn)
-                .map_err(|e| ProviderError::invalid_dsn(e, dsn, &crate::dsn_secrets(dsn)))?
+            PgConnectOptions::from_str(dsn).map_err(|e| ProviderError::invalid_dsn(e, dsn))?
         }
         None => {
             // Not `PgConnectOptions::new()`: reading ~/.pgpass would make the password
@@ -78,12 +80,7 @@ fn ssl_mode(mode: SslMode) -> Result<PgSslMode, ProviderError> {
         SslMode::Require => PgSslMode::Require,
         SslMode::VerifyCa => PgSslMode::VerifyCa,
         SslMode::VerifyFull => PgSslMode::VerifyFull,
-        SslMode::Strict => {
-            return Err(ProviderError::InvalidSetting {
-                field: "sslmode",
-                reason: "`strict` (TDS 8.0) is a SQL Server mode".into(),
-            });
-        }
+        SslMode::Strict => return Err(ProviderError::strict_is_mssql()),
     })
 }
 
@@ -96,4 +93,41 @@ pub async fn open(
 ) -> Result<PgSqlPool, ProviderError> {
     let options = connect_options(server)?;
     SqlPool::open(pool, options, None, eager, false, ctx).await
+}
+
+/// The PostgreSQL provider, as the manager's registry holds it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PostgresProvider;
+
+impl Provider for PostgresProvider {
+    fn kind(&self) -> DbType {
+        DbType::Postgres
+    }
+
+    fn names(&self) -> &'static [&'static str] {
+        &["postgres", "postgresql"]
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            sql_views: true,
+            ..Rules::server().with_extra(&["schema"])
+        }
+    }
+
+    fn check(&self, endpoint: &Endpoint) -> Result<(), ProviderError> {
+        if let Some(s) = endpoint.server()
+            && s.dsn.is_some()
+        {
+            connect_options(s)?;
+        }
+        Ok(())
+    }
+
+    fn open<'a>(&'a self, req: OpenRequest<'a>) -> OpenFuture<'a> {
+        Box::pin(async move {
+            let pool = open(req.server()?, req.pool, req.eager, req.ctx).await?;
+            Ok(std::sync::Arc::new(pool) as std::sync::Arc<dyn EnginePool>)
+        })
+    }
 }

@@ -233,3 +233,53 @@ pub struct MongoSettings {
     /// `primaryPreferred`, `secondary`, `secondaryPreferred` or `nearest`.
     pub read_preference: Option<String>,
 }
+
+/// How to reach a connection's database.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A network server (PostgreSQL, MySQL, SQL Server, MongoDB, a service's own).
+    Server(ServerSettings),
+    /// An embedded SQLite database.
+    Sqlite(SqliteSettings),
+}
+
+static MEMORY_DB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Endpoint {
+    /// The endpoint one pool generation opens: the same, except that an in-memory SQLite
+    /// database gets a name unique in the process, so two managers (or a manager and a
+    /// test) never share one by accident.
+    pub fn instance(&self) -> Endpoint {
+        let mut e = self.clone();
+        if let Endpoint::Sqlite(s) = &mut e
+            && let SqliteTarget::Memory { name } = &mut s.target
+        {
+            let seq = MEMORY_DB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *name = format!("dbmanager-{name}-{}-{seq}", std::process::id());
+        }
+        e
+    }
+
+    /// The server settings, if it is a server.
+    pub fn server(&self) -> Option<&ServerSettings> {
+        match self {
+            Endpoint::Server(s) => Some(s),
+            Endpoint::Sqlite(_) => None,
+        }
+    }
+
+    /// Every secret it holds (password, DSN and the DSN's password).
+    pub fn secrets(&self) -> crate::redact::Secrets {
+        let mut out = crate::redact::Secrets::new();
+        if let Endpoint::Server(s) = self {
+            if let Some(p) = &s.password {
+                out.add(secrecy::ExposeSecret::expose_secret(p));
+            }
+            if let Some(dsn) = &s.dsn {
+                out.add_dsn(secrecy::ExposeSecret::expose_secret(dsn));
+            }
+        }
+        out
+    }
+}

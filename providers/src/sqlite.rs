@@ -11,7 +11,9 @@
 //! the pool keeps it alive while pooled connections come and go.
 
 use crate::error::ProviderError;
+use crate::kind::DbType;
 use crate::pool::{PoolContext, SqlPool};
+use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::{PoolSettings, SqliteSettings, SqliteTarget};
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -73,4 +75,40 @@ pub async fn open(
     let options = connect_options(sqlite)?;
     let anchored = matches!(sqlite.target, SqliteTarget::Memory { .. });
     SqlPool::open(pool, options, None, eager, anchored, ctx).await
+}
+
+/// The SQLite provider, as the manager's registry holds it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SqliteProvider;
+
+impl Provider for SqliteProvider {
+    fn kind(&self) -> DbType {
+        DbType::Sqlite
+    }
+
+    fn names(&self) -> &'static [&'static str] {
+        &["sqlite"]
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            endpoint: crate::provider::EndpointKind::File,
+            endpoint_hint: " (SQLite is a file: set `filepath`)",
+            sql_views: true,
+            ..Rules::server().with_unsupported(&[
+                (
+                    "query_timeout",
+                    "SQLite has no statement timeout (busy_timeout bounds lock waits)",
+                ),
+                ("application_name", "SQLite has no server to report it to"),
+            ])
+        }
+    }
+
+    fn open<'a>(&'a self, req: OpenRequest<'a>) -> OpenFuture<'a> {
+        Box::pin(async move {
+            let pool = open(req.sqlite()?, req.pool, req.eager, req.ctx).await?;
+            Ok(std::sync::Arc::new(pool) as std::sync::Arc<dyn EnginePool>)
+        })
+    }
 }

@@ -35,94 +35,28 @@
 //! assert!(err.has_path("connections.cache.max_idle_conns"));
 //! ```
 
+mod checks;
 mod error;
+mod fields;
+mod read;
 mod tree;
 mod validate;
 
+pub use fields::reference;
+
+pub use dbmanager_providers::DbType;
 pub use dbmanager_providers::settings::{
-    MongoSettings, PoolSettings, ServerSettings, SqliteSettings, SqliteTarget, SslMode, TlsSettings,
+    Endpoint, MongoSettings, PoolSettings, ServerSettings, SqliteSettings, SqliteTarget, SslMode,
+    TlsSettings,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin};
 
+use crate::registry::Registry;
+use dbmanager_providers::{Provider, Rules};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
-
-/// The database engine of a connection (`type` in YAML).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DbType {
-    /// PostgreSQL (`postgres`, `postgresql`).
-    Postgres,
-    /// MySQL or MariaDB (`mysql`, `mariadb`).
-    MySql,
-    /// SQLite (`sqlite`).
-    Sqlite,
-    /// Microsoft SQL Server (`mssql`, `sqlserver`).
-    MsSql,
-    /// MongoDB (`mongodb`, `mongo`).
-    MongoDb,
-}
-
-impl DbType {
-    /// Every accepted spelling of `type`.
-    pub const NAMES: &'static [&'static str] = &[
-        "postgres",
-        "postgresql",
-        "mysql",
-        "mariadb",
-        "sqlite",
-        "mssql",
-        "sqlserver",
-        "mongodb",
-        "mongo",
-    ];
-
-    /// Parses a `type` value (case-insensitive).
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => DbType::Postgres,
-            "mysql" | "mariadb" => DbType::MySql,
-            "sqlite" => DbType::Sqlite,
-            "mssql" | "sqlserver" => DbType::MsSql,
-            "mongodb" | "mongo" => DbType::MongoDb,
-            _ => return None,
-        })
-    }
-
-    /// The canonical name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbType::Postgres => "postgres",
-            DbType::MySql => "mysql",
-            DbType::Sqlite => "sqlite",
-            DbType::MsSql => "mssql",
-            DbType::MongoDb => "mongodb",
-        }
-    }
-
-    /// The cargo feature that compiles this engine's provider.
-    pub fn feature(self) -> &'static str {
-        match self {
-            DbType::Postgres => "postgres",
-            DbType::MySql => "mysql",
-            DbType::Sqlite => "sqlite",
-            DbType::MsSql => "mssql",
-            DbType::MongoDb => "mongodb",
-        }
-    }
-
-    /// Whether the engine speaks SQL.
-    pub fn is_sql(self) -> bool {
-        !matches!(self, DbType::MongoDb)
-    }
-}
-
-impl std::fmt::Display for DbType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What `Manager::connect` does with a connection whose server is unreachable (`startup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,7 +70,7 @@ pub enum Startup {
 }
 
 impl Startup {
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "strict" => Some(Startup::Strict),
             "lazy" => Some(Startup::Lazy),
@@ -162,7 +96,7 @@ impl OnUnavailable {
     /// Accepted spellings.
     pub const NAMES: &'static [&'static str] = &["wait", "fail_fast"];
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "wait" => Some(OnUnavailable::Wait),
             "fail_fast" | "failfast" => Some(OnUnavailable::FailFast),
@@ -196,7 +130,7 @@ impl DefaultOrm {
     /// Accepted spellings.
     pub const NAMES: &'static [&'static str] = &["sqlx", "native", "sea_orm", "diesel"];
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "sqlx" | "native" => Some(DefaultOrm::Sqlx),
             "sea_orm" | "seaorm" => Some(DefaultOrm::SeaOrm),
@@ -216,16 +150,6 @@ pub struct RetrySettings {
     pub delay: Duration,
     /// Longest delay.
     pub max_delay: Duration,
-}
-
-/// How to reach a connection's database.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Endpoint {
-    /// A network server (PostgreSQL, MySQL, SQL Server, MongoDB).
-    Server(ServerSettings),
-    /// An embedded SQLite database.
-    Sqlite(SqliteSettings),
 }
 
 /// One named connection's typed settings: top-level defaults already merged in.
@@ -278,6 +202,22 @@ pub struct ConnectionConfig {
     pub mongo: MongoSettings,
     /// Free-form labels (`tags`).
     pub tags: BTreeMap<String, String>,
+    /// Free-form settings for a service's own provider (`options`). Not for secrets: put
+    /// those in `password` or `dsn`, which are redacted everywhere.
+    pub options: BTreeMap<String, String>,
+    /// The provider that opens this connection's pools: the engine's, from the registry
+    /// the configuration was loaded with. `None` when the engine was not compiled in
+    /// (opening then fails with `Error::NotBuilt`).
+    pub provider: Option<Arc<dyn Provider>>,
+}
+
+impl ConnectionConfig {
+    /// The provider's configuration rules (a plain server's when it has none).
+    pub fn rules(&self) -> Rules {
+        self.provider
+            .as_ref()
+            .map_or_else(Rules::server, |p| p.rules())
+    }
 }
 
 /// A validated configuration.
@@ -330,6 +270,7 @@ impl Config {
 #[derive(Debug, Clone, Default)]
 pub struct ConfigLoader {
     env: Option<HashMap<String, String>>,
+    registry: Registry,
 }
 
 impl ConfigLoader {
@@ -348,6 +289,19 @@ impl ConfigLoader {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         );
+        self
+    }
+
+    /// Registers a provider of the application's own, so `type: <its name>` is accepted
+    /// (see `examples/custom_provider.rs`).
+    pub fn provider(mut self, provider: impl Provider) -> Self {
+        self.registry.register(Arc::new(provider));
+        self
+    }
+
+    /// Uses this registry of providers instead of the built-in one.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
         self
     }
 
@@ -420,7 +374,7 @@ impl ConfigLoader {
             tree::apply_env_overrides(&mut root, &env, &mut errors);
             tree::interpolate(&mut root, "", &env, &mut errors);
         }
-        let mut v = validate::Validator::new();
+        let mut v = validate::Validator::new(&self.registry);
         v.errors = errors;
         let config = v.config(&root);
         // Defence in depth: a secret typed into the wrong field (say, a password where a

@@ -1,0 +1,322 @@
+//! The per-connection checks of validation: which fields the engine accepts (from its
+//! provider's rules), the pool limits and backoff, the endpoint, and the views' budget.
+
+use super::fields::{self, Group};
+use super::read::{Val, join};
+use super::tree::Node;
+use super::validate::{Merged, Validator, inherited};
+use super::{DbType, DefaultOrm, Endpoint, RetrySettings};
+use dbmanager_providers::settings::{PoolSettings, SqliteSettings, SqliteTarget};
+use dbmanager_providers::{EndpointKind, Rules};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+type Own<'a> = BTreeMap<&'a str, (&'a Node, String)>;
+
+impl Validator<'_> {
+    /// Fields the engine cannot use are errors, never silently dropped; shared settings
+    /// it cannot apply are errors on the connection and warnings when inherited.
+    pub(crate) fn applicability(
+        &mut self,
+        kind: DbType,
+        rules: &Rules,
+        own: &Own<'_>,
+        m: &Merged<'_>,
+        path: &str,
+    ) {
+        for (key, (n, p)) in own {
+            let Some(field) = fields::field(key) else {
+                continue;
+            };
+            let (applies, other_endpoint) = match field.group {
+                Group::All => (true, false),
+                Group::Server => (rules.endpoint == EndpointKind::Server, true),
+                Group::File => (rules.endpoint == EndpointKind::File, true),
+                Group::Extra => (rules.extra.contains(key), false),
+                Group::SqlViews => (rules.sql_views, false),
+            };
+            if applies {
+                continue;
+            }
+            let why = match field.group {
+                Group::SqlViews => " (the diesel view serves postgres, mysql and sqlite)",
+                _ => rules.hint(key, other_endpoint),
+            };
+            self.err(
+                p,
+                &n.origin,
+                format!("`{key}` does not apply to {kind} connections{why}"),
+            );
+        }
+        for (field, why) in rules.unsupported {
+            let Some(s) = m.src(field) else { continue };
+            if s.value == Val::OptDuration(None) {
+                continue;
+            }
+            if s.path.starts_with(path) {
+                let (p, o) = (s.path.clone(), s.origin.clone());
+                self.err(
+                    &p,
+                    &o,
+                    format!("`{field}` is not supported for {kind} connections: {why}"),
+                );
+            } else {
+                self.warn(
+                    path,
+                    format!(
+                        "the top-level `{field}` is not applied to this {kind} connection: {why}"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Pool limits, with the rules between them.
+    pub(crate) fn pool(&mut self, m: &Merged<'_>, path: &str) -> PoolSettings {
+        let max_open = m.count("max_open_conns");
+        let max_idle = match m.src("max_idle_conns") {
+            Some(_) => m.count("max_idle_conns"),
+            None => m.count("max_idle_conns").min(max_open),
+        };
+        let min_idle = m.count("min_idle_conns");
+        if let Some(s) = m.src("max_idle_conns")
+            && max_idle > max_open
+        {
+            let (p, o) = (s.path.clone(), s.origin.clone());
+            self.err(
+                &p,
+                &o,
+                format!(
+                    "max_idle_conns ({max_idle}) must not exceed max_open_conns ({max_open}){}",
+                    inherited(&p, path)
+                ),
+            );
+        }
+        if let Some(s) = m.src("min_idle_conns")
+            && min_idle > max_idle
+        {
+            let (p, o) = (s.path.clone(), s.origin.clone());
+            self.err(
+                &p,
+                &o,
+                format!(
+                    "min_idle_conns ({min_idle}) must not exceed max_idle_conns ({max_idle}){}",
+                    inherited(&p, path)
+                ),
+            );
+        }
+        let lifetime = m.opt_duration("conn_max_lifetime");
+        let idle_time = m.opt_duration("conn_max_idle_time");
+        if let (Some(l), Some(i)) = (lifetime, idle_time)
+            && l < i
+        {
+            let (p, o) = if m.src("conn_max_lifetime").is_some() {
+                m.at("conn_max_lifetime", path)
+            } else {
+                m.at("conn_max_idle_time", path)
+            };
+            self.err(
+                &p,
+                &o,
+                format!(
+                    "conn_max_lifetime ({}) must not be shorter than conn_max_idle_time ({}){}",
+                    humantime::format_duration(l),
+                    humantime::format_duration(i),
+                    inherited(&p, path)
+                ),
+            );
+        }
+        let mut pool = PoolSettings::with_max_open(max_open);
+        pool.max_idle = max_idle;
+        pool.min_idle = min_idle;
+        pool.max_lifetime = lifetime;
+        pool.max_idle_time = idle_time;
+        pool.acquire_timeout = m.duration("acquire_timeout");
+        pool.connect_timeout = m.duration("connect_timeout");
+        pool.ping_idle_after = m.opt_duration("ping_idle_after");
+        pool
+    }
+
+    /// The reconnect backoff.
+    pub(crate) fn retry(&mut self, m: &Merged<'_>, path: &str) -> RetrySettings {
+        let delay = m.duration("retry_delay");
+        let max_delay = m.duration("retry_max_delay");
+        if delay > max_delay {
+            let (p, o) = m.at("retry_max_delay", path);
+            self.err(
+                &p,
+                &o,
+                format!(
+                    "retry_max_delay ({}) must not be shorter than retry_delay ({}){}",
+                    humantime::format_duration(max_delay),
+                    humantime::format_duration(delay),
+                    inherited(&p, path)
+                ),
+            );
+        }
+        RetrySettings {
+            attempts: m.count("retry_attempts"),
+            delay,
+            max_delay,
+        }
+    }
+
+    /// A SQLite endpoint.
+    pub(crate) fn file_endpoint(
+        &mut self,
+        own: &Own<'_>,
+        vals: &BTreeMap<&str, Val>,
+        node: &Node,
+        path: &str,
+        name: &str,
+    ) -> Option<Endpoint> {
+        let text = |key: &str| match vals.get(key) {
+            Some(Val::Text(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let target = match text("filepath").as_deref() {
+            None => {
+                if !own.contains_key("filepath") {
+                    self.err(
+                        &join(path, "filepath"),
+                        &node.origin,
+                        "missing `filepath` for a sqlite connection (a file path, or `:memory:`)",
+                    );
+                }
+                return None;
+            }
+            Some(":memory:") => SqliteTarget::Memory {
+                name: name.to_owned(),
+            },
+            Some(p) => SqliteTarget::File(PathBuf::from(p)),
+        };
+        let mut s = SqliteSettings::new(target);
+        if let Some(Val::Duration(b)) = vals.get("busy_timeout") {
+            s.busy_timeout = *b;
+        }
+        if let Some(Val::Bool(f)) = vals.get("foreign_keys") {
+            s.foreign_keys = *f;
+        }
+        s.journal_mode = text("journal_mode");
+        s.synchronous = text("synchronous");
+        Some(Endpoint::Sqlite(s))
+    }
+
+    /// A server endpoint's required fields, and the fields a DSN overrides.
+    pub(crate) fn server_endpoint(
+        &mut self,
+        rules: &Rules,
+        own: &Own<'_>,
+        node: &Node,
+        path: &str,
+    ) {
+        if !own.contains_key("dsn") {
+            for key in rules.required {
+                if !own.contains_key(key) {
+                    self.err(
+                        &join(path, key),
+                        &node.origin,
+                        format!("missing `{key}` (set `{key}`, or give a complete `dsn`)"),
+                    );
+                }
+            }
+            return;
+        }
+        let overridden: Vec<&str> = ["host", "port", "user", "password", "database", "sslmode"]
+            .into_iter()
+            .filter(|k| own.contains_key(k))
+            .collect();
+        if !overridden.is_empty() {
+            self.warn(
+                &join(path, "dsn"),
+                format!(
+                    "`dsn` is set, so {} {} ignored",
+                    overridden.join(", "),
+                    if overridden.len() == 1 { "is" } else { "are" }
+                ),
+            );
+        }
+    }
+
+    /// `default_orm` and the diesel view's part of the budget (docs/views.md).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn views(
+        &mut self,
+        kind: DbType,
+        rules: &Rules,
+        m: &Merged<'_>,
+        vals: &BTreeMap<&str, Val>,
+        own: &Own<'_>,
+        path: &str,
+        max_open: u32,
+    ) -> (DefaultOrm, u32) {
+        let default_orm = m
+            .text("default_orm")
+            .and_then(|s| DefaultOrm::parse(&s))
+            .unwrap_or_default();
+        if !rules.sql_views {
+            if let Some(s) = m.src("default_orm")
+                && default_orm != DefaultOrm::Sqlx
+            {
+                if s.path.starts_with(path) {
+                    let (p, o) = (s.path.clone(), s.origin.clone());
+                    self.err(
+                        &p,
+                        &o,
+                        format!(
+                            "default_orm must be `sqlx` (or left out) on {kind} connections: \
+                             SeaORM and diesel serve postgres, mysql and sqlite"
+                        ),
+                    );
+                } else {
+                    self.warn(
+                        path,
+                        format!(
+                            "the top-level `default_orm` is not applied to this {kind} connection"
+                        ),
+                    );
+                }
+            }
+            return (DefaultOrm::Sqlx, 0);
+        }
+        let diesel_conns = match (vals.get("diesel_conns"), own.get("diesel_conns")) {
+            (Some(Val::Count(c)), Some((n, p))) => {
+                let c = *c;
+                if c >= max_open {
+                    self.err(
+                        p,
+                        &n.origin,
+                        format!(
+                            "diesel_conns ({c}) must be less than max_open_conns ({max_open}): \
+                             the sqlx pool (sqlx and SeaORM views) keeps at least one"
+                        ),
+                    );
+                } else if c == 0 && default_orm == DefaultOrm::Diesel {
+                    self.err(
+                        p,
+                        &n.origin,
+                        "diesel_conns must be at least 1 with default_orm: diesel",
+                    );
+                }
+                c
+            }
+            _ if default_orm == DefaultOrm::Diesel => {
+                if max_open < 2 {
+                    let (p, o) = m.at("max_open_conns", path);
+                    self.err(
+                        &p,
+                        &o,
+                        format!(
+                            "max_open_conns must be at least 2 with default_orm: diesel (the \
+                             diesel view gets all but one; the sqlx pool keeps one){}",
+                            inherited(&p, path)
+                        ),
+                    );
+                }
+                max_open.saturating_sub(1)
+            }
+            _ => 0,
+        };
+        (default_orm, diesel_conns)
+    }
+}

@@ -1,0 +1,373 @@
+//! Reading one YAML value as a field's type, reporting what is wrong with its path.
+
+use super::error::{ConfigError, ConfigWarning, Origin};
+use super::fields::{Field, Ty};
+use super::tree::{Node, Value};
+use super::validate::Validator;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Fields that hold secrets: their values are never quoted in messages.
+pub(crate) const SECRET_FIELDS: &[&str] = &["password", "dsn"];
+
+/// A value read as its field's type.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Count(u32),
+    Duration(Duration),
+    OptDuration(Option<Duration>),
+    Bool(bool),
+    Text(String),
+    Map(BTreeMap<String, String>),
+}
+
+/// A value plus the path and origin it was read from.
+#[derive(Debug, Clone)]
+pub(crate) struct Src<T> {
+    pub(crate) value: T,
+    pub(crate) path: String,
+    pub(crate) origin: Origin,
+}
+
+pub(crate) fn join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_owned()
+    } else {
+        format!("{a}.{b}")
+    }
+}
+
+pub(crate) fn quote(field: &str, s: &str) -> String {
+    if SECRET_FIELDS.contains(&field) {
+        "<redacted>".to_owned()
+    } else if s.chars().count() > 60 {
+        format!("`{}…`", s.chars().take(60).collect::<String>())
+    } else {
+        format!("`{s}`")
+    }
+}
+
+pub(crate) fn field_of(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+impl Validator<'_> {
+    pub(crate) fn err(&mut self, path: &str, origin: &Origin, msg: impl Into<String>) {
+        self.errors
+            .push(ConfigError::new(path, origin.clone(), msg.into()));
+    }
+
+    pub(crate) fn warn(&mut self, path: &str, msg: impl Into<String>) {
+        self.warnings.push(ConfigWarning {
+            path: path.to_owned(),
+            message: msg.into(),
+        });
+    }
+
+    // ---- scalar readers -------------------------------------------------------------------
+
+    pub(crate) fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) if !SECRET_FIELDS.contains(&field_of(path)) => Some(i.to_string()),
+            Value::Float(f) if !SECRET_FIELDS.contains(&field_of(path)) => Some(f.to_string()),
+            Value::Bool(b) if !SECRET_FIELDS.contains(&field_of(path)) => Some(b.to_string()),
+            Value::Null => {
+                self.err(
+                    path,
+                    &node.origin,
+                    "expected a string, found nothing (null)",
+                );
+                None
+            }
+            _ => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!(
+                        "expected a string, found {}{}",
+                        node.kind_name(),
+                        if SECRET_FIELDS.contains(&field_of(path)) {
+                            " (quote it)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn nonempty_string(&mut self, node: &Node, path: &str) -> Option<String> {
+        let s = self.string(node, path)?;
+        if s.trim().is_empty() {
+            self.err(path, &node.origin, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    pub(crate) fn integer(&mut self, node: &Node, path: &str) -> Option<i64> {
+        match &node.value {
+            Value::Int(i) => Some(*i),
+            Value::Str(s) => match s.trim().parse::<i64>() {
+                Ok(i) => Some(i),
+                Err(_) => {
+                    self.err(
+                        path,
+                        &node.origin,
+                        format!(
+                            "expected a whole number, found {}",
+                            quote(field_of(path), s)
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!("expected a whole number, found {}", node.kind_name()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A count that must be at least `min`.
+    pub(crate) fn count(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
+        let i = self.integer(node, path)?;
+        if i < i64::from(min) {
+            let what = if i < 0 {
+                "negative"
+            } else if i == 0 {
+                "zero"
+            } else {
+                "too small"
+            };
+            self.err(
+                path,
+                &node.origin,
+                format!("must be at least {min}, got {i} ({what})"),
+            );
+            return None;
+        }
+        match u32::try_from(i) {
+            Ok(v) if v <= 100_000 => Some(v),
+            _ => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!("must be at most 100000, got {i}"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            Value::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Some(true),
+                "false" | "no" | "off" | "0" => Some(false),
+                _ => {
+                    self.err(
+                        path,
+                        &node.origin,
+                        format!("expected true or false, found {}", quote(field_of(path), s)),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!("expected true or false, found {}", node.kind_name()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration such as `500ms`, `30s`, `1h30m`. With `optional`, `0`, `none`, `off`
+    /// and null mean "no limit" (`Ok(None)`).
+    pub(crate) fn duration(
+        &mut self,
+        node: &Node,
+        path: &str,
+        optional: bool,
+    ) -> Option<Option<Duration>> {
+        let text = match &node.value {
+            Value::Null if optional => return Some(None),
+            Value::Int(0) if optional => return Some(None),
+            Value::Str(s) => s.trim().to_owned(),
+            Value::Int(i) => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!("`{i}` has no unit: write a duration such as `{i}s` or `{i}ms`"),
+                );
+                return None;
+            }
+            _ => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!(
+                        "expected a duration such as `500ms`, `30s` or `1h30m`, found {}",
+                        node.kind_name()
+                    ),
+                );
+                return None;
+            }
+        };
+        if optional
+            && matches!(
+                text.to_ascii_lowercase().as_str(),
+                "0" | "none" | "off" | "disabled"
+            )
+        {
+            return Some(None);
+        }
+        if text.starts_with('-') {
+            self.err(
+                path,
+                &node.origin,
+                format!("must not be negative, got `{text}`"),
+            );
+            return None;
+        }
+        if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+            self.err(
+                path,
+                &node.origin,
+                format!("`{text}` has no unit: write a duration such as `{text}s` or `{text}ms`"),
+            );
+            return None;
+        }
+        match humantime::parse_duration(&text) {
+            Ok(d) if d.is_zero() && !optional => {
+                self.err(path, &node.origin, "must be greater than zero");
+                None
+            }
+            Ok(d) if d.is_zero() => Some(None),
+            Ok(d) => Some(Some(d)),
+            Err(e) => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!(
+                        "cannot parse duration {}: {e} (examples: `500ms`, `30s`, `1h30m`)",
+                        quote(field_of(path), &text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn required_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        self.duration(node, path, false).flatten()
+    }
+
+    pub(crate) fn src<T>(value: Option<T>, path: &str, node: &Node) -> Option<Src<T>> {
+        value.map(|value| Src {
+            value,
+            path: path.to_owned(),
+            origin: node.origin.clone(),
+        })
+    }
+
+    /// Reads `node` as `field`'s type.
+    pub(crate) fn read(&mut self, field: &Field, node: &Node, path: &str) -> Option<Val> {
+        match field.ty {
+            Ty::Count { min } => self.count(node, path, min).map(Val::Count),
+            Ty::Duration => self.required_duration(node, path).map(Val::Duration),
+            Ty::OptDuration => self.duration(node, path, true).map(Val::OptDuration),
+            Ty::Bool => self.boolean(node, path).map(Val::Bool),
+            Ty::Text => self.nonempty_string(node, path).map(Val::Text),
+            // A password may legitimately be empty; it is never quoted.
+            Ty::Secret => self.string(node, path).map(Val::Text),
+            Ty::Port => {
+                let i = self.integer(node, path)?;
+                match u16::try_from(i) {
+                    Ok(port) if port > 0 => Some(Val::Count(u32::from(port))),
+                    _ => {
+                        self.err(
+                            path,
+                            &node.origin,
+                            format!("must be a TCP port from 1 to 65535, got {i}"),
+                        );
+                        None
+                    }
+                }
+            }
+            Ty::Choice { what, options } => {
+                let s = self.string(node, path)?;
+                let wanted = s.trim().to_ascii_lowercase();
+                let found = options.iter().find(|(spelling, _)| {
+                    spelling.to_ascii_lowercase() == wanted
+                        || spelling.to_ascii_lowercase() == wanted.replace('-', "_")
+                });
+                if let Some((_, canonical)) = found {
+                    return Some(Val::Text((*canonical).to_owned()));
+                }
+                let mut names: Vec<&str> = Vec::new();
+                for (spelling, _) in options {
+                    if !names.contains(spelling) && !spelling.contains('-') {
+                        names.push(spelling);
+                    }
+                }
+                let hint =
+                    if field.name == "default_orm" && matches!(wanted.as_str(), "bun" | "gorm") {
+                        " (`bun` and `gorm` are Go ORMs)"
+                    } else {
+                        ""
+                    };
+                self.err(
+                    path,
+                    &node.origin,
+                    format!(
+                        "unknown {what} {}{hint}: expected one of {}",
+                        quote(field.name, &s),
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+            Ty::Map => self.map(node, path).map(Val::Map),
+            Ty::Special => None,
+        }
+    }
+
+    /// A mapping of strings to strings (`tags`, `options`).
+    fn map(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        match &node.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    if let Some(s) = self.string(v, &join(path, k)) {
+                        out.insert(k.clone(), s);
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!(
+                        "expected a mapping of names to strings, found {}",
+                        node.kind_name()
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(out)
+    }
+}

@@ -1,0 +1,206 @@
+//! Checkout: the loop every pooled view goes through (outage policy, the pool's own
+//! acquire, connect errors reported and waited out), and `acquire`, `begin`, `retry` on it.
+
+use super::Connection;
+use crate::backoff::Backoff;
+use crate::config::{DbType, OnUnavailable};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::pools::{PoolSet, SqlEngine};
+use dbmanager_providers::pool::SqlPool;
+use dbmanager_providers::{Phase, ProviderError};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Whether an acquire failed because a new connection could not be opened.
+fn is_connect_failure(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Connect(_) => true,
+        ProviderError::Driver { phase, .. } => *phase == Phase::Connect,
+        ProviderError::Timeout { phase, .. } => *phase == "connect",
+        _ => false,
+    }
+}
+
+impl Connection {
+    /// The current pool generation, or why there is none.
+    pub(crate) fn pools(&self) -> Result<Arc<PoolSet>> {
+        if self.is_closed() {
+            return Err(self.closed());
+        }
+        self.inner
+            .pools
+            .load_full()
+            .ok_or_else(|| Error::NotConnected {
+                name: self.name().to_owned(),
+            })
+    }
+
+    pub(crate) fn wrong_kind(&self, expected: DbType) -> Error {
+        let actual = self.kind();
+        if actual == expected {
+            // Same engine, but its feature is off: the pool could not have been built.
+            Error::NotBuilt {
+                name: self.name().to_owned(),
+                kind: actual,
+                feature: actual.feature(),
+            }
+        } else {
+            Error::WrongKind {
+                name: self.name().to_owned(),
+                expected,
+                actual,
+            }
+        }
+    }
+
+    /// The checkout loop shared by every pooled view: the outage policy, then the pool's
+    /// own acquire (`get`, which returns `None` when the pool is not the one the caller
+    /// wants, answered with `mismatch`), with connect errors reported and, under `wait`,
+    /// waited out.
+    pub(crate) async fn checkout<T, Fut>(
+        &self,
+        get: impl Fn(&PoolSet, Duration) -> Option<Fut>,
+        mismatch: impl Fn() -> Error,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, ProviderError>>,
+    {
+        let c = self.config();
+        let started = Instant::now();
+        let deadline = started + c.pool.acquire_timeout;
+        loop {
+            self.ready(started, deadline).await?;
+            let pools = self.pools()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(acquiring) = get(&pools, left) else {
+                return Err(mismatch());
+            };
+            let acquired = if c.on_unavailable == OnUnavailable::FailFast {
+                // sqlx keeps retrying a refused connect until its deadline; under
+                // fail_fast an acquire stuck there fails as soon as the circuit opens.
+                tokio::select! {
+                    r = acquiring => r,
+                    () = self.went_down() => return Err(self.unavailable_after(started)),
+                }
+            } else {
+                acquiring.await
+            };
+            match acquired {
+                Ok(conn) => return Ok(conn),
+                // Swapped under us: the next loop takes the new pool.
+                Err(ProviderError::Closed) if !self.is_closed() => {}
+                Err(ProviderError::AcquireTimeout { .. }) => {
+                    let waited = started.elapsed();
+                    self.emit(EventKind::AcquireTimedOut { waited });
+                    return Err(Error::AcquireTimeout {
+                        name: self.name().to_owned(),
+                        waited,
+                    });
+                }
+                Err(e) if is_connect_failure(&e) => {
+                    let class = self.inner.report_class(e.class());
+                    let waiting = c.on_unavailable == OnUnavailable::Wait && class.is_transient();
+                    if !waiting || Instant::now() >= deadline {
+                        return Err(Error::Connect {
+                            name: self.name().to_owned(),
+                            source: e,
+                        });
+                    }
+                    // Give the supervisor a moment to notice, then wait by the policy.
+                    self.pause_after_connect_failure(deadline).await;
+                }
+                Err(e) => return Err(Error::from_provider(self.name(), e)),
+            }
+        }
+    }
+
+    /// Checks out one connection of engine `DB`, counting the wait in the stats.
+    /// Dropping it returns it to the pool.
+    ///
+    /// While the connection is down, `on_unavailable` decides: `wait` waits for it to come
+    /// back (within `acquire_timeout`), `fail_fast` fails at once; both fail with
+    /// [`Error::Unavailable`]. A connect error met while the connection still looked
+    /// healthy is reported (the pool is cleared and the supervisor checks at once) and,
+    /// under `wait`, waited out the same way.
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// let mut conn = mgr.get("primary")?.acquire::<sqlx::Postgres>().await?;
+    /// sqlx::query("select 1").execute(&mut *conn).await.unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire<DB: SqlEngine>(&self) -> Result<sqlx::pool::PoolConnection<DB>> {
+        if self.kind() != DB::TYPE {
+            return Err(self.wrong_kind(DB::TYPE));
+        }
+        self.checkout(
+            |set, left| {
+                let pool = set.main_as::<SqlPool<DB>>()?.clone();
+                Some(async move { pool.acquire_within(left).await })
+            },
+            || self.wrong_kind(DB::TYPE),
+        )
+        .await
+    }
+
+    /// Checks out one connection and begins a transaction on it.
+    pub async fn begin<DB: SqlEngine>(&self) -> Result<sqlx::Transaction<'static, DB>> {
+        let conn = self.acquire::<DB>().await?;
+        sqlx::Transaction::begin(sqlx::pool::MaybePoolConnection::from(conn), None)
+            .await
+            .map_err(|e| {
+                self.report_error(&e);
+                Error::Database {
+                    name: self.name().to_owned(),
+                    source: ProviderError::Database(e),
+                }
+            })
+    }
+
+    /// Runs an idempotent operation, retrying it with the connection's backoff
+    /// (`retry_attempts`, `retry_delay`, `retry_max_delay`) when it fails with a transient
+    /// error ([`ErrorClass::is_transient`](crate::ErrorClass::is_transient)): a lost
+    /// connection, a failover, a deadlock... Each attempt gets a fresh connection through
+    /// [`acquire`](Self::acquire), so it waits out an outage under `on_unavailable: wait`.
+    /// Errors are reported (see [`report_error`](Self::report_error)), so a lost
+    /// connection clears the pool before the next attempt. Only use it for work that is
+    /// safe to run twice.
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// let n: i64 = mgr.get("primary")?.retry(|mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+    ///     sqlx::query_scalar("select count(*) from users").fetch_one(&mut *conn).await
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry<DB, T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        DB: SqlEngine,
+        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        let mut delays = Backoff::single_round(&self.config().retry);
+        loop {
+            let conn = self.acquire::<DB>().await?;
+            match op(conn).await {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    let class = self.report_error(&e);
+                    if class.is_transient()
+                        && !self.is_closed()
+                        && let Some(delay) = delays.next()
+                    {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(Error::Database {
+                        name: self.name().to_owned(),
+                        source: ProviderError::Database(e),
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! A connection's life: open (strict or lazy), hot swap with drain, close; plus health
+//! checks and statistics, which read the current pool generation.
+
+use super::{Connection, Inner};
+use crate::config::{DefaultOrm, Startup};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::health::{Health, HealthState};
+use crate::pools::PoolSet;
+use crate::stats::{ConnectionStats, ViewStats};
+use dbmanager_providers::settings::PoolSettings;
+use dbmanager_providers::{OpenRequest, ProviderError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long a replaced pool keeps serving callers that still hold it before the drain
+/// starts counting: a task that loaded the old pool just before the swap still gets a
+/// connection from it.
+const SWAP_GRACE: Duration = Duration::from_millis(250);
+
+impl Inner {
+    /// One round trip through the current pool, bounded by `health_check_timeout`.
+    pub(crate) async fn probe(&self) -> Result<Duration, ProviderError> {
+        let Some(pools) = self.pools.load_full() else {
+            return Err(ProviderError::Closed);
+        };
+        pools.ping(self.config.health_check_timeout).await
+    }
+}
+
+impl Connection {
+    /// Starts the connection's supervisor (once its pool is open).
+    pub(crate) fn supervise(&self) {
+        let target: std::sync::Weak<dyn crate::supervisor::Supervised> =
+            Arc::downgrade(&self.inner) as _;
+        let ctx = &self.inner.ctx;
+        crate::supervisor::spawn(
+            target,
+            &ctx.tasks,
+            ctx.cancel.clone(),
+            Arc::clone(&ctx.broken),
+        );
+    }
+
+    /// Opens the pool. Strict: connects now (bounded by `connect_timeout`) and fails if it
+    /// cannot. Lazy: builds the pool without connecting; the supervisor connects it.
+    pub(crate) async fn open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(self.closed());
+        }
+        if self.is_open() {
+            return Ok(());
+        }
+        let eager = self.config().startup == Startup::Strict;
+        let started = Instant::now();
+        match self.build(eager).await {
+            Ok(pools) => {
+                self.inner.pools.store(Some(Arc::new(pools)));
+                self.emit(EventKind::Opened { lazy: !eager });
+                if eager {
+                    self.inner.observe(&Ok(started.elapsed()));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.open_failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Builds one pool generation through the connection's provider: the main pool with
+    /// its share of the budget, then the view `default_orm` names (which is then the one
+    /// connected `eager`ly).
+    async fn build(&self, eager: bool) -> Result<PoolSet> {
+        let c = self.config();
+        let Some(provider) = &c.provider else {
+            return Err(self.wrong_kind(c.kind));
+        };
+        let diesel_first = c.default_orm == DefaultOrm::Diesel;
+        let endpoint = c.endpoint.instance();
+        let mut request = OpenRequest::new(
+            &c.name,
+            &endpoint,
+            self.main_settings(),
+            eager && !diesel_first,
+            self.inner.ctx.clone(),
+        );
+        request.mongo = &c.mongo;
+        request.options = &c.options;
+        let main = provider
+            .open(request)
+            .await
+            .map_err(|source| Error::Connect {
+                name: c.name.clone(),
+                source,
+            })?;
+        let set = PoolSet::new(main, endpoint, diesel_first);
+        crate::views::prepare(self, &set, eager).await?;
+        Ok(set)
+    }
+
+    /// The main pool's settings: `max_open_conns` less the diesel view's part.
+    fn main_settings(&self) -> PoolSettings {
+        let c = self.config();
+        let mut p = c.pool.clone();
+        if c.diesel_conns > 0 {
+            p.max_open = p.max_open.saturating_sub(c.diesel_conns).max(1);
+            p.max_idle = p.max_idle.min(p.max_open);
+            p.min_idle = if c.default_orm == DefaultOrm::Diesel {
+                0
+            } else {
+                p.min_idle.min(p.max_idle)
+            };
+        }
+        p
+    }
+
+    /// One real round trip to the database (acquire + ping), bounded by
+    /// `health_check_timeout`. Updates [`Self::health`] as the supervisor's checks do and
+    /// returns the latency.
+    pub async fn health_check(&self) -> Result<Duration> {
+        self.pools()?;
+        let result = self.inner.probe().await;
+        if self.is_closed() {
+            return Err(self.closed());
+        }
+        self.inner.observe(&result);
+        result.map_err(|e| Error::from_provider(self.name(), e))
+    }
+
+    /// Replaces the pool without dropping work in flight: builds and connects a new pool
+    /// (one connect, bounded by `connect_timeout`), switches new acquires to it atomically,
+    /// lets work on the old pool finish (up to `drain_timeout`), then closes the old pool.
+    /// If the new pool cannot connect, the old one stays and the error is returned.
+    ///
+    /// Returns once the old pool is closed. Callers see no error and no pause beyond what
+    /// the swap itself takes; a raw sqlx pool kept from before the swap fails with
+    /// `PoolClosed` once drained (take it from the connection per use instead).
+    pub async fn reconnect(&self) -> Result<()> {
+        let _one_at_a_time = self.inner.swap.lock().await;
+        if self.is_closed() {
+            return Err(self.closed());
+        }
+        let started = Instant::now();
+        let new = Arc::new(self.build(true).await?);
+        let connect = started.elapsed();
+        let old = self.inner.pools.swap(Some(Arc::clone(&new)));
+        if self.is_closed() {
+            // `close()` ran meanwhile and may have missed the new pool.
+            new.close(Duration::ZERO).await;
+            return Err(self.closed());
+        }
+        self.emit(EventKind::Swapped { connect });
+        self.inner.observe(&Ok(connect));
+        if let Some(old) = old {
+            let drain_started = Instant::now();
+            let complete = self.drain(&old).await;
+            self.emit(EventKind::Drained {
+                complete,
+                took: drain_started.elapsed(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for a replaced pool's checked-out connections to come back (after a short
+    /// grace, within `drain_timeout`), then closes it.
+    async fn drain(&self, old: &PoolSet) -> bool {
+        let limit = self.config().drain_timeout;
+        let deadline = Instant::now() + limit;
+        tokio::time::sleep(SWAP_GRACE.min(limit)).await;
+        while old.in_use() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        old.close(deadline.saturating_duration_since(Instant::now()))
+            .await
+    }
+
+    /// Pool statistics and health.
+    pub fn stats(&self) -> ConnectionStats {
+        let set = self.inner.pools.load_full();
+        let views: Vec<ViewStats> = set
+            .as_ref()
+            .map(|p| p.views())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(view, pool)| ViewStats::new(view, pool))
+            .collect();
+        let mut pool = set.as_ref().map(|p| p.stats()).unwrap_or_default();
+        // The budget, whether or not every view was created.
+        pool.max_open = self.config().pool.max_open;
+        ConnectionStats {
+            name: self.name().to_owned(),
+            kind: self.kind(),
+            health: self.health().state,
+            pool,
+            views,
+        }
+    }
+
+    /// Closes the pool: new acquires fail with [`Error::Closed`], in-flight work may finish
+    /// for up to `close_timeout`, the supervisor and the pool's background task end.
+    /// Returns whether everything drained in time.
+    pub(crate) async fn close(&self) -> bool {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.ctx.cancel.cancel();
+        let was = self.inner.health.load().state;
+        if was != HealthState::Closed {
+            self.inner.set_health(Health::new(HealthState::Closed));
+            self.emit(EventKind::Closed);
+        }
+        let Some(pools) = self.inner.pools.load_full() else {
+            return true;
+        };
+        let close_timeout = self.config().close_timeout;
+        let drained = pools.close(close_timeout).await;
+        if !drained {
+            self.emit(EventKind::CloseTimedOut { close_timeout });
+        }
+        drained
+    }
+}

@@ -1,0 +1,201 @@
+//! [`Connection`]: one named database, a cheap handle over its pool.
+//!
+//! Split by role, one file each:
+//! - this file: the handle, its shared state and its getters;
+//! - `state.rs`: health, events, pool clearing, error reports and the outage policy;
+//! - `checkout.rs`: acquire, begin, retry and the checkout loop every pooled view uses;
+//! - `accessors.rs`: the typed accessors (`postgres()`, `mongo()`, `managed::<K>()`...);
+//! - `lifecycle.rs`: open, hot swap with drain, close, health checks and stats;
+//! - `supervised.rs`: the narrow interface the supervisor sees.
+//!
+//! The ORM views live in `crate::views`. The state machine is drawn in
+//! docs/resilience.md, the whole picture in docs/architecture.md.
+
+mod accessors;
+mod checkout;
+mod lifecycle;
+mod state;
+mod supervised;
+
+use crate::config::{ConnectionConfig, DbType};
+use crate::events::{Bus, ClearReason, EventKind};
+use crate::health::{Health, HealthState};
+use crate::pools::PoolSet;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use dbmanager_providers::Secrets;
+use dbmanager_providers::pool::{Hook, PoolContext};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What a connection shares with its manager: the event bus, the task tracker and the
+/// cancellation token that ends every task on close.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) events: Bus,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// One named connection. Cheap to clone; every clone sees the same pool.
+///
+/// Obtain it from `Manager::get` (a lock-free lookup) as often as you like, e.g. once per
+/// request. Prefer calling `postgres()` & co. per request over keeping the returned sqlx
+/// pool: after a [`reconnect`](Self::reconnect) the old pool is closed once drained.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+/// The shared state behind every clone of a [`Connection`].
+pub(crate) struct Inner {
+    config: ConnectionConfig,
+    name: Arc<str>,
+    pools: ArcSwapOption<PoolSet>,
+    health: ArcSwap<Health>,
+    /// Bumped on every health change; acquires waiting out an outage watch it.
+    changed: watch::Sender<u64>,
+    failures: AtomicU32,
+    closed: AtomicBool,
+    ctx: PoolContext,
+    /// The diesel view's pools share the tasks, token and signal but count apart.
+    view_ctx: PoolContext,
+    events: Bus,
+    /// One swap at a time.
+    swap: tokio::sync::Mutex<()>,
+    /// What must never appear in an error kept or published.
+    secrets: Secrets,
+    /// Acquires waiting for the connection to come back (`on_unavailable: wait`).
+    waiters: AtomicUsize,
+    /// Signalled when the first waiter arrives, so the supervisor can probe sooner.
+    waiter_arrived: Notify,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("name", &self.name())
+            .field("kind", &self.kind())
+            .field("health", &self.health().state)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(config: ConnectionConfig, shared: &Shared) -> Self {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            // A driver that clears its own pool (MongoDB) tells the connection's subscribers.
+            let on_driver_clear = Hook::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.emit(EventKind::PoolCleared {
+                        reason: ClearReason::Driver,
+                        closed_idle: 0,
+                    });
+                }
+            });
+            let ctx = PoolContext {
+                tasks: shared.tasks.clone(),
+                cancel: shared.cancel.child_token(),
+                on_driver_clear: Some(on_driver_clear),
+                ..PoolContext::default()
+            };
+            let view_ctx = PoolContext {
+                counters: Arc::default(),
+                tasks: ctx.tasks.clone(),
+                cancel: ctx.cancel.clone(),
+                broken: Arc::clone(&ctx.broken),
+                on_driver_clear: None,
+            };
+            let events = if config.enable_logging {
+                shared.events.with([Arc::new(crate::logging::Log) as _])
+            } else {
+                shared.events.clone()
+            };
+            Inner {
+                view_ctx,
+                name: Arc::from(config.name.as_str()),
+                secrets: config.endpoint.secrets(),
+                config,
+                pools: ArcSwapOption::empty(),
+                health: ArcSwap::from_pointee(Health::new(HealthState::Connecting)),
+                changed: watch::Sender::new(0),
+                failures: AtomicU32::new(0),
+                closed: AtomicBool::new(false),
+                ctx,
+                events,
+                swap: tokio::sync::Mutex::new(()),
+                waiters: AtomicUsize::new(0),
+                waiter_arrived: Notify::new(),
+            }
+        });
+        Connection { inner }
+    }
+
+    /// The connection's name (its key under `connections`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Its engine.
+    pub fn kind(&self) -> DbType {
+        self.inner.config.kind
+    }
+
+    /// Its tags.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.inner.config.tags
+    }
+
+    /// Its validated settings.
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.inner.config
+    }
+
+    /// Its last observed health: an atomic load, no lock, no I/O.
+    pub fn health(&self) -> Health {
+        Health::clone(&self.inner.health.load())
+    }
+
+    /// Whether the manager has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.inner.pools.load().is_some()
+    }
+
+    /// The diesel view's pool context (its own counters, the connection's tasks).
+    pub(crate) fn view_ctx(&self) -> &PoolContext {
+        &self.inner.view_ctx
+    }
+}
+
+impl Inner {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a waiting acquire for as long as it waits.
+struct WaiterGuard<'a>(&'a Inner);
+
+impl<'a> WaiterGuard<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        if inner.waiters.fetch_add(1, Ordering::AcqRel) == 0 {
+            inner.waiter_arrived.notify_one();
+        }
+        WaiterGuard(inner)
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,234 @@
+//! Health, events, pool clearing, error reports and the outage policy of a connection.
+
+use super::{Connection, Inner, WaiterGuard};
+use crate::config::OnUnavailable;
+use crate::error::{Error, Result};
+use crate::events::{ClearReason, Event, EventKind};
+use crate::health::{Health, HealthState};
+use dbmanager_providers::{Classify, ErrorClass, ProviderError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+impl Inner {
+    /// Publishes an event of this connection.
+    pub(crate) fn emit(&self, kind: EventKind) {
+        self.events.publish(Event {
+            connection: Arc::clone(&self.name),
+            at: SystemTime::now(),
+            kind,
+        });
+    }
+
+    /// Removes every secret of this connection from `text`.
+    pub(crate) fn redact(&self, text: String) -> String {
+        self.secrets.scrub(text)
+    }
+
+    pub(crate) fn set_health(&self, health: Health) {
+        let from = self.health.load().state;
+        let to = health.state;
+        let error = health.last_error.clone();
+        self.health.store(Arc::new(health));
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if from != to {
+            self.emit(EventKind::HealthChanged { from, to, error });
+        }
+    }
+
+    /// Records the outcome of one round trip (a health check or a reconnect attempt) and
+    /// moves the state machine. Returns the error's class.
+    pub(crate) fn observe(&self, result: &Result<Duration, ProviderError>) -> Option<ErrorClass> {
+        if self.is_closed() {
+            return None;
+        }
+        match result {
+            Ok(latency) => {
+                self.failures.store(0, Ordering::Relaxed);
+                let was = self.health.load().state;
+                let mut h = Health::new(HealthState::Healthy);
+                h.latency = Some(*latency);
+                self.set_health(h);
+                if was != HealthState::Healthy {
+                    self.emit(EventKind::Connected { latency: *latency });
+                }
+                None
+            }
+            Err(e) => {
+                let class = e.class();
+                if class.clears_pool() {
+                    let reason = match e {
+                        ProviderError::Timeout { .. } => ClearReason::HealthCheckTimeout,
+                        _ => ClearReason::HealthCheckFailed(class),
+                    };
+                    self.clear_with(reason);
+                }
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let current = self.health.load_full();
+                let down = class.is_fatal()
+                    || failures >= self.config.failure_threshold
+                    || current.state != HealthState::Healthy;
+                let mut h = Health::new(if down {
+                    HealthState::Unhealthy
+                } else {
+                    HealthState::Healthy
+                });
+                h.failures = failures;
+                h.latency = current.latency;
+                h.last_error = Some(self.redact(e.to_string()));
+                h.error_class = Some(class);
+                self.set_health(h);
+                Some(class)
+            }
+        }
+    }
+
+    /// Marks the connection unhealthy after its pool failed to open.
+    pub(crate) fn open_failed(&self, e: &Error) {
+        let mut h = Health::new(HealthState::Unhealthy);
+        h.last_error = Some(self.redact(e.to_string()));
+        h.error_class = e.class();
+        self.set_health(h);
+    }
+
+    pub(crate) fn clear_with(&self, reason: ClearReason) {
+        if let Some(pools) = self.pools.load_full() {
+            let closed_idle = pools.clear();
+            self.emit(EventKind::PoolCleared {
+                reason,
+                closed_idle,
+            });
+        }
+    }
+
+    /// Reacts to an error a caller met: clears the pool when it means the server went
+    /// away or failed over.
+    pub(crate) fn report_class(&self, class: ErrorClass) -> ErrorClass {
+        if class.clears_pool() && !self.is_closed() {
+            self.clear_with(ClearReason::ErrorReported(class));
+        }
+        class
+    }
+}
+
+impl Connection {
+    /// Drops every idle connection of the pool now and marks the others stale, so no caller
+    /// gets a connection opened before this moment. The supervisor does this by itself
+    /// when the server restarts or fails over; call it after you changed something on the
+    /// server that open sessions would not see.
+    pub fn clear(&self) {
+        self.inner.clear_with(ClearReason::Requested);
+    }
+
+    /// Tells the connection that an operation on it failed, so it can react as it would to
+    /// a failed health check: on a lost connection or a read-only server (a failover) the
+    /// pool is cleared and the supervisor checks the server at once. Returns the error's
+    /// class; [`ErrorClass::is_transient`] says whether a retry may succeed.
+    ///
+    /// Takes any error dbmanager can classify: `sqlx::Error`, `mongodb::error::Error`,
+    /// `tiberius::error::Error`, `diesel::result::Error`, a
+    /// [`ProviderError`](dbmanager_providers::ProviderError), or a custom provider's error
+    /// that implements [`Classify`]. [`retry`](Self::retry) and `acquire` call this
+    /// themselves; call it when you run queries on a raw pool or client and want the same
+    /// reaction.
+    pub fn report_error<E: Classify + ?Sized>(&self, error: &E) -> ErrorClass {
+        self.inner.report_class(error.class())
+    }
+
+    pub(crate) fn emit(&self, kind: EventKind) {
+        self.inner.emit(kind);
+    }
+
+    pub(crate) fn closed(&self) -> Error {
+        Error::Closed {
+            name: self.name().to_owned(),
+        }
+    }
+
+    fn unavailable(&self, waited: Duration) -> Error {
+        let h = self.inner.health.load();
+        self.emit(EventKind::Unavailable { waited });
+        Error::Unavailable {
+            name: self.name().to_owned(),
+            waited,
+            last_error: h.last_error.clone(),
+            class: h.error_class,
+        }
+    }
+
+    /// Applies the outage policy before an acquire: returns at once when healthy; under
+    /// `fail_fast` fails at once when not; under `wait` waits for the supervisor to bring
+    /// the connection back, until `deadline`.
+    pub(crate) async fn ready(&self, started: Instant, deadline: Instant) -> Result<()> {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            if self.is_closed() {
+                return Err(self.closed());
+            }
+            let health = self.inner.health.load();
+            match health.state {
+                HealthState::Healthy => return Ok(()),
+                HealthState::Closed => return Err(self.closed()),
+                HealthState::Connecting | HealthState::Unhealthy => {
+                    if self.inner.config.on_unavailable == OnUnavailable::FailFast
+                        || health.is_fatal()
+                    {
+                        return Err(self.unavailable(started.elapsed()));
+                    }
+                }
+            }
+            drop(health);
+            // Waiting callers make the supervisor probe at `retry_delay` pace.
+            let _waiting = WaiterGuard::new(&self.inner);
+            let wait = tokio::time::timeout_at(deadline.into(), changes.changed()).await;
+            if !matches!(wait, Ok(Ok(()))) {
+                return Err(self.unavailable(started.elapsed()));
+            }
+        }
+    }
+
+    /// Resolves when the connection stops being healthy (the circuit opens).
+    pub(crate) async fn went_down(&self) {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            if self.inner.health.load().state != HealthState::Healthy {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Fails with [`Error::Unavailable`] as the outage policy says, after `waited`.
+    pub(crate) fn unavailable_after(&self, started: Instant) -> Error {
+        self.unavailable(started.elapsed())
+    }
+
+    /// Pauses a caller whose connect just failed, until the health changes or
+    /// `retry_delay` (at most until `deadline`) passes, so the supervisor can notice.
+    pub(crate) async fn pause_after_connect_failure(&self, deadline: Instant) {
+        let mut changes = self.inner.changed.subscribe();
+        let pause = self
+            .inner
+            .config
+            .retry
+            .delay
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let _ = tokio::time::timeout(pause, changes.changed()).await;
+    }
+
+    /// Waits until the connection may be used, by its `on_unavailable` policy: returns at
+    /// once when it is healthy; when it is down, fails at once under `fail_fast` and waits
+    /// (up to `acquire_timeout`) for the supervisor to bring it back under `wait`. Fails
+    /// with [`Error::Unavailable`].
+    ///
+    /// `acquire`, `begin`, `retry` and `mssql()` do this themselves. Call it before work on
+    /// a handle that has no checkout, such as the MongoDB client from `mongo()`, to give
+    /// that work the same outage behaviour.
+    pub async fn available(&self) -> Result<()> {
+        let started = Instant::now();
+        self.ready(started, started + self.inner.config.pool.acquire_timeout)
+            .await
+    }
+}

@@ -1,0 +1,63 @@
+//! The connection as the supervisor sees it: [`Supervised`], nothing more.
+
+use super::Inner;
+use crate::events::EventKind;
+use crate::health::HealthState;
+use crate::supervisor::{Pace, Supervised};
+use dbmanager_providers::{ErrorClass, ProviderError};
+use futures_util::future::BoxFuture;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+impl Supervised for Inner {
+    fn pace(&self) -> Pace {
+        Pace {
+            interval: self.config.health_check_interval,
+            retry: self.config.retry,
+            auto_reconnect: self.config.enable_auto_reconnect,
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        self.health.load().state == HealthState::Healthy
+    }
+
+    fn is_closed(&self) -> bool {
+        Inner::is_closed(self)
+    }
+
+    fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::Acquire) > 0
+    }
+
+    fn waiter_arrived(&self) -> &Notify {
+        &self.waiter_arrived
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<Duration, ProviderError>> {
+        Box::pin(Inner::probe(self))
+    }
+
+    fn observe(&self, result: &Result<Duration, ProviderError>) -> Option<ErrorClass> {
+        Inner::observe(self, result)
+    }
+
+    fn attempted(
+        &self,
+        attempt: u32,
+        round: u32,
+        delay: Duration,
+        result: &Result<Duration, ProviderError>,
+    ) {
+        self.emit(EventKind::ReconnectAttempt {
+            attempt,
+            round,
+            delay,
+            result: result
+                .as_ref()
+                .map(|d| *d)
+                .map_err(|e| self.redact(e.to_string())),
+        });
+    }
+}

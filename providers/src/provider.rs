@@ -1,0 +1,286 @@
+//! The engine seam: a [`Provider`] turns typed settings into a live [`EnginePool`].
+//!
+//! Every engine implements it once (the built-in ones in this crate, one module each behind
+//! a cargo feature), and so can a service for a kind of connection of its own (`type:
+//! <name>` in YAML): it then gets the manager's pool limits, supervision (health checks,
+//! reconnect with backoff, the outage policy), statistics, events and `dbmanager check`
+//! without writing any of them. docs/adding-an-engine.md walks through both.
+//!
+//! The manager only ever sees `dyn EnginePool`; typed accessors (`Connection::postgres`,
+//! `Connection::managed::<K>`) downcast it with [`EnginePool::as_any`].
+
+use crate::classify::ErrorClass;
+use crate::error::ProviderError;
+use crate::kind::DbType;
+use crate::pool::PoolContext;
+use crate::settings::{Endpoint, MongoSettings, PoolSettings, ServerSettings, SqliteSettings};
+use crate::stats::PoolStats;
+use futures_util::future::BoxFuture;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A live pool of one connection, whatever its engine. Cheap handles implement it (an
+/// `Arc` inside), so the manager can keep it behind an `Arc<dyn EnginePool>`.
+pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
+    /// Live sizes and counters.
+    fn stats(&self) -> PoolStats;
+
+    /// Connections checked out now (a swap waits for this to reach zero).
+    fn in_use(&self) -> u32;
+
+    /// Marks every open connection stale and closes the idle ones now; checked-out ones
+    /// close when they come back. Returns how many idle connections it closed. A driver
+    /// that clears its own pool returns 0.
+    fn clear(&self) -> u32;
+
+    /// One real round trip (acquire + the driver's ping), bounded by `timeout`. Returns
+    /// its latency. A connection that fails it is not handed out again.
+    fn ping(&self, timeout: Duration) -> BoxFuture<'_, Result<Duration, ProviderError>>;
+
+    /// Closes the pool: new acquires fail at once; waits up to `drain` for checked-out
+    /// connections to come back. Returns whether everything closed in time. Idempotent.
+    fn close(&self, drain: Duration) -> BoxFuture<'_, bool>;
+
+    /// The concrete pool, for typed accessors to downcast.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Which endpoint fields a provider reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndpointKind {
+    /// A network server: `dsn`, `host`, `port`, `user`, `password`, `database`, `sslmode`,
+    /// `ssl_root_cert`, `ssl_cert`, `ssl_key`.
+    Server,
+    /// An embedded database file: `filepath`, `busy_timeout`, `journal_mode`,
+    /// `synchronous`, `foreign_keys`.
+    File,
+}
+
+/// A provider's configuration rules, applied by dbmanager's validator so every engine's
+/// errors read alike and name their YAML path.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Rules {
+    /// Which endpoint fields it reads; the other kind's fields are refused.
+    pub endpoint: EndpointKind,
+    /// Engine-specific connection fields it reads (`schema`, `auth_source`, `options`...).
+    pub extra: &'static [&'static str],
+    /// Why a field it does not read is refused, where there is more to say than "does not
+    /// apply" (the text follows the error, e.g. ` (a MySQL schema is a database)`).
+    pub refused: &'static [(&'static str, &'static str)],
+    /// The same, for every field of the other endpoint kind.
+    pub endpoint_hint: &'static str,
+    /// Server fields that must be set when there is no `dsn` (`host`, `database`).
+    pub required: &'static [&'static str],
+    /// Shared settings it cannot apply, with the reason: an error when set on the
+    /// connection, a warning when inherited from the top level. A value meaning "none"
+    /// (`0`, `off`) is accepted.
+    pub unsupported: &'static [(&'static str, &'static str)],
+    /// Serves the SeaORM and diesel views (`default_orm`, `diesel_conns`).
+    pub sql_views: bool,
+    /// Accepts `sslmode: strict` (TDS 8.0).
+    pub strict_tls: bool,
+}
+
+impl Rules {
+    /// A network engine that reads the server fields and nothing else.
+    pub const fn server() -> Self {
+        Rules {
+            endpoint: EndpointKind::Server,
+            extra: &[],
+            refused: &[],
+            endpoint_hint: "",
+            required: &["host", "database"],
+            unsupported: &[],
+            sql_views: false,
+            strict_tls: false,
+        }
+    }
+
+    /// The same rules, also reading these engine-specific fields.
+    pub const fn with_extra(mut self, extra: &'static [&'static str]) -> Self {
+        self.extra = extra;
+        self
+    }
+
+    /// The same rules, requiring these server fields when there is no `dsn`.
+    pub const fn with_required(mut self, required: &'static [&'static str]) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// The same rules, with these shared settings unsupported.
+    pub const fn with_unsupported(
+        mut self,
+        unsupported: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        self.unsupported = unsupported;
+        self
+    }
+
+    /// The hint for a refused `field`, if the provider gives one.
+    pub fn hint(&self, field: &str, other_endpoint: bool) -> &'static str {
+        self.refused
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, h)| *h)
+            .unwrap_or(if other_endpoint {
+                self.endpoint_hint
+            } else {
+                ""
+            })
+    }
+
+    /// Why `field` cannot be applied, if it cannot.
+    pub fn unsupported(&self, field: &str) -> Option<&'static str> {
+        self.unsupported
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, why)| *why)
+    }
+}
+
+/// Everything a provider needs to open one pool generation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct OpenRequest<'a> {
+    /// The connection's name (for the provider's own logs; never put it in SQL).
+    pub name: &'a str,
+    /// Where the database is. For an in-memory SQLite database, already given a name
+    /// unique to this pool generation.
+    pub endpoint: &'a Endpoint,
+    /// MongoDB-only settings.
+    pub mongo: &'a MongoSettings,
+    /// Free-form `options` of the connection (for a service's own providers).
+    pub options: &'a BTreeMap<String, String>,
+    /// This pool's share of the connection's budget, and its timeouts.
+    pub pool: PoolSettings,
+    /// Connect before returning (bounded by `connect_timeout`), so a wrong address or
+    /// password fails here; otherwise connect on first use.
+    pub eager: bool,
+    /// Counters, task tracker, cancellation token and broken-connection signal shared
+    /// with the manager.
+    pub ctx: PoolContext,
+}
+
+impl<'a> OpenRequest<'a> {
+    /// A request with empty MongoDB settings and options (tests and standalone use).
+    pub fn new(
+        name: &'a str,
+        endpoint: &'a Endpoint,
+        pool: PoolSettings,
+        eager: bool,
+        ctx: PoolContext,
+    ) -> Self {
+        static NO_MONGO: std::sync::LazyLock<MongoSettings> =
+            std::sync::LazyLock::new(MongoSettings::default);
+        static NO_OPTIONS: BTreeMap<String, String> = BTreeMap::new();
+        OpenRequest {
+            name,
+            endpoint,
+            mongo: &NO_MONGO,
+            options: &NO_OPTIONS,
+            pool,
+            eager,
+            ctx,
+        }
+    }
+
+    /// The server settings, or an error if the endpoint is a file.
+    pub fn server(&self) -> Result<&'a ServerSettings, ProviderError> {
+        match self.endpoint {
+            Endpoint::Server(s) => Ok(s),
+            Endpoint::Sqlite(_) => Err(ProviderError::InvalidSetting {
+                field: "filepath",
+                reason: "this engine needs a server endpoint (host or dsn)".into(),
+            }),
+        }
+    }
+
+    /// The SQLite settings, or an error if the endpoint is a server.
+    pub fn sqlite(&self) -> Result<&'a SqliteSettings, ProviderError> {
+        match self.endpoint {
+            Endpoint::Sqlite(s) => Ok(s),
+            Endpoint::Server(_) => Err(ProviderError::InvalidSetting {
+                field: "filepath",
+                reason: "this engine needs `filepath`".into(),
+            }),
+        }
+    }
+}
+
+/// A future that opens a pool.
+pub type OpenFuture<'a> = BoxFuture<'a, Result<Arc<dyn EnginePool>, ProviderError>>;
+
+/// An engine: opens pools from typed settings, and declares its configuration rules.
+///
+/// Implement it for a kind of connection of your own and register it with
+/// `Config::loader().provider(...)`; see `examples/custom_provider.rs`. A provider that
+/// pools connections of a driver without a pool implements
+/// [`Connector`](crate::managed::Connector) and returns a
+/// [`ManagedPool`](crate::managed::ManagedPool) from [`open`](Self::open).
+pub trait Provider: Send + Sync + 'static {
+    /// The engine (`DbType::Custom("name")` for a service's own provider).
+    fn kind(&self) -> DbType;
+
+    /// Every `type` spelling it answers to (the first is its canonical name).
+    fn names(&self) -> &'static [&'static str];
+
+    /// Its configuration rules.
+    fn rules(&self) -> Rules;
+
+    /// Checks the endpoint without any I/O (a DSN that does not parse, say). Called once
+    /// at validation; the error is reported at `connections.NAME.dsn`.
+    fn check(&self, endpoint: &Endpoint) -> Result<(), ProviderError> {
+        let _ = endpoint;
+        Ok(())
+    }
+
+    /// Opens one pool generation.
+    fn open<'a>(&'a self, request: OpenRequest<'a>) -> OpenFuture<'a>;
+
+    /// What an error of this engine means, when it is only known as a
+    /// [`ProviderError`]. The default reads the error's own class.
+    fn classify(&self, error: &ProviderError) -> ErrorClass {
+        error.class()
+    }
+}
+
+impl std::fmt::Debug for dyn Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Provider({})", self.kind())
+    }
+}
+
+/// Implements [`EnginePool`] for a pool type whose inherent methods have the same names.
+macro_rules! engine_pool {
+    ($ty:ty $(, $($bound:tt)+)?) => {
+        impl$(<$($bound)+>)? $crate::provider::EnginePool for $ty {
+            fn stats(&self) -> $crate::stats::PoolStats {
+                Self::stats(self)
+            }
+            fn in_use(&self) -> u32 {
+                Self::in_use(self)
+            }
+            fn clear(&self) -> u32 {
+                Self::clear(self)
+            }
+            fn ping(
+                &self,
+                timeout: std::time::Duration,
+            ) -> futures_util::future::BoxFuture<'_, Result<std::time::Duration, $crate::ProviderError>> {
+                Box::pin(Self::ping(self, timeout))
+            }
+            fn close(&self, drain: std::time::Duration) -> futures_util::future::BoxFuture<'_, bool> {
+                Box::pin(Self::close(self, drain))
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+pub(crate) use engine_pool;
