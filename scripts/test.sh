@@ -141,12 +141,35 @@ cargo test --workspace --all-features
 say "example: PostgreSQL and MongoDB from one file (examples/service.yaml)"
 MONGO_URL="$DBMANAGER_TEST_MONGO_URL" cargo run -q -p dbmanager --all-features --example pg_and_mongo
 
+say "example: custom_provider (a provider of the service's own, pooled and supervised)"
+cargo run -q -p dbmanager --all-features --example custom_provider
+
 for view in sqlx_view sea_orm_view diesel_view; do
   say "example: $view (PostgreSQL)"
   cargo run -q -p dbmanager --all-features --example "$view"
 done
 
+# `cargo check -p dbmanager "$@"`, failing on any warning (without RUSTFLAGS, which would
+# rebuild every dependency).
+check_clean() {
+  local out
+  out=$(cargo check -q -p dbmanager "$@" 2>&1) || { printf '%s\n' "$out"; die "cargo check $* failed"; }
+  if printf '%s\n' "$out" | grep -q '^warning'; then
+    printf '%s\n' "$out"
+    die "cargo check $* has warnings"
+  fi
+}
+
 if [ "${1:-}" = "--lint" ]; then
+  # Every feature combination a service may build: a check each (tests ran once, above,
+  # with all features). Each engine alone, each view with one engine, none at all.
+  for features in "" postgres mysql sqlite mongodb mssql "sea-orm,postgres" "sea-orm,sqlite" \
+                  "diesel,postgres" "diesel,mysql" "diesel,sqlite" "cli"; do
+    say "cargo check -p dbmanager --no-default-features --features '$features'"
+    check_clean --no-default-features --features "$features"
+  done
+  say "cargo check -p dbmanager (default features)"
+  check_clean
   say "cargo clippy --workspace --all-targets --all-features -- -D warnings"
   cargo clippy --workspace --all-targets --all-features -- -D warnings
   say "cargo fmt --all -- --check"

@@ -650,3 +650,26 @@ fn resilience_settings_are_validated_and_inherited() {
     assert_eq!(b.on_unavailable, dbmanager::OnUnavailable::Wait);
     assert_eq!(b.drain_timeout, std::time::Duration::from_secs(2));
 }
+
+/// docs/configuration.md's field tables are generated from the one field table; run with
+/// `DBMANAGER_BLESS=1` to rewrite them after changing a field.
+#[test]
+fn docs_field_tables_match_the_field_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+    let docs = std::fs::read_to_string(path).unwrap();
+    let (start, end) = ("<!-- fields:start", "<!-- fields:end -->");
+    let a = docs.find(start).expect("start marker");
+    let a = a + docs[a..].find("-->\n").expect("end of start marker") + 4;
+    let b = docs.find(end).expect("end marker");
+    let generated = dbmanager::config::reference();
+    if std::env::var_os("DBMANAGER_BLESS").is_some() {
+        let text = format!("{}{}{}", &docs[..a], generated, &docs[b..]);
+        std::fs::write(path, text).unwrap();
+        return;
+    }
+    assert_eq!(
+        docs[a..b],
+        generated,
+        "docs/configuration.md is stale: DBMANAGER_BLESS=1 cargo test -p dbmanager --test config docs_"
+    );
+}

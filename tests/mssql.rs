@@ -450,10 +450,14 @@ async fn ado_and_url_dsns_with_escaped_passwords() {
         assert_eq!(select_one(&mgr).await.unwrap(), 1);
         mgr.close().await;
     }
-    // A bad DSN names the connection and never quotes the password.
+    // A bad DSN is refused at validation (the provider's DSN check), at its YAML path,
+    // and never quotes the password.
     let yaml = "connections:\n  db:\n    type: mssql\n    dsn: 'sqlserver://sa:hunter2secret@127.0.0.1:notaport/master'\n";
-    let err = manager(yaml).connect().await.expect_err("bad port");
+    let err = Manager::from_yaml_str(yaml).expect_err("bad port");
     let text = err.to_string();
-    assert!(text.contains("db") && text.contains("port"), "{text}");
+    assert!(
+        text.contains("connections.db.dsn") && text.contains("port"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2secret"), "{text}");
 }

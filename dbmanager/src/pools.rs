@@ -45,6 +45,7 @@ pub(crate) struct PoolSet {
     pub(crate) main: Arc<dyn EnginePool>,
     /// The endpoint this generation opened (an in-memory SQLite name is unique to it, and
     /// the diesel view must open the same database).
+    #[cfg_attr(not(feature = "diesel"), allow(dead_code))]
     pub(crate) endpoint: Endpoint,
     /// The diesel view's pool: created at connect with `default_orm: diesel`, else on
     /// first use.
@@ -52,6 +53,7 @@ pub(crate) struct PoolSet {
     /// Health checks go through the diesel pool (`default_orm: diesel`).
     pub(crate) diesel_first: bool,
     /// The SeaORM handle over `main`, once made.
+    #[cfg_attr(not(feature = "sea-orm"), allow(dead_code))]
     pub(crate) sea_orm: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 

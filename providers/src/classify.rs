@@ -171,6 +171,26 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> ErrorClass {
     }
 }
 
+/// An error dbmanager can classify: the drivers' errors (sqlx, MongoDB, tiberius, diesel),
+/// [`ProviderError`](crate::ProviderError), and the errors of a service's own providers.
+/// `Connection::report_error` takes any of them.
+pub trait Classify {
+    /// What the error means for the pool and for a retry.
+    fn class(&self) -> ErrorClass;
+}
+
+impl Classify for sqlx::Error {
+    fn class(&self) -> ErrorClass {
+        classify(self)
+    }
+}
+
+impl Classify for ErrorClass {
+    fn class(&self) -> ErrorClass {
+        *self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,25 +229,5 @@ mod tests {
         assert_eq!(classify_sqlite_code(5), ErrorClass::Transient);
         assert_eq!(classify_sqlite_code(261), ErrorClass::Transient); // SQLITE_BUSY_RECOVERY
         assert_eq!(classify_sqlite_code(19), ErrorClass::Permanent); // constraint
-    }
-}
-
-/// An error dbmanager can classify: the drivers' errors (sqlx, MongoDB, tiberius, diesel),
-/// [`ProviderError`](crate::ProviderError), and the errors of a service's own providers.
-/// `Connection::report_error` takes any of them.
-pub trait Classify {
-    /// What the error means for the pool and for a retry.
-    fn class(&self) -> ErrorClass;
-}
-
-impl Classify for sqlx::Error {
-    fn class(&self) -> ErrorClass {
-        classify(self)
-    }
-}
-
-impl Classify for ErrorClass {
-    fn class(&self) -> ErrorClass {
-        *self
     }
 }

@@ -156,3 +156,9 @@ impl ProviderError {
         }
     }
 }
+
+impl crate::classify::Classify for ProviderError {
+    fn class(&self) -> ErrorClass {
+        ProviderError::class(self)
+    }
+}

@@ -62,6 +62,7 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     ctx: PoolContext,
     /// The diesel view's pools share the tasks, token and signal but count apart.
+    #[cfg_attr(not(feature = "diesel"), allow(dead_code))]
     view_ctx: PoolContext,
     events: Bus,
     /// One swap at a time.
@@ -171,6 +172,7 @@ impl Connection {
     }
 
     /// The diesel view's pool context (its own counters, the connection's tasks).
+    #[cfg_attr(not(feature = "diesel"), allow(dead_code))]
     pub(crate) fn view_ctx(&self) -> &PoolContext {
         &self.inner.view_ctx
     }
