@@ -2,7 +2,7 @@
 //!
 //! Two kinds of observer:
 //! - a [`Subscriber`] is called synchronously, on the task that caused the event, and so
-//!   never misses one (logging is one: `crate::logging`; metrics are the next). It must be
+//!   never misses one (logging is one; metrics are the next). It must be
 //!   quick and must not block.
 //! - `Manager::subscribe` gives a [`tokio::sync::broadcast`] receiver of
 //!   [`EVENT_CAPACITY`] events: one that falls that far behind loses the oldest ones (its

@@ -36,7 +36,6 @@ mod pools;
 mod registry;
 pub mod stats;
 mod supervisor;
-mod views;
 
 pub use config::{Config, DbType, OnUnavailable};
 pub use connection::Connection;

@@ -97,7 +97,7 @@ impl Connection {
                 source,
             })?;
         let set = PoolSet::new(main, endpoint, diesel_first);
-        crate::views::prepare(self, &set, eager).await?;
+        super::views::prepare(self, &set, eager).await?;
         Ok(set)
     }
 

@@ -6,16 +6,18 @@
 //! - `checkout.rs`: acquire, begin, retry and the checkout loop every pooled view uses;
 //! - `accessors.rs`: the typed accessors (`postgres()`, `mongo()`, `managed::<K>()`...);
 //! - `lifecycle.rs`: open, hot swap with drain, close, health checks and stats;
-//! - `supervised.rs`: the narrow interface the supervisor sees.
+//! - `supervised.rs`: the narrow interface the supervisor sees;
+//! - `views/`: the ORM views (SeaORM, diesel), each in its own module behind its feature.
 //!
-//! The ORM views live in `crate::views`. The state machine is drawn in
-//! docs/resilience.md, the whole picture in docs/architecture.md.
+//! The state machine is drawn in docs/resilience.md, the whole picture in
+//! docs/architecture.md.
 
 mod accessors;
 mod checkout;
 mod lifecycle;
 mod state;
 mod supervised;
+mod views;
 
 use crate::config::{ConnectionConfig, DbType};
 use crate::events::{Bus, ClearReason, EventKind};
