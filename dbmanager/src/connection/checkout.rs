@@ -89,15 +89,23 @@ impl Connection {
             };
             match acquired {
                 Ok(conn) => return Ok(conn),
-                // Swapped under us: the next loop takes the new pool.
-                Err(ProviderError::Closed) if !self.is_closed() => {}
+                // Swapped under us: the next loop takes the new pool. Closed by user code
+                // (the raw pool or a view): replace it, within the deadline.
+                Err(ProviderError::Closed) if !self.is_closed() => {
+                    let replaced =
+                        tokio::time::timeout_at(deadline.into(), self.replace_closed(&pools));
+                    match replaced.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(self.acquire_timed_out(started)),
+                    }
+                    tokio::task::yield_now().await;
+                    if Instant::now() >= deadline {
+                        return Err(self.acquire_timed_out(started));
+                    }
+                }
                 Err(ProviderError::AcquireTimeout { .. }) => {
-                    let waited = started.elapsed();
-                    self.emit(EventKind::AcquireTimedOut { waited });
-                    return Err(Error::AcquireTimeout {
-                        name: self.name().to_owned(),
-                        waited,
-                    });
+                    return Err(self.acquire_timed_out(started));
                 }
                 Err(e) if is_connect_failure(&e) => {
                     let class = self.inner.report_class(e.class());
@@ -113,6 +121,15 @@ impl Connection {
                 }
                 Err(e) => return Err(Error::from_provider(self.name(), e)),
             }
+        }
+    }
+
+    fn acquire_timed_out(&self, started: Instant) -> Error {
+        let waited = started.elapsed();
+        self.emit(EventKind::AcquireTimedOut { waited });
+        Error::AcquireTimeout {
+            name: self.name().to_owned(),
+            waited,
         }
     }
 

@@ -21,11 +21,26 @@ const SWAP_GRACE: Duration = Duration::from_millis(250);
 
 impl Inner {
     /// One round trip through the current pool, bounded by `health_check_timeout`.
+    /// A pool closed by user code (`conn.postgres()?.close()`) is replaced first.
     pub(crate) async fn probe(&self) -> Result<Duration, ProviderError> {
         let Some(pools) = self.pools.load_full() else {
             return Err(ProviderError::Closed);
         };
-        pools.ping(self.config.health_check_timeout).await
+        let result = pools.ping(self.config.health_check_timeout).await;
+        if !matches!(result, Err(ProviderError::Closed)) || self.is_closed() {
+            return result;
+        }
+        let Some(me) = self.me.upgrade() else {
+            return result;
+        };
+        let conn = Connection { inner: me };
+        if conn.replace_closed(&pools).await.is_err() {
+            return result;
+        }
+        match self.pools.load_full() {
+            Some(fresh) => fresh.ping(self.config.health_check_timeout).await,
+            None => result,
+        }
     }
 }
 
@@ -162,6 +177,34 @@ impl Connection {
                 took: drain_started.elapsed(),
             });
         }
+        Ok(())
+    }
+
+    /// Replaces `seen`, a pool generation closed by something other than
+    /// [`close`](Self::close) (user code closing the raw pool or a view), with a new one
+    /// built lazily: the next acquire connects it. Does nothing when `seen` was replaced
+    /// already.
+    pub(crate) async fn replace_closed(&self, seen: &Arc<PoolSet>) -> Result<()> {
+        let _one_at_a_time = self.inner.swap.lock().await;
+        if self.is_closed() {
+            return Err(self.closed());
+        }
+        let current = self.inner.pools.load_full();
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, seen)) {
+            return Ok(());
+        }
+        let fresh = Arc::new(self.build(false).await?);
+        self.inner.pools.store(Some(fresh));
+        if self.is_closed() {
+            // `close()` ran meanwhile and may have missed the new pool.
+            if let Some(p) = self.inner.pools.load_full() {
+                p.close(Duration::ZERO).await;
+            }
+            return Err(self.closed());
+        }
+        self.emit(EventKind::Opened { lazy: true });
+        // Its views (if any) may still be open.
+        seen.close(Duration::ZERO).await;
         Ok(())
     }
 

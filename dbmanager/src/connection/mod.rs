@@ -54,6 +54,8 @@ pub struct Connection {
 
 /// The shared state behind every clone of a [`Connection`].
 pub(crate) struct Inner {
+    /// Itself, so the supervisor's probe can rebuild a pool user code closed.
+    me: std::sync::Weak<Inner>,
     config: ConnectionConfig,
     name: Arc<str>,
     pools: ArcSwapOption<PoolSet>,
@@ -90,8 +92,8 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     pub(crate) fn new(config: ConnectionConfig, shared: &Shared) -> Self {
-        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let weak = weak.clone();
+        let inner = Arc::new_cyclic(|me: &std::sync::Weak<Inner>| {
+            let weak = me.clone();
             // A driver that clears its own pool (MongoDB) tells the connection's subscribers.
             let on_driver_clear = Hook::new(move || {
                 if let Some(inner) = weak.upgrade() {
@@ -120,6 +122,7 @@ impl Connection {
                 shared.events.clone()
             };
             Inner {
+                me: me.clone(),
                 view_ctx,
                 name: Arc::from(config.name.as_str()),
                 secrets: config.endpoint.secrets(),

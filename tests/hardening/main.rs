@@ -1,0 +1,11 @@
+//! Hardening: one test per defect found by the review of issue 12, each seen failing on
+//! the code before its fix. Grouped by theme:
+//! - `lifecycle`: hangs, storms, data loss and races around `close()`;
+//! - `secrets`: what must never reach an error, a log line or the CLI;
+//! - `input`: bad files, names, durations and environment overrides;
+//! - `behaviour`: read-only errors, retry safety, counters, empty passwords.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod lifecycle;
