@@ -15,7 +15,7 @@ use crate::stats::{PoolCounters, PoolStats};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How a driver opens, checks and tests one connection.
@@ -69,6 +69,10 @@ pub struct Manager<K: Connector> {
     settings: PoolSettings,
     counters: Arc<PoolCounters>,
     generation: AtomicU64,
+    /// Set when a background refill failed to connect, cleared by the next connect that
+    /// succeeds: until then only callers and the supervisor (which follows the backoff)
+    /// open connections, so a wrong password is not retried behind the backoff's back.
+    refill_paused: AtomicBool,
 }
 
 impl<K: Connector> std::fmt::Debug for Manager<K> {
@@ -129,6 +133,7 @@ impl<K: Connector> managed::Manager for Manager<K> {
             }
         };
         PoolCounters::inc(&self.counters.opened);
+        self.refill_paused.store(false, Ordering::Release);
         Ok(Pooled {
             conn,
             generation: self.generation.load(Ordering::Acquire),
@@ -219,6 +224,7 @@ impl<K: Connector> ManagedPool<K> {
             settings: settings.clone(),
             counters: Arc::clone(&ctx.counters),
             generation: AtomicU64::new(0),
+            refill_paused: AtomicBool::new(false),
         };
         let max = usize::try_from(settings.max_open).unwrap_or(usize::MAX);
         let pool = managed::Pool::builder(manager)
@@ -333,10 +339,16 @@ impl<K: Connector> ManagedPool<K> {
         drop(removed);
     }
 
-    /// Opens connections up to `min_idle_conns`. Not counted as acquires.
+    /// Opens connections up to `min_idle_conns`. Not counted as acquires. After a failed
+    /// connect it does nothing until some other connect succeeds.
     async fn fill_min_idle(&self) {
         let want = self.inner.settings.min_idle as usize;
-        if want == 0 || self.pool.status().size >= want || self.pool.is_closed() {
+        let manager = self.pool.manager();
+        if want == 0
+            || self.pool.status().size >= want
+            || self.pool.is_closed()
+            || manager.refill_paused.load(Ordering::Acquire)
+        {
             return;
         }
         let timeouts = managed::Timeouts {
@@ -344,10 +356,18 @@ impl<K: Connector> ManagedPool<K> {
             create: Some(self.inner.settings.connect_timeout),
             recycle: Some(self.inner.settings.connect_timeout),
         };
+        // One connect first: if it fails, that is the only failed login of this round.
+        let Ok(first) = self.pool.timeout_get(&timeouts).await else {
+            manager.refill_paused.store(true, Ordering::Release);
+            return;
+        };
         let held =
-            futures_util::future::join_all((0..want).map(|_| self.pool.timeout_get(&timeouts)))
+            futures_util::future::join_all((1..want).map(|_| self.pool.timeout_get(&timeouts)))
                 .await;
-        drop(held);
+        if held.iter().any(Result::is_err) {
+            manager.refill_paused.store(true, Ordering::Release);
+        }
+        drop((first, held));
     }
 
     /// Marks every open connection stale and closes the idle ones now; checked-out ones are

@@ -55,3 +55,58 @@ fn acquire_recovers_when_user_code_closed_the_pool() {
         })
     });
 }
+
+/// Settings that make a storm visible: two idle connections wanted, a quick supervisor,
+/// and a slow retry (2 s) for a fatal error such as a wrong password.
+const STORM: &str = "    min_idle_conns: 2\n    max_open_conns: 4\n    health_check_interval: 300ms\n    retry_delay: 100ms\n    retry_max_delay: 2s\n";
+
+/// Item 2: the managed pool's maintenance refilled `min_idle_conns` every 250 ms whatever
+/// the supervisor's backoff said: a wrong password meant ~8 failed logins a second, enough
+/// to lock a SQL Server account. Counted at the server: the TDS gate's refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_not_retried_by_the_pool_behind_the_backoff_mssql() {
+    let server = support::tds::MockTds::start(support::tds::Tls::Plain);
+    let yaml = format!(
+        "connections:\n  db:\n    type: mssql\n    host: 127.0.0.1\n    port: {}\n    user: sa\n    password: wrong\n    database: master\n    sslmode: disable\n    startup: lazy\n{STORM}",
+        server.port
+    );
+    let mgr = Manager::from_yaml_str(&yaml).unwrap();
+    mgr.connect().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = server.failed_logins();
+    assert!(mgr.get("db").unwrap().health().is_fatal());
+    mgr.close().await;
+    // The supervisor's first probe, then one every `retry_max_delay` (2 s).
+    assert!((1..=3).contains(&failed), "{failed} failed logins in 3 s");
+}
+
+/// Item 2 on PostgreSQL: the password is rotated on the server while the pool runs.
+/// Counted at the server: "password authentication failed" in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_password_is_not_retried_by_the_pool_behind_the_backoff_postgres() {
+    let pg = support::blocking(|| support::TempPostgres::start("before")).await;
+    let url = format!("postgres://dbm:before@127.0.0.1:{}/postgres", pg.port);
+    let yaml = format!("connections:\n  db:\n    type: postgres\n    dsn: '{url}'\n{STORM}");
+    let mgr = Manager::from_yaml_str(&yaml).unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let pool = conn.postgres().unwrap();
+    sqlx::query("alter user dbm password 'after'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // What a restart does: every open session is gone and the pool is cleared.
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where pid <> pg_backend_pid() and usename = 'dbm'")
+        .execute(&pool)
+        .await
+        .ok();
+    drop(pool);
+    conn.clear();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = pg.failed_logins();
+    let fatal = conn.health().is_fatal();
+    mgr.close().await;
+    assert!(fatal, "{:?}", conn.health());
+    eprintln!("postgres: {failed} failed logins in 3 s");
+    assert!((1..=3).contains(&failed), "{failed} failed logins in 3 s");
+}

@@ -225,6 +225,14 @@ impl TempPostgres {
         );
     }
 
+    /// Failed password logins so far, from the server's log.
+    pub fn failed_logins(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("log"))
+            .unwrap_or_default()
+            .matches("password authentication failed")
+            .count()
+    }
+
     /// The server's PID (the postmaster), from `postmaster.pid`.
     pub fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.data().join("postmaster.pid"))

@@ -43,6 +43,7 @@ pub struct MockTds {
     _dir: tempfile::TempDir,
     rt: Mutex<Option<tokio::runtime::Runtime>>,
     sessions: Arc<AtomicUsize>,
+    failed_logins: Arc<AtomicUsize>,
 }
 
 impl MockTds {
@@ -65,6 +66,7 @@ impl MockTds {
             _dir: dir,
             rt: Mutex::new(None),
             sessions: Arc::new(AtomicUsize::new(0)),
+            failed_logins: Arc::new(AtomicUsize::new(0)),
         };
         m.resume();
         m
@@ -74,6 +76,11 @@ impl MockTds {
     /// gate).
     pub fn sessions(&self) -> usize {
         self.sessions.load(Ordering::Acquire)
+    }
+
+    /// Logins refused so far (plain mode: counted by the gate).
+    pub fn failed_logins(&self) -> usize {
+        self.failed_logins.load(Ordering::Acquire)
     }
 
     /// Stops it: the listener and every open connection close, as when a server stops.
@@ -106,6 +113,7 @@ impl MockTds {
             });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sessions = Arc::clone(&self.sessions);
+        let failed = Arc::clone(&self.failed_logins);
         rt.spawn(async move {
             match tls {
                 Tls::Plain => {
@@ -115,7 +123,7 @@ impl MockTds {
                     tokio::spawn(mock.run());
                     let gate = bind(port).await;
                     let _ = ready_tx.send(());
-                    run_gate(gate, inner, sessions).await;
+                    run_gate(gate, inner, sessions, failed).await;
                 }
                 Tls::Strict => {
                     let mock = MockTdsServer::new_with_strict_tls(
@@ -153,14 +161,20 @@ async fn bind(port: u16) -> TcpListener {
     panic!("could not bind 127.0.0.1:{port} for the mock TDS server");
 }
 
-async fn run_gate(listener: TcpListener, inner: SocketAddr, sessions: Arc<AtomicUsize>) {
+async fn run_gate(
+    listener: TcpListener,
+    inner: SocketAddr,
+    sessions: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             return;
         };
         let sessions = Arc::clone(&sessions);
+        let failed = Arc::clone(&failed);
         tokio::spawn(async move {
-            let _ = gate(client, inner, &sessions).await;
+            let _ = gate(client, inner, &sessions, &failed).await;
         });
     }
 }
@@ -218,6 +232,7 @@ async fn gate(
     mut client: TcpStream,
     inner: SocketAddr,
     sessions: &AtomicUsize,
+    failed: &AtomicUsize,
 ) -> std::io::Result<()> {
     let mut server = TcpStream::connect(inner).await?;
     // Prelogin, both ways.
@@ -231,6 +246,7 @@ async fn gate(
         && login_credentials(&login[8..])
             .is_some_and(|(u, p)| u == MSSQL_USER && p == MSSQL_PASSWORD);
     if !ok {
+        failed.fetch_add(1, Ordering::AcqRel);
         let user = login_credentials(&login[8..])
             .map(|c| c.0)
             .unwrap_or_default();

@@ -116,7 +116,7 @@ pub(crate) const FIELDS: &[Field] = &[
     field!("connections", Top, All, Ty::Special, Default::None, false, "mapping name → connection", "(required, non-empty)", "the named connections"),
     field!("max_open_conns", Both, All, Ty::Count { min: 1 }, Default::Count(25), false, "integer ≥ 1", "25", "hard cap on connections this pool opens to the server"),
     field!("max_idle_conns", Both, All, Ty::Count { min: 1 }, Default::Count(5), false, "integer ≥ 1, ≤ `max_open_conns`", "min(5, `max_open_conns`)", "idle connections kept; a released connection beyond this closes"),
-    field!("min_idle_conns", Both, All, Ty::Count { min: 0 }, Default::Count(0), true, "integer ≥ 0, ≤ `max_idle_conns`", "0", "opened at start and kept open (pool warming); sqlx counts them as a minimum pool size"),
+    field!("min_idle_conns", Both, All, Ty::Count { min: 0 }, Default::Count(0), true, "integer ≥ 0, ≤ `max_idle_conns`", "0", "opened at start and kept open (pool warming); sqlx counts them as a minimum pool size. After a refill fails to connect, refills wait until a connect succeeds (the supervisor's, on its backoff)"),
     field!("conn_max_lifetime", Both, All, Ty::OptDuration, Default::OptDuration(Some(secs(30 * 60))), false, "duration, optional, ≥ `conn_max_idle_time`", "30m", "a connection older than this closes at its next acquire or release"),
     field!("conn_max_idle_time", Both, All, Ty::OptDuration, Default::OptDuration(Some(secs(5 * 60))), false, "duration, optional", "5m", "an idle connection older than this closes (background reaper, and on acquire)"),
     field!("acquire_timeout", Both, All, Ty::Duration, Default::Duration(secs(30)), true, "duration > 0", "30s", "how long `acquire` waits for a free connection before `Error::AcquireTimeout`"),
