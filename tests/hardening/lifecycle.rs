@@ -110,3 +110,43 @@ async fn a_rotated_password_is_not_retried_by_the_pool_behind_the_backoff_postgr
     eprintln!("postgres: {failed} failed logins in 3 s");
     assert!((1..=3).contains(&failed), "{failed} failed logins in 3 s");
 }
+
+/// Item 3: `reconnect()` on an in-memory SQLite database swapped in an empty database, and
+/// rows written on the old pool during the drain were lost. Now the new pool opens the
+/// same in-memory database before the old one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_keeps_an_in_memory_sqlite_database() {
+    let yaml =
+        "connections:\n  mem:\n    type: sqlite\n    filepath: ':memory:'\n    drain_timeout: 5s\n";
+    let mgr = Manager::from_yaml_str(yaml).unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("mem").unwrap();
+    let pool = conn.sqlite().unwrap();
+    sqlx::query("create table t (v integer)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into t values (1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Held across the swap: its write lands during the drain.
+    let mut held = conn.acquire::<sqlx::Sqlite>().await.unwrap();
+    let swapping = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.reconnect().await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sqlx::query("insert into t values (2)")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    drop(held);
+    swapping.await.unwrap().expect("the swap");
+    let rows: Vec<i64> = sqlx::query_scalar("select v from t order by v")
+        .fetch_all(&conn.sqlite().unwrap())
+        .await
+        .expect("the table survives the swap");
+    assert_eq!(rows, [1, 2]);
+    assert!(mgr.close().await);
+}

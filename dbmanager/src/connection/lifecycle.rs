@@ -94,7 +94,13 @@ impl Connection {
             return Err(self.wrong_kind(c.kind));
         };
         let diesel_first = c.default_orm == DefaultOrm::Diesel;
-        let endpoint = c.endpoint.instance();
+        // A new generation opens the database the current one has open: for an in-memory
+        // SQLite database that is what keeps its data across a swap (the new pool holds it
+        // before the old one lets go).
+        let endpoint = match self.inner.pools.load_full() {
+            Some(current) => current.endpoint.clone(),
+            None => c.endpoint.instance(),
+        };
         let mut request = OpenRequest::new(
             &c.name,
             &endpoint,
