@@ -102,7 +102,10 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
         } else {
             delay
         };
-        let wake_at = last_probe + pace;
+        let wake_at = tokio::time::Instant::from_std(dbmanager_providers::time::deadline(
+            last_probe.into_std(),
+            pace,
+        ));
         tokio::select! {
             biased;
             () = cancel.cancelled() => return,

@@ -34,6 +34,7 @@ pub mod provider;
 pub mod redact;
 pub mod settings;
 pub mod stats;
+pub mod time;
 
 #[cfg(feature = "mongodb")]
 pub mod mongo;

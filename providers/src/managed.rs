@@ -456,7 +456,7 @@ impl<K: Connector> ManagedPool<K> {
             // in use are dropped when they come back.
             self.pool.close();
         }
-        let deadline = Instant::now() + drain;
+        let deadline = crate::time::deadline_in(drain);
         while self.pool.status().size > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

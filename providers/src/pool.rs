@@ -273,7 +273,7 @@ impl<DB: Database> SqlPool<DB> {
     /// (sqlx would ping it again on release and could hang there), and a ping that fails
     /// because the server dropped the connection clears the pool.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ProviderError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::from_std(crate::time::deadline_in(timeout));
         let elapsed = || ProviderError::Timeout {
             phase: "health check",
             after: timeout,

@@ -36,10 +36,10 @@ pub(crate) enum Group {
 pub(crate) enum Ty {
     /// A whole number from `min` to 100000.
     Count { min: u32 },
-    /// A duration greater than zero.
-    Duration,
-    /// A duration, or `0`/`none`/`off` for no limit.
-    OptDuration,
+    /// A duration within bounds.
+    Duration(Bounds),
+    /// A duration within bounds, or `0`/`none`/`off` for no limit.
+    OptDuration(Bounds),
     /// `true`/`false` (also yes/no, on/off, 1/0).
     Bool,
     /// A non-empty string.
@@ -58,6 +58,31 @@ pub(crate) enum Ty {
     /// Anything (`type`, `connections`: read by the validator itself).
     Special,
 }
+
+/// The range a duration must fall in. Every duration has an upper bound (no deadline the
+/// manager computes can overflow) and, where a tiny value is harmful (a probe loop against
+/// a down server), a lower one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
+}
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+const fn within(min: Duration, max: Duration) -> Bounds {
+    Bounds { min, max }
+}
+
+/// A timeout or wait: 1 ms to 1 day.
+const WAIT: Bounds = within(ms(1), secs(DAY));
+/// A connection's age or idle time: 1 s to 30 days.
+const AGE: Bounds = within(secs(1), secs(30 * DAY));
 
 /// A field's built-in default.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -117,23 +142,23 @@ pub(crate) const FIELDS: &[Field] = &[
     field!("max_open_conns", Both, All, Ty::Count { min: 1 }, Default::Count(25), false, "integer ≥ 1", "25", "hard cap on connections this pool opens to the server"),
     field!("max_idle_conns", Both, All, Ty::Count { min: 1 }, Default::Count(5), false, "integer ≥ 1, ≤ `max_open_conns`", "min(5, `max_open_conns`)", "idle connections kept; a released connection beyond this closes"),
     field!("min_idle_conns", Both, All, Ty::Count { min: 0 }, Default::Count(0), true, "integer ≥ 0, ≤ `max_idle_conns`", "0", "opened at start and kept open (pool warming); sqlx counts them as a minimum pool size. After a refill fails to connect, refills wait until a connect succeeds (the supervisor's, on its backoff)"),
-    field!("conn_max_lifetime", Both, All, Ty::OptDuration, Default::OptDuration(Some(secs(30 * 60))), false, "duration, optional, ≥ `conn_max_idle_time`", "30m", "a connection older than this closes at its next acquire or release"),
-    field!("conn_max_idle_time", Both, All, Ty::OptDuration, Default::OptDuration(Some(secs(5 * 60))), false, "duration, optional", "5m", "an idle connection older than this closes (background reaper, and on acquire)"),
-    field!("acquire_timeout", Both, All, Ty::Duration, Default::Duration(secs(30)), true, "duration > 0", "30s", "how long `acquire` waits for a free connection before `Error::AcquireTimeout`"),
-    field!("connect_timeout", Both, All, Ty::Duration, Default::Duration(secs(10)), false, "duration > 0", "10s", "bound on connection attempts the manager makes itself (`startup: strict`). Connections the pool opens on demand are bounded by `acquire_timeout`: sqlx has no separate connect timeout"),
-    field!("query_timeout", Both, All, Ty::OptDuration, Default::OptDuration(None), false, "duration, optional", "none", "server-side statement timeout: PostgreSQL `statement_timeout`; MariaDB `max_statement_time`, MySQL `max_execution_time` (SELECT only); SQL Server: tiberius's client-side command timeout. Rejected for SQLite and MongoDB"),
-    field!("ping_idle_after", Both, All, Ty::OptDuration, Default::OptDuration(Some(secs(30))), true, "duration, optional", "30s", "ping a connection before handing it out if it sat idle this long; `none`: never"),
+    field!("conn_max_lifetime", Both, All, Ty::OptDuration(AGE), Default::OptDuration(Some(secs(30 * 60))), false, "duration, optional, ≥ `conn_max_idle_time`", "30m", "a connection older than this closes at its next acquire or release"),
+    field!("conn_max_idle_time", Both, All, Ty::OptDuration(AGE), Default::OptDuration(Some(secs(5 * 60))), false, "duration, optional", "5m", "an idle connection older than this closes (background reaper, and on acquire)"),
+    field!("acquire_timeout", Both, All, Ty::Duration(WAIT), Default::Duration(secs(30)), true, "duration > 0", "30s", "how long `acquire` waits for a free connection before `Error::AcquireTimeout`"),
+    field!("connect_timeout", Both, All, Ty::Duration(within(ms(10), secs(10 * 60))), Default::Duration(secs(10)), false, "duration > 0", "10s", "bound on connection attempts the manager makes itself (`startup: strict`). Connections the pool opens on demand are bounded by `acquire_timeout`: sqlx has no separate connect timeout"),
+    field!("query_timeout", Both, All, Ty::OptDuration(within(ms(1), secs(DAY))), Default::OptDuration(None), false, "duration, optional", "none", "server-side statement timeout: PostgreSQL `statement_timeout`; MariaDB `max_statement_time`, MySQL `max_execution_time` (SELECT only); SQL Server: tiberius's client-side command timeout. Rejected for SQLite and MongoDB"),
+    field!("ping_idle_after", Both, All, Ty::OptDuration(within(ms(1), secs(DAY))), Default::OptDuration(Some(secs(30))), true, "duration, optional", "30s", "ping a connection before handing it out if it sat idle this long; `none`: never"),
     field!("startup", Both, All, Ty::Choice { what: "startup mode", options: &[("strict", "strict"), ("lazy", "lazy")] }, Default::Choice("strict"), true, "`strict` \\| `lazy`", "`strict`", "strict: `connect()` fails naming the connection if it cannot connect; lazy: `connect()` builds the pool without connecting and the supervisor brings it up in the background with the reconnect backoff"),
-    field!("close_timeout", Both, All, Ty::Duration, Default::Duration(secs(30)), true, "duration > 0", "30s", "how long `close()` lets in-flight work finish"),
+    field!("close_timeout", Both, All, Ty::Duration(WAIT), Default::Duration(secs(30)), true, "duration > 0", "30s", "how long `close()` lets in-flight work finish"),
     field!("retry_attempts", Both, All, Ty::Count { min: 1 }, Default::Count(3), false, "integer ≥ 1", "3", "reconnect attempts per round; also the tries `Connection::retry` makes in all"),
-    field!("retry_delay", Both, All, Ty::Duration, Default::Duration(secs(1)), false, "duration > 0, ≤ `retry_max_delay`", "1s", "first reconnect delay; doubles each attempt of the first round (jittered to between half and all of it)"),
-    field!("retry_max_delay", Both, All, Ty::Duration, Default::Duration(secs(10)), false, "duration > 0", "10s", "longest reconnect delay; rounds after the first run at it; authentication and configuration errors are retried only this often"),
-    field!("health_check_interval", Both, All, Ty::Duration, Default::Duration(secs(30)), false, "duration > 0", "30s", "period of the supervisor's health check (one real round trip) while healthy"),
-    field!("health_check_timeout", Both, All, Ty::Duration, Default::Duration(secs(5)), true, "duration > 0", "5s", "bound on one health check; a check that does not answer counts as a lost connection"),
+    field!("retry_delay", Both, All, Ty::Duration(within(ms(10), secs(HOUR))), Default::Duration(secs(1)), false, "duration > 0, ≤ `retry_max_delay`", "1s", "first reconnect delay; doubles each attempt of the first round (jittered to between half and all of it)"),
+    field!("retry_max_delay", Both, All, Ty::Duration(within(ms(100), secs(HOUR))), Default::Duration(secs(10)), false, "duration > 0", "10s", "longest reconnect delay; rounds after the first run at it; authentication and configuration errors are retried only this often"),
+    field!("health_check_interval", Both, All, Ty::Duration(within(ms(100), secs(DAY))), Default::Duration(secs(30)), false, "duration > 0", "30s", "period of the supervisor's health check (one real round trip) while healthy"),
+    field!("health_check_timeout", Both, All, Ty::Duration(within(ms(10), secs(10 * 60))), Default::Duration(secs(5)), true, "duration > 0", "5s", "bound on one health check; a check that does not answer counts as a lost connection"),
     field!("enable_auto_reconnect", Both, All, Ty::Bool, Default::Bool(true), false, "bool", "true", "after a failure, probe with the backoff above; `false`: probe only every `health_check_interval`"),
     field!("failure_threshold", Both, All, Ty::Count { min: 1 }, Default::Count(1), true, "integer ≥ 1", "1", "failed health checks in a row that mark the connection unhealthy (an authentication or configuration error does at once)"),
     field!("on_unavailable", Both, All, Ty::Choice { what: "outage policy", options: &[ ("wait", "wait"), ("fail_fast", "fail_fast"), ("failfast", "fail_fast"), ("fail-fast", "fail_fast") ] }, Default::Choice("wait"), true, "`wait` \\| `fail_fast`", "`wait`", "while the connection is down, an acquire waits for it to come back (up to `acquire_timeout`) or fails at once; both fail with `Error::Unavailable`. See [resilience.md](resilience.md)"),
-    field!("drain_timeout", Both, All, Ty::Duration, Default::Duration(secs(30)), true, "duration > 0", "30s", "`Connection::reconnect()`: how long the replaced pool may finish its in-flight work before it is closed"),
+    field!("drain_timeout", Both, All, Ty::Duration(WAIT), Default::Duration(secs(30)), true, "duration > 0", "30s", "`Connection::reconnect()`: how long the replaced pool may finish its in-flight work before it is closed"),
     field!("enable_logging", Both, All, Ty::Bool, Default::Bool(true), false, "bool", "true", "log this connection's lifecycle events through `tracing` (a subscriber of its event stream)"),
     field!("enable_metrics", Both, All, Ty::Bool, Default::Bool(true), false, "bool", "true", "export metrics (not yet active)"),
     field!("enable_tracing", Both, All, Ty::Bool, Default::Bool(false), false, "bool", "false", "OpenTelemetry spans (not yet active)"),
@@ -153,7 +178,7 @@ pub(crate) const FIELDS: &[Field] = &[
     field!("ssl_key", Connection, Server, Ty::Text, Default::None, true, "path", "server engines", "client key"),
     field!("schema", Connection, Extra, Ty::Text, Default::None, false, "string", "postgres", "PostgreSQL `search_path`. Rejected for MySQL (a schema is a database there), SQL Server (a default schema belongs to the user), MongoDB and SQLite"),
     field!("filepath", Connection, File, Ty::Text, Default::None, false, "path or `:memory:`", "sqlite", "required. A file is created if missing; `:memory:` is one database shared by the pool's connections"),
-    field!("busy_timeout", Connection, File, Ty::Duration, Default::Duration(secs(5)), true, "duration", "sqlite", "default 5s: how long a statement waits for another connection's lock"),
+    field!("busy_timeout", Connection, File, Ty::Duration(within(ms(1), secs(HOUR))), Default::Duration(secs(5)), true, "duration", "sqlite", "default 5s: how long a statement waits for another connection's lock"),
     field!("journal_mode", Connection, File, Ty::Text, Default::None, true, "`delete` `truncate` `persist` `memory` `wal` `off`", "sqlite", "default `wal` for files, `memory` for `:memory:`"),
     field!("synchronous", Connection, File, Ty::Text, Default::None, true, "`off` `normal` `full` `extra`", "sqlite", "default `normal`"),
     field!("foreign_keys", Connection, File, Ty::Bool, Default::Bool(true), true, "bool", "sqlite", "default true"),
@@ -187,11 +212,20 @@ pub(crate) fn names_in(top: bool) -> Vec<&'static str> {
 pub fn reference() -> String {
     let mut out = String::new();
     let row = |f: &Field| {
+        let ty_doc = match f.ty {
+            Ty::Duration(b) | Ty::OptDuration(b) => format!(
+                "{}; {} to {}",
+                f.ty_doc,
+                humantime::format_duration(b.min),
+                humantime::format_duration(b.max)
+            ),
+            _ => f.ty_doc.to_owned(),
+        };
         format!(
             "| `{}`{} | {} | {} | {} |\n",
             f.name,
             if f.new { " *new*" } else { "" },
-            f.ty_doc,
+            ty_doc,
             f.default_doc,
             f.doc
         )

@@ -1,7 +1,7 @@
 //! Reading one YAML value as a field's type, reporting what is wrong with its path.
 
 use super::error::{ConfigError, ConfigWarning, Origin};
-use super::fields::{Field, Ty};
+use super::fields::{Bounds, Field, Ty};
 use super::tree::{Node, Value};
 use super::validate::Validator;
 use std::collections::BTreeMap;
@@ -270,6 +270,40 @@ impl Validator<'_> {
         }
     }
 
+    /// `d` if it is within `b`; an error naming the bound otherwise.
+    fn bounded(
+        &mut self,
+        d: Option<Duration>,
+        b: Bounds,
+        node: &Node,
+        path: &str,
+    ) -> Option<Option<Duration>> {
+        let Some(v) = d else { return Some(None) };
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        if v > b.max {
+            self.err(
+                path,
+                &node.origin,
+                format!("must be at most {}, got {}", show(b.max), show(v)),
+            );
+            return None;
+        }
+        if v < b.min {
+            self.err(
+                path,
+                &node.origin,
+                format!(
+                    "must be at least {}, got {} (a smaller value would make the manager \
+                     spin or probe a server many times a second)",
+                    show(b.min),
+                    show(v)
+                ),
+            );
+            return None;
+        }
+        Some(Some(v))
+    }
+
     pub(crate) fn required_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
         self.duration(node, path, false).flatten()
     }
@@ -286,8 +320,15 @@ impl Validator<'_> {
     pub(crate) fn read(&mut self, field: &Field, node: &Node, path: &str) -> Option<Val> {
         match field.ty {
             Ty::Count { min } => self.count(node, path, min).map(Val::Count),
-            Ty::Duration => self.required_duration(node, path).map(Val::Duration),
-            Ty::OptDuration => self.duration(node, path, true).map(Val::OptDuration),
+            Ty::Duration(b) => self
+                .required_duration(node, path)
+                .and_then(|d| self.bounded(Some(d), b, node, path))
+                .flatten()
+                .map(Val::Duration),
+            Ty::OptDuration(b) => self
+                .duration(node, path, true)
+                .and_then(|d| self.bounded(d, b, node, path))
+                .map(Val::OptDuration),
             Ty::Bool => self.boolean(node, path).map(Val::Bool),
             Ty::Text => self.nonempty_string(node, path).map(Val::Text),
             // A password may legitimately be empty; it is never quoted.

@@ -69,7 +69,7 @@ impl Connection {
     {
         let c = self.config();
         let started = Instant::now();
-        let deadline = started + c.pool.acquire_timeout;
+        let deadline = dbmanager_providers::time::deadline(started, c.pool.acquire_timeout);
         loop {
             self.ready(started, deadline).await?;
             let pools = self.pools()?;

@@ -218,7 +218,7 @@ impl Connection {
     /// grace, within `drain_timeout`), then closes it.
     async fn drain(&self, old: &PoolSet) -> bool {
         let limit = self.config().drain_timeout;
-        let deadline = Instant::now() + limit;
+        let deadline = dbmanager_providers::time::deadline_in(limit);
         tokio::time::sleep(SWAP_GRACE.min(limit)).await;
         while old.in_use() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -5,6 +5,7 @@ use crate::config::OnUnavailable;
 use crate::error::{Error, Result};
 use crate::events::{ClearReason, Event, EventKind};
 use crate::health::{Health, HealthState};
+use dbmanager_providers::time::deadline;
 use dbmanager_providers::{Classify, ErrorClass, ProviderError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -228,7 +229,10 @@ impl Connection {
     /// that work the same outage behaviour.
     pub async fn available(&self) -> Result<()> {
         let started = Instant::now();
-        self.ready(started, started + self.inner.config.pool.acquire_timeout)
-            .await
+        self.ready(
+            started,
+            deadline(started, self.inner.config.pool.acquire_timeout),
+        )
+        .await
     }
 }
