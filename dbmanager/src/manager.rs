@@ -130,15 +130,7 @@ impl Manager {
             return Err(Error::Closed { name: "*".into() });
         }
         let conns = self.connections();
-        let results = futures_util::future::join_all(conns.iter().map(|c| async move {
-            let was_open = c.is_open();
-            let result = c.open().await;
-            if result.is_ok() && !was_open {
-                c.supervise();
-            }
-            result
-        }))
-        .await;
+        let results = futures_util::future::join_all(conns.iter().map(|c| c.open())).await;
         let failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
         if failures.is_empty() {
             Ok(())

@@ -150,3 +150,143 @@ async fn reconnect_keeps_an_in_memory_sqlite_database() {
     assert_eq!(rows, [1, 2]);
     assert!(mgr.close().await);
 }
+
+/// Item 5: races around `close()`. One PostgreSQL connection through the fault proxy,
+/// whose latency makes each interleaving deterministic; sessions are counted by the
+/// server (`pg_stat_activity`, by application name).
+mod close_races {
+    use super::*;
+    use crate::support::proxy::FaultProxy;
+    use crate::support::{Recorder, eventually, pg_sessions};
+    use dbmanager::EventKind;
+
+    struct Setup {
+        mgr: Manager,
+        proxy: FaultProxy,
+        sessions: Box<dyn Fn() -> support::SessionCount + Send + Sync>,
+    }
+
+    async fn setup(extra: &str) -> Setup {
+        let observer = support::require_postgres().await;
+        let proxy = FaultProxy::start(5432).await;
+        let app = unique("close_race");
+        let yaml = format!(
+            "connections:\n  db:\n    type: postgres\n    dsn: 'postgres://postgres@127.0.0.1:{}/test?application_name={app}'\n    max_open_conns: 4\n    max_idle_conns: 4\n    connect_timeout: 5s\n    close_timeout: 2s\n{extra}",
+            proxy.port()
+        );
+        let mgr = Manager::from_yaml_str(&yaml).unwrap();
+        Setup {
+            mgr,
+            proxy,
+            sessions: Box::new(pg_sessions(&observer, &app)),
+        }
+    }
+
+    /// After `close()` returned: the server has no session left (it may take a moment to
+    /// see the sockets close, not to have them closed).
+    async fn no_session_left(s: &Setup) {
+        let mut n = (s.sessions)().await;
+        for _ in 0..100 {
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            n = (s.sessions)().await;
+        }
+        assert_eq!(n, 0, "sessions left after close()");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_during_a_slow_connect_leaves_nothing_open() {
+        let s = setup("").await;
+        s.proxy.set_latency(Duration::from_millis(300));
+        let connecting = tokio::spawn({
+            let mgr = s.mgr.clone();
+            async move { mgr.connect().await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.mgr.close().await;
+        let conn = s.mgr.connections().pop().unwrap();
+        let connected = connecting.await.unwrap();
+        assert!(connected.is_err(), "connect() returned Ok after close()");
+        assert!(
+            conn.postgres().is_err(),
+            "a pool is reachable after close()"
+        );
+        assert_eq!(s.mgr.task_count(), 0);
+        no_session_left(&s).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_during_a_drain_closes_the_old_pool_before_returning() {
+        let s = setup("    drain_timeout: 20s\n").await;
+        s.mgr.connect().await.unwrap();
+        let conn = s.mgr.get("db").unwrap();
+        let events = Recorder::start(&s.mgr);
+        let old = conn.postgres().unwrap();
+        let held = conn.acquire::<sqlx::Postgres>().await.unwrap();
+        let swapping = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.reconnect().await }
+        });
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                events.count(|k| matches!(k, EventKind::Swapped { .. })) == 1
+            })
+            .await
+        );
+        // The old pool is draining (a connection is still held): close now.
+        let closing = tokio::spawn({
+            let mgr = s.mgr.clone();
+            async move { mgr.close().await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+        closing.await.unwrap();
+        assert!(old.is_closed(), "the draining pool outlived close()");
+        assert!(
+            old.acquire().await.is_err(),
+            "a raw handle works after close()"
+        );
+        let _ = swapping.await.unwrap();
+        no_session_left(&s).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_during_a_slow_swap_closes_both_pools() {
+        let s = setup("").await;
+        s.mgr.connect().await.unwrap();
+        let conn = s.mgr.get("db").unwrap();
+        let old = conn.postgres().unwrap();
+        s.proxy.set_latency(Duration::from_millis(300));
+        let swapping = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.reconnect().await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.mgr.close().await;
+        assert!(
+            swapping.await.unwrap().is_err(),
+            "the swap completed after close()"
+        );
+        assert!(old.is_closed());
+        assert!(conn.postgres().is_err());
+        no_session_left(&s).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_connects_build_one_pool_and_one_supervisor() {
+        let s = setup("").await;
+        s.proxy.set_latency(Duration::from_millis(100));
+        let (a, b) = tokio::join!(s.mgr.connect(), s.mgr.connect());
+        a.unwrap();
+        b.unwrap();
+        // One supervisor, no trimmer (max_idle_conns = max_open_conns).
+        assert_eq!(s.mgr.task_count(), 1, "supervisors running");
+        s.proxy.set_latency(Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!((s.sessions)().await, 1, "pools opened");
+        s.mgr.close().await;
+        no_session_left(&s).await;
+    }
+}

@@ -46,7 +46,7 @@ impl Inner {
 
 impl Connection {
     /// Starts the connection's supervisor (once its pool is open).
-    pub(crate) fn supervise(&self) {
+    fn supervise(&self) {
         let target: std::sync::Weak<dyn crate::supervisor::Supervised> =
             Arc::downgrade(&self.inner) as _;
         let ctx = &self.inner.ctx;
@@ -58,9 +58,15 @@ impl Connection {
         );
     }
 
-    /// Opens the pool. Strict: connects now (bounded by `connect_timeout`) and fails if it
-    /// cannot. Lazy: builds the pool without connecting; the supervisor connects it.
+    /// Opens the pool and starts the supervisor, once however many callers race. Strict:
+    /// connects now (bounded by `connect_timeout`) and fails if it cannot. Lazy: builds the
+    /// pool without connecting; the supervisor connects it.
+    ///
+    /// Every change of the pool generation (open, swap, replacing a closed pool) holds
+    /// the swap lock, and `close()` takes it too: a build that `close()` interrupts is
+    /// abandoned (its connections dropped) and nothing it built outlives `close()`.
     pub(crate) async fn open(&self) -> Result<()> {
+        let _one_at_a_time = self.inner.swap.lock().await;
         if self.is_closed() {
             return Err(self.closed());
         }
@@ -69,13 +75,14 @@ impl Connection {
         }
         let eager = self.config().startup == Startup::Strict;
         let started = Instant::now();
-        match self.build(eager).await {
+        match self.build_unless_closed(eager).await {
             Ok(pools) => {
-                self.inner.pools.store(Some(Arc::new(pools)));
+                self.inner.pools.store(Some(pools));
                 self.emit(EventKind::Opened { lazy: !eager });
                 if eager {
                     self.inner.observe(&Ok(started.elapsed()));
                 }
+                self.supervise();
                 Ok(())
             }
             Err(e) => {
@@ -83,6 +90,21 @@ impl Connection {
                 Err(e)
             }
         }
+    }
+
+    /// [`build`](Self::build), abandoned when the connection is closed meanwhile.
+    async fn build_unless_closed(&self, eager: bool) -> Result<Arc<PoolSet>> {
+        let cancel = self.inner.ctx.cancel.clone();
+        let built = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(self.closed()),
+            built = self.build(eager) => Arc::new(built?),
+        };
+        if self.is_closed() {
+            built.close(Duration::ZERO).await;
+            return Err(self.closed());
+        }
+        Ok(built)
     }
 
     /// Builds one pool generation through the connection's provider: the main pool with
@@ -165,14 +187,9 @@ impl Connection {
             return Err(self.closed());
         }
         let started = Instant::now();
-        let new = Arc::new(self.build(true).await?);
+        let new = self.build_unless_closed(true).await?;
         let connect = started.elapsed();
         let old = self.inner.pools.swap(Some(Arc::clone(&new)));
-        if self.is_closed() {
-            // `close()` ran meanwhile and may have missed the new pool.
-            new.close(Duration::ZERO).await;
-            return Err(self.closed());
-        }
         self.emit(EventKind::Swapped { connect });
         self.inner.observe(&Ok(connect));
         if let Some(old) = old {
@@ -199,15 +216,8 @@ impl Connection {
         if !current.is_some_and(|c| Arc::ptr_eq(&c, seen)) {
             return Ok(());
         }
-        let fresh = Arc::new(self.build(false).await?);
+        let fresh = self.build_unless_closed(false).await?;
         self.inner.pools.store(Some(fresh));
-        if self.is_closed() {
-            // `close()` ran meanwhile and may have missed the new pool.
-            if let Some(p) = self.inner.pools.load_full() {
-                p.close(Duration::ZERO).await;
-            }
-            return Err(self.closed());
-        }
         self.emit(EventKind::Opened { lazy: true });
         // Its views (if any) may still be open.
         seen.close(Duration::ZERO).await;
@@ -215,16 +225,25 @@ impl Connection {
     }
 
     /// Waits for a replaced pool's checked-out connections to come back (after a short
-    /// grace, within `drain_timeout`), then closes it.
+    /// grace, within `drain_timeout`), then closes it. When the connection is closed
+    /// meanwhile, the old pool gets `close_timeout` like the current one, and is closed
+    /// before `close()` returns (which waits for the swap lock this runs under).
     async fn drain(&self, old: &PoolSet) -> bool {
         let limit = self.config().drain_timeout;
         let deadline = dbmanager_providers::time::deadline_in(limit);
-        tokio::time::sleep(SWAP_GRACE.min(limit)).await;
-        while old.in_use() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let cancel = self.inner.ctx.cancel.clone();
+        let waited = async {
+            tokio::time::sleep(SWAP_GRACE.min(limit)).await;
+            while old.in_use() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            () = waited => {
+                old.close(deadline.saturating_duration_since(Instant::now())).await
+            }
+            () = cancel.cancelled() => old.close(self.config().close_timeout).await,
         }
-        old.close(deadline.saturating_duration_since(Instant::now()))
-            .await
     }
 
     /// Pool statistics and health.
@@ -260,6 +279,9 @@ impl Connection {
             self.inner.set_health(Health::new(HealthState::Closed));
             self.emit(EventKind::Closed);
         }
+        // Wait for an open or swap in progress: the token above makes it give up its
+        // build, or end its drain by closing the old pool.
+        let _no_swap = self.inner.swap.lock().await;
         let Some(pools) = self.inner.pools.load_full() else {
             return true;
         };
