@@ -10,3 +10,4 @@ mod support;
 
 mod input;
 mod lifecycle;
+mod secrets;

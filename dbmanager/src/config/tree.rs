@@ -284,17 +284,39 @@ fn join(a: &str, b: &str) -> String {
     }
 }
 
+/// Whether the value at `path` is a secret (a `password` or a `dsn`).
+fn is_secret_path(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last == "password" || last == "dsn"
+}
+
 /// Expands `${VAR}` and `${VAR:-default}` in every string of the tree; `$$` is a literal `$`.
+/// Values that came from an environment override are taken literally. An error about a
+/// secret field never quotes its text: it names a missing variable only when the whole
+/// value is one reference (`${DB_PASSWORD}`), which is then a name, not a password.
 pub(crate) fn interpolate(
     node: &mut Node,
     path: &str,
     env: &HashMap<String, String>,
     errors: &mut Vec<ConfigError>,
 ) {
+    if matches!(node.origin, Origin::Env(_)) {
+        return;
+    }
     match &mut node.value {
         Value::Str(s) if s.contains('$') => match expand(s, env) {
             Ok(expanded) => *s = expanded,
-            Err(msg) => errors.push(ConfigError::new(path, node.origin.clone(), msg)),
+            Err(msg) => {
+                let msg = if is_secret_path(path) && !is_one_reference(s) {
+                    "holds a `$` that is not a valid `${VAR}` reference to a set variable (the \
+                     value is not shown: it is a secret). Write `$$` for a literal `$`, or set \
+                     it through an environment override, which is taken literally"
+                        .to_owned()
+                } else {
+                    msg
+                };
+                errors.push(ConfigError::new(path, node.origin.clone(), msg));
+            }
         },
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -309,6 +331,18 @@ pub(crate) fn interpolate(
         }
         _ => {}
     }
+}
+
+/// Whether `s` is exactly one `${NAME}` or `${NAME:-default}` reference.
+fn is_one_reference(s: &str) -> bool {
+    s.strip_prefix("${")
+        .and_then(|b| b.strip_suffix('}'))
+        .is_some_and(|body| {
+            let name = body.split_once(":-").map_or(body, |(n, _)| n);
+            !body.contains('}')
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 pub(crate) fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, String> {
