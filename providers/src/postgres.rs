@@ -11,18 +11,20 @@ use crate::settings::{PoolSettings, ServerSettings, SslMode};
 use secrecy::ExposeSecret;
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-use std::str::FromStr;
 
 /// A PostgreSQL pool.
 pub type PgSqlPool = SqlPool<Postgres>;
 
 /// Builds the driver's connect options. Pure: does no I/O, so it doubles as validation.
+///
+/// What it reads besides the configuration: libpq's `PG*` environment variables
+/// (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`,
+/// `PGSSLCERT`, `PGSSLKEY`, `PGAPPNAME`, `PGOPTIONS`) as defaults for what the
+/// configuration leaves out, as `psql` does (sqlx reads them). Never a password file
+/// (`~/.pgpass`, `PGPASSFILE`): the password comes from the configuration or `PGPASSWORD`.
 pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderError> {
     let mut o = match &s.dsn {
-        Some(dsn) => {
-            let dsn = dsn.expose_secret();
-            PgConnectOptions::from_str(dsn).map_err(|e| ProviderError::invalid_dsn(e, dsn))?
-        }
+        Some(dsn) => from_url(dsn.expose_secret())?,
         None => {
             // Not `PgConnectOptions::new()`: reading ~/.pgpass would make the password
             // depend on the machine rather than the configuration.
@@ -68,6 +70,106 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
     }
     if !session.is_empty() {
         o = o.options(session);
+    }
+    Ok(o)
+}
+
+/// A `postgres://` DSN read with sqlx's own option builders. Not `PgConnectOptions::from_str`:
+/// that reads `~/.pgpass` and logs every parameter it does not know, value included, at
+/// WARN (`?sslpassword=...`). This reads the same parameters; any other is ignored with a
+/// warning that names it but never shows its value.
+fn from_url(dsn: &str) -> Result<PgConnectOptions, ProviderError> {
+    use percent_encoding::percent_decode_str;
+    let bad = |reason: &str| ProviderError::invalid_dsn(reason, dsn);
+    let url = url::Url::parse(dsn).map_err(|e| ProviderError::invalid_dsn(e, dsn))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(bad(
+            "a PostgreSQL DSN starts with `postgres://` or `postgresql://`",
+        ));
+    }
+    let decode = |s: &str, what: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| {
+                bad(&format!(
+                    "the {what} is not valid UTF-8 once percent-decoded"
+                ))
+            })
+    };
+    let mut o = PgConnectOptions::new_without_pgpass();
+    if let Some(host) = url.host_str() {
+        let host = decode(host, "host")?;
+        o = if host.starts_with('/') {
+            o.socket(&host)
+        } else {
+            o.host(&host)
+        };
+    }
+    if let Some(port) = url.port() {
+        o = o.port(port);
+    }
+    if !url.username().is_empty() {
+        o = o.username(&decode(url.username(), "user name")?);
+    }
+    if let Some(password) = url.password() {
+        o = o.password(&decode(password, "password")?);
+    }
+    let path = url.path().trim_start_matches('/');
+    if !path.is_empty() {
+        o = o.database(&decode(path, "database name")?);
+    }
+    for (key, value) in url.query_pairs() {
+        let invalid = |what: &str| bad(&format!("parameter `{key}`: {what}"));
+        o = match &*key {
+            "sslmode" | "ssl-mode" => {
+                o.ssl_mode(value.parse().map_err(|_| invalid("unknown sslmode"))?)
+            }
+            "sslrootcert" | "ssl-root-cert" | "ssl-ca" => o.ssl_root_cert(&*value),
+            "sslcert" | "ssl-cert" => o.ssl_client_cert(&*value),
+            "sslkey" | "ssl-key" => o.ssl_client_key(&*value),
+            "statement-cache-capacity" => {
+                o.statement_cache_capacity(value.parse().map_err(|_| invalid("not a number"))?)
+            }
+            "host" if value.starts_with('/') => o.socket(&*value),
+            "host" => o.host(&value),
+            "hostaddr" => {
+                value
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| invalid("not an IP address"))?;
+                o.host(&value)
+            }
+            "port" => o.port(value.parse().map_err(|_| invalid("not a port"))?),
+            "dbname" => o.database(&value),
+            "user" => o.username(&value),
+            "password" => o.password(&value),
+            "application_name" => o.application_name(&value),
+            "options" => {
+                // `-c key=value` (or `--key=value`) settings, as libpq passes them.
+                let pairs: Vec<(String, String)> = value
+                    .split_whitespace()
+                    .filter(|w| *w != "-c")
+                    .filter_map(|w| {
+                        w.strip_prefix("--")
+                            .or_else(|| w.strip_prefix("-c"))
+                            .unwrap_or(w)
+                            .split_once('=')
+                    })
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                o.options(pairs)
+            }
+            k if k.starts_with("options[") && k.ends_with(']') => {
+                o.options([(&k["options[".len()..k.len() - 1], &*value)])
+            }
+            other => {
+                tracing::warn!(
+                    parameter = other,
+                    "ignoring an unrecognised PostgreSQL DSN parameter (its value is not logged)"
+                );
+                o
+            }
+        };
     }
     Ok(o)
 }

@@ -47,3 +47,116 @@ fn interpolation_errors_never_quote_a_secret_and_overrides_are_literal() {
     .expect("a literal override");
     assert_eq!(password_of(&c), "pa$$w${X}rd");
 }
+
+/// Collects everything logged through `tracing` on this thread, at every level.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Runs `f` on a current-thread runtime with every log line captured.
+    fn during<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+    }
+}
+
+/// Item 7: sqlx logs an unrecognised DSN parameter at WARN with its value
+/// (`?sslpassword=...`), at validation and at every open. No secret reaches a log now.
+#[test]
+fn an_unrecognised_dsn_parameter_is_never_logged_with_its_value() {
+    const CANARY: &str = "Canary7sslpw";
+    let logs = Captured::default();
+    let yaml = format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: 'postgres://postgres@127.0.0.1:5432/test?sslpassword={CANARY}&application_name=canary'\n"
+    );
+    logs.during(async {
+        crate::support::require_postgres().await;
+        let mgr = dbmanager::Manager::from_yaml_str(&yaml).expect("valid");
+        mgr.connect().await.expect("connects");
+        mgr.get("db")
+            .unwrap()
+            .health_check()
+            .await
+            .expect("healthy");
+        mgr.close().await;
+    });
+    let text = logs.text();
+    assert!(!text.contains(CANARY), "a DSN secret was logged:\n{text}");
+}
+
+/// Item 7: the DSN path read `~/.pgpass` (`PGPASSFILE`), contrary to the provider's
+/// comment. Now neither path reads a password file; libpq's `PG*` variables are read for
+/// what the configuration leaves out, as documented. Run through the CLI so the
+/// environment is the child's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_provider_reads_pg_variables_but_never_a_password_file() {
+    let pg = crate::support::blocking(|| crate::support::TempPostgres::start("only-in-env")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pgpass = dir.path().join("pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("127.0.0.1:{}:*:dbm:only-in-env\n", pg.port),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let check = |yaml: String, env: &[(&str, &str)]| {
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbmanager"))
+            .args(["check", "--config", file.to_str().unwrap()])
+            .env_remove("PGPASSWORD")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dsn = format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: 'postgres://dbm@127.0.0.1:{}/postgres'\n    connect_timeout: 3s\n",
+        pg.port
+    );
+    let typed = format!(
+        "connections:\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    user: dbm\n    database: postgres\n    connect_timeout: 3s\n",
+        pg.port
+    );
+    let file = pgpass.to_str().unwrap();
+    for yaml in [&dsn, &typed] {
+        let out = check(yaml.clone(), &[("PGPASSFILE", file)]);
+        assert!(
+            out.contains("unhealthy"),
+            "a password file was read:\n{out}"
+        );
+        let out = check(yaml.clone(), &[("PGPASSWORD", "only-in-env")]);
+        assert!(
+            out.contains("healthy") && !out.contains("unhealthy"),
+            "PGPASSWORD is documented as read:\n{out}"
+        );
+    }
+}
