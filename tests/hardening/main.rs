@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod behaviour;
 mod input;
 mod lifecycle;
 mod secrets;

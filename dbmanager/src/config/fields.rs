@@ -170,7 +170,7 @@ pub(crate) const FIELDS: &[Field] = &[
     field!("host", Connection, Server, Ty::Text, Default::None, false, "string", "server engines", "required without `dsn`"),
     field!("port", Connection, Server, Ty::Port, Default::None, false, "1–65535", "server engines", "engine default (5432, 3306, 1433, 27017)"),
     field!("user", Connection, Server, Ty::Text, Default::None, false, "string", "server engines", ""),
-    field!("password", Connection, Server, Ty::Secret, Default::None, false, "string (secret)", "server engines", "passed to the driver's options builder, never formatted into a URL: any character works"),
+    field!("password", Connection, Server, Ty::Secret, Default::None, false, "string (secret)", "server engines", "passed to the driver's options builder, never formatted into a URL: any character works. Empty (`\"\"`, or `${VAR:-}` with VAR unset) means no password, on every engine"),
     field!("database", Connection, Server, Ty::Text, Default::None, false, "string", "server engines", "required without `dsn`"),
     field!("sslmode", Connection, Server, Ty::Text, Default::None, false, "`disable` `allow` `prefer` `require` `verify-ca` `verify-full` `strict` (MySQL names `disabled` `preferred` `required` `verify_ca` `verify_identity` also accepted)", "server engines", "default `prefer`. MySQL: `allow`/`prefer` → PREFERRED, `require` → REQUIRED, `verify-ca` → VERIFY_CA, `verify-full` → VERIFY_IDENTITY. MongoDB and SQL Server mappings: [providers.md](providers.md). `strict` (TDS 8.0) is for mssql only"),
     field!("ssl_root_cert", Connection, Server, Ty::Text, Default::None, true, "path", "server engines", "CA certificate (for `verify-ca`/`verify-full`)"),

@@ -428,7 +428,11 @@ impl<'r> Validator<'r> {
                     _ => None,
                 };
                 s.user = text("user");
-                s.password = text("password").map(SecretString::from);
+                // An empty password is no password, as with `mysql --password=`: a
+                // driver given "" sends it, and a user without one is refused.
+                s.password = text("password")
+                    .filter(|p| !p.is_empty())
+                    .map(SecretString::from);
                 s.database = text("database");
                 s.tls = tls;
                 s.schema = text("schema");
