@@ -53,3 +53,81 @@ fn every_duration_is_bounded() {
     ))
     .expect("values at the bounds");
 }
+
+/// Item 10: the size check used metadata, so `/dev/zero` read until memory ran out and a
+/// FIFO blocked forever. Now only regular files are read, and at most the limit.
+#[test]
+fn only_a_bounded_regular_file_is_read() {
+    for path in ["/dev/zero", "/dev/urandom"] {
+        let err = Config::from_yaml_file(path).expect_err(path).to_string();
+        assert!(err.contains("not a regular file"), "{path}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Config::from_yaml_file(&f).map_err(|e| e.to_string()));
+    });
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("reading a FIFO blocked");
+    assert!(result.expect_err("a FIFO").contains("not a regular file"));
+    // The CLI says the same, and exits 2.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbmanager"))
+        .args(["validate", "--config", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+}
+
+/// Item 10: `DBMANAGER__CONNECTIONS__PRIMARY__...` silently picked one of `Primary` and
+/// `primary`. Now it is an error naming both.
+#[test]
+fn an_override_matching_two_connections_is_an_error() {
+    let yaml = "connections:\n  Primary:\n    type: sqlite\n    filepath: ':memory:'\n  primary:\n    type: sqlite\n    filepath: ':memory:'\n";
+    let errs = Config::loader()
+        .env([("DBMANAGER__CONNECTIONS__PRIMARY__MAX_OPEN_CONNS", "3")])
+        .load_str(yaml)
+        .expect_err("ambiguous")
+        .to_string();
+    assert!(
+        errs.contains("`Primary`") && errs.contains("`primary`"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("DBMANAGER__CONNECTIONS__PRIMARY__MAX_OPEN_CONNS"),
+        "{errs}"
+    );
+}
+
+/// Item 10: connection names were not validated and went unescaped into the SQLite memdb
+/// URI. A name is now letters, digits, `_`, `-` and `.`, starting with a letter or digit,
+/// at most 64 characters (documented).
+#[test]
+fn connection_names_have_a_syntax() {
+    for bad in [
+        "a?mode=rwc",
+        "a/b",
+        "a b",
+        "-x",
+        "x&vfs=unix",
+        "é",
+        &"n".repeat(65),
+    ] {
+        let yaml =
+            format!("connections:\n  '{bad}':\n    type: sqlite\n    filepath: ':memory:'\n");
+        let errs = load(&yaml).expect_err(bad).to_string();
+        assert!(errs.contains("connection name"), "{bad}: {errs}");
+    }
+    for good in ["primary", "cache-db", "orders_v2", "eu.west.1", "A1"] {
+        let yaml = format!("connections:\n  {good}:\n    type: sqlite\n    filepath: ':memory:'\n");
+        load(&yaml).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+}

@@ -273,6 +273,29 @@ pub struct ConfigLoader {
     registry: Registry,
 }
 
+/// Reads a regular file of at most [`tree::MAX_INPUT_BYTES`]. A device (`/dev/zero`), a
+/// FIFO or a directory is refused before it is opened (reading one would never end, or
+/// block); the read itself is bounded too, whatever the metadata said.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = tree::MAX_INPUT_BYTES;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a device, a FIFO or a directory): give the path of a YAML file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "the file is larger than the limit of {limit} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
 impl ConfigLoader {
     /// A loader that reads the process environment.
     pub fn new() -> Self {
@@ -309,17 +332,7 @@ impl ConfigLoader {
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let path = path.as_ref();
         let source_name = path.display().to_string();
-        let read = std::fs::metadata(path).and_then(|m| {
-            if m.len() > tree::MAX_INPUT_BYTES as u64 {
-                Err(std::io::Error::other(format!(
-                    "the file is {} bytes; the limit is {}",
-                    m.len(),
-                    tree::MAX_INPUT_BYTES
-                )))
-            } else {
-                std::fs::read(path)
-            }
-        });
+        let read = read_bounded(path);
         let bytes = read.map_err(|e| ConfigErrors {
             source_name: source_name.clone(),
             errors: vec![ConfigError::new(

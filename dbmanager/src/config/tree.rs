@@ -225,12 +225,25 @@ pub(crate) fn apply_env_overrides(
             value: Value::Str(value.clone()),
             origin: Origin::Env(var.clone()),
         };
-        if let Err(path) = set_path(root, &segments, leaf) {
-            errors.push(ConfigError::new(
+        match set_path(root, &segments, leaf) {
+            Ok(()) => {}
+            Err((path, Clash::NotAMapping)) => errors.push(ConfigError::new(
                 path,
                 Origin::Env(var.clone()),
                 "cannot override: that path holds a value that is not a mapping",
-            ));
+            )),
+            Err((path, Clash::Ambiguous(keys))) => errors.push(ConfigError::new(
+                path,
+                Origin::Env(var.clone()),
+                format!(
+                    "ambiguous override: it matches {} (overrides match names \
+                     case-insensitively); rename one of them",
+                    keys.iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            )),
         }
     }
 }
@@ -243,7 +256,14 @@ fn key_matches(key: &str, segment: &str) -> bool {
             .all(|(k, s)| k.eq_ignore_ascii_case(&s) || (k == '-' && s == '_'))
 }
 
-fn set_path(node: &mut Node, segments: &[&str], leaf: Node) -> Result<(), String> {
+/// Why an override could not be applied.
+enum Clash {
+    NotAMapping,
+    /// The segment matches these keys (say `Primary` and `primary`).
+    Ambiguous(Vec<String>),
+}
+
+fn set_path(node: &mut Node, segments: &[&str], leaf: Node) -> Result<(), (String, Clash)> {
     let Some((first, rest)) = segments.split_first() else {
         return Ok(());
     };
@@ -251,8 +271,16 @@ fn set_path(node: &mut Node, segments: &[&str], leaf: Node) -> Result<(), String
         node.value = Value::Map(Vec::new());
     }
     let Value::Map(entries) = &mut node.value else {
-        return Err(String::new());
+        return Err((String::new(), Clash::NotAMapping));
     };
+    let matching: Vec<String> = entries
+        .iter()
+        .filter(|(k, _)| key_matches(k, first))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if matching.len() > 1 {
+        return Err((String::new(), Clash::Ambiguous(matching)));
+    }
     let idx = match entries.iter().position(|(k, _)| key_matches(k, first)) {
         Some(i) => i,
         None => {
@@ -272,7 +300,7 @@ fn set_path(node: &mut Node, segments: &[&str], leaf: Node) -> Result<(), String
         Ok(())
     } else {
         let key = key.clone();
-        set_path(child, rest, leaf).map_err(|p| join(&key, &p))
+        set_path(child, rest, leaf).map_err(|(p, c)| (join(&key, &p), c))
     }
 }
 

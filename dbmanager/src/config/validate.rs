@@ -226,8 +226,8 @@ impl<'r> Validator<'r> {
                 Value::Map(entries) if !entries.is_empty() => {
                     for (name, conn) in entries {
                         let cpath = join(path, name);
-                        if name.trim().is_empty() {
-                            self.err(&cpath, &conn.origin, "a connection name must not be empty");
+                        if let Err(why) = check_name(name) {
+                            self.err(&cpath, &conn.origin, why);
                             continue;
                         }
                         if let Some(c) = self.connection(name, conn, &cpath, &global) {
@@ -505,4 +505,30 @@ impl<'r> Validator<'r> {
             provider,
         })
     }
+}
+
+/// The longest connection name.
+const MAX_NAME: usize = 64;
+
+/// A connection name: letters, digits, `_`, `-` and `.`, starting with a letter or a digit,
+/// at most [`MAX_NAME`] characters. It appears in metrics labels, log fields, environment
+/// override names and the SQLite in-memory database's URI, so nothing there needs escaping.
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() {
+        return Err("a connection name must not be empty".into());
+    }
+    if name.chars().count() > MAX_NAME {
+        return Err(format!(
+            "a connection name has at most {MAX_NAME} characters"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.chars().all(allowed) {
+        return Err(
+            "invalid connection name: use letters, digits, `_`, `-` and `.`, starting with a \
+             letter or a digit"
+                .into(),
+        );
+    }
+    Ok(())
 }
