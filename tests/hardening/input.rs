@@ -131,3 +131,50 @@ fn connection_names_have_a_syntax() {
         load(&yaml).unwrap_or_else(|e| panic!("{good}: {e}"));
     }
 }
+
+/// Item 15: the reference project's own sample configuration failed with three errors
+/// (`default_orm: bun` twice; the inherited `max_idle_conns: 5` above `cache-db`'s
+/// `max_open_conns: 1`). It now loads with warnings only: an inherited `max_idle_conns`
+/// is clamped (as Go's database/sql does), `bun`/`gorm` map to the sqlx view with a
+/// warning that says so. An explicit `max_idle_conns` above the same connection's
+/// `max_open_conns` is still an error.
+#[test]
+fn the_reference_projects_sample_configuration_validates_with_warnings() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/resolvespec-config.yaml"
+    );
+    let c = Config::loader()
+        .env(Vec::<(String, String)>::new())
+        .load_file(path)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cache = c.connection("cache-db").unwrap();
+    assert_eq!(cache.pool.max_open, 1);
+    assert_eq!(cache.pool.max_idle, 1, "the inherited 5 is clamped");
+    let warnings: Vec<String> = c
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.path, w.message))
+        .collect();
+    for path in [
+        "dbmanager.connections.primary.default_orm",
+        "dbmanager.connections.analytics.default_orm",
+        "dbmanager.connections.cache-db.max_idle_conns",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(path)),
+            "no warning at {path}: {warnings:#?}"
+        );
+    }
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("bun") && w.contains("sqlx")),
+        "{warnings:#?}"
+    );
+    rejected(
+        "connections:\n  a:\n    type: sqlite\n    filepath: x.db\n    max_open_conns: 1\n    max_idle_conns: 5\n",
+        "connections.a.max_idle_conns",
+        "max_open_conns",
+    );
+}

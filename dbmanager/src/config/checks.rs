@@ -74,7 +74,24 @@ impl Validator<'_> {
     /// Pool limits, with the rules between them.
     pub(crate) fn pool(&mut self, m: &Merged<'_>, path: &str) -> PoolSettings {
         let max_open = m.count("max_open_conns");
+        let explicit_idle = m
+            .src("max_idle_conns")
+            .filter(|s| inherited(&s.path, path).is_empty());
         let max_idle = match m.src("max_idle_conns") {
+            // Inherited from the top level: lowered to this connection's `max_open_conns`,
+            // as Go's database/sql does (the reference project's own sample relies on it).
+            Some(s) if explicit_idle.is_none() && m.count("max_idle_conns") > max_open => {
+                let from = m.count("max_idle_conns");
+                let top = s.path.clone();
+                self.warn(
+                    &join(path, "max_idle_conns"),
+                    format!(
+                        "the top-level max_idle_conns ({from}, `{top}`) is lowered to this \
+                         connection's max_open_conns ({max_open})"
+                    ),
+                );
+                max_open
+            }
             Some(_) => m.count("max_idle_conns"),
             None => m.count("max_idle_conns").min(max_open),
         };

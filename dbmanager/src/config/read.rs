@@ -363,12 +363,19 @@ impl Validator<'_> {
                         names.push(spelling);
                     }
                 }
-                let hint =
-                    if field.name == "default_orm" && matches!(wanted.as_str(), "bun" | "gorm") {
-                        " (`bun` and `gorm` are Go ORMs)"
-                    } else {
-                        ""
-                    };
+                if field.name == "default_orm" && matches!(wanted.as_str(), "bun" | "gorm") {
+                    // The reference project's files say `bun` or `gorm`: accept them.
+                    self.warn(
+                        path,
+                        format!(
+                            "`{wanted}` is a Go ORM: mapped to the `sqlx` view (the connection's \
+                             sqlx pool). Write `default_orm: sqlx`, `sea_orm` or `diesel` to \
+                             choose a Rust view"
+                        ),
+                    );
+                    return Some(Val::Text("sqlx".to_owned()));
+                }
+                let hint = "";
                 self.err(
                     path,
                     &node.origin,
