@@ -404,7 +404,8 @@ impl<K: Connector> ManagedPool<K> {
     }
 
     /// One round trip on a pooled connection, bounded by `timeout`. A failure discards
-    /// that connection; a lost connection also clears the pool.
+    /// that connection; clearing the pool is the caller's decision (see
+    /// [`SqlPool::ping`](crate::pool::SqlPool::ping)).
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ProviderError> {
         let started = Instant::now();
         let mut conn = self.acquire_within(timeout).await.map_err(|e| match e {
@@ -429,9 +430,6 @@ impl<K: Connector> ManagedPool<K> {
                 // Never hand this one out again.
                 drop(managed::Object::take(conn));
                 PoolCounters::inc(&self.inner.counters.closed_broken);
-                if e.class().clears_pool() {
-                    self.clear();
-                }
                 Err(e)
             }
         }

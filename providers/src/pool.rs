@@ -270,8 +270,9 @@ impl<DB: Database> SqlPool<DB> {
     /// `timeout`. Returns the round trip's latency.
     ///
     /// A connection whose ping does not answer in time is closed rather than returned
-    /// (sqlx would ping it again on release and could hang there), and a ping that fails
-    /// because the server dropped the connection clears the pool.
+    /// (sqlx would ping it again on release and could hang there). A failed ping does not
+    /// clear the pool: the caller decides from the error's class (the connection's
+    /// supervisor does, once, so a failed probe counts one clear and one event).
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ProviderError> {
         let deadline = tokio::time::Instant::from_std(crate::time::deadline_in(timeout));
         let elapsed = || ProviderError::Timeout {
@@ -287,9 +288,6 @@ impl<DB: Database> SqlPool<DB> {
             Ok(Err(e)) => {
                 conn.close_on_drop();
                 PoolCounters::inc(&self.inner.counters.closed_broken);
-                if classify(&e).clears_pool() {
-                    self.clear();
-                }
                 Err(ProviderError::Database(e))
             }
             Err(_) => {
