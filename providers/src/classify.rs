@@ -4,7 +4,7 @@
 //! | class | examples | pool action | retry? |
 //! |---|---|---|---|
 //! | [`ErrorClass::ConnectionLost`] | connection reset/refused/EOF, PG `57P01`/`57P02`/`57P03`, class `08`, MySQL 2006/2013/1053/1927 | clear the pool | yes |
-//! | [`ErrorClass::ReadOnly`] | PG `25006`, MySQL 1290/1836 (a failover left us on a replica) | clear the pool | yes |
+//! | [`ErrorClass::ReadOnly`] | PG `25006`, MySQL 1290/1836 (a failover left us on a replica) | clear the pool once the server confirms it is read-only | yes |
 //! | [`ErrorClass::Transient`] | deadlock, serialization failure, lock timeout, too many connections, SQLite busy | none | yes |
 //! | [`ErrorClass::Auth`] | PG `28000`/`28P01`, MySQL 1044/1045/1698 | none | slowly (the supervisor) |
 //! | [`ErrorClass::Config`] | unknown database (PG `3D000`, MySQL 1049), bad TLS setup, invalid options | none | slowly |

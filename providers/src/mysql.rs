@@ -97,7 +97,16 @@ pub async fn open(
         });
         f
     });
-    SqlPool::open(pool, options, init, eager, false, ctx).await
+    // `read_only` (MySQL and MariaDB; MySQL's `super_read_only` implies it).
+    let read_only: crate::pool::ReadOnlyFn<MySql> = std::sync::Arc::new(|conn| {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>("SELECT CAST(@@global.read_only AS SIGNED)")
+                .fetch_one(&mut *conn)
+                .await
+                .map(|v| v != 0)
+        })
+    });
+    SqlPool::open(pool, options, init, Some(read_only), eager, false, ctx).await
 }
 
 /// The MySQL and MariaDB provider, as the manager's registry holds it.

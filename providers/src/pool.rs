@@ -83,6 +83,14 @@ pub type InitFn<DB> = Arc<
         + Sync,
 >;
 
+/// Asks the server on one connection whether it refuses writes now (see
+/// [`EnginePool::read_only`](crate::EnginePool::read_only)).
+pub type ReadOnlyFn<DB> = Arc<
+    dyn for<'c> Fn(&'c mut <DB as Database>::Connection) -> BoxFuture<'c, Result<bool, sqlx::Error>>
+        + Send
+        + Sync,
+>;
+
 /// A sqlx pool with dbmanager's limits, hooks and counters. Cheap to clone.
 pub struct SqlPool<DB: Database> {
     inner: Arc<Inner<DB>>,
@@ -119,6 +127,8 @@ struct Inner<DB: Database> {
     /// A connection held outside the pool for its whole life (SQLite in-memory databases
     /// vanish when their last connection closes).
     anchor: tokio::sync::Mutex<Option<DB::Connection>>,
+    /// How to ask the server whether it is read-only (`None`: the engine cannot tell).
+    read_only: Option<ReadOnlyFn<DB>>,
 }
 
 /// The pool's clear mark: connections created at or before it are stale.
@@ -173,6 +183,7 @@ impl<DB: Database> SqlPool<DB> {
         settings: PoolSettings,
         connect: <DB::Connection as Connection>::Options,
         init: Option<InitFn<DB>>,
+        read_only: Option<ReadOnlyFn<DB>>,
         eager: bool,
         anchored: bool,
         ctx: PoolContext,
@@ -217,6 +228,7 @@ impl<DB: Database> SqlPool<DB> {
             settings,
             slot,
             anchor: tokio::sync::Mutex::new(anchor),
+            read_only,
         });
         if inner.settings.max_idle < inner.settings.max_open {
             spawn_idle_trimmer(&ctx.tasks, inner.cancel.clone(), Arc::downgrade(&inner));
@@ -296,6 +308,24 @@ impl<DB: Database> SqlPool<DB> {
                 Err(elapsed())
             }
         }
+    }
+
+    /// Whether the server refuses writes now, asked on one pooled connection within
+    /// `timeout`; `Ok(true)` when the engine has no way to tell.
+    pub async fn read_only(&self, timeout: Duration) -> Result<bool, ProviderError> {
+        let Some(check) = &self.inner.read_only else {
+            return Ok(true);
+        };
+        let ask = async {
+            let mut conn = self.acquire_within(timeout).await?;
+            check(&mut *conn).await.map_err(ProviderError::Database)
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .unwrap_or(Err(ProviderError::Timeout {
+                phase: "read-only check",
+                after: timeout,
+            }))
     }
 
     /// Drops every idle connection now and marks every connection open now as stale: a
@@ -505,4 +535,4 @@ fn pool_options<DB: Database>(
         })
 }
 
-crate::provider::engine_pool!(SqlPool<DB>, DB: Database);
+crate::provider::engine_pool!(read_only; SqlPool<DB>, DB: Database);

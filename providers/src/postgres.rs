@@ -194,7 +194,16 @@ pub async fn open(
     ctx: PoolContext,
 ) -> Result<PgSqlPool, ProviderError> {
     let options = connect_options(server)?;
-    SqlPool::open(pool, options, None, eager, false, ctx).await
+    // A standby (a failover's old primary) is in recovery. Not the session's
+    // `default_transaction_read_only`: that is the application's own choice.
+    let read_only: crate::pool::ReadOnlyFn<Postgres> = std::sync::Arc::new(|conn| {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, bool>("select pg_is_in_recovery()")
+                .fetch_one(&mut *conn)
+                .await
+        })
+    });
+    SqlPool::open(pool, options, None, Some(read_only), eager, false, ctx).await
 }
 
 /// The PostgreSQL provider, as the manager's registry holds it.

@@ -43,6 +43,15 @@ pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
     /// connections to come back. Returns whether everything closed in time. Idempotent.
     fn close(&self, drain: Duration) -> BoxFuture<'_, bool>;
 
+    /// Whether the server behind the pool refuses writes now (a failover left it a
+    /// replica), asked of the server within `timeout`. The manager asks before it clears
+    /// the pool on a read-only error, so an application's own read-only transaction does
+    /// not churn connections. An engine that cannot tell answers `Ok(true)` (clear).
+    fn read_only(&self, timeout: Duration) -> BoxFuture<'_, Result<bool, ProviderError>> {
+        let _ = timeout;
+        Box::pin(async { Ok(true) })
+    }
+
     /// The concrete pool, for typed accessors to downcast.
     fn as_any(&self) -> &dyn Any;
 }
@@ -255,9 +264,23 @@ impl std::fmt::Debug for dyn Provider {
     }
 }
 
-/// Implements [`EnginePool`] for a pool type whose inherent methods have the same names.
+/// Implements [`EnginePool`] for a pool type whose inherent methods have the same names
+/// (`read_only` too when the invocation starts with `read_only;`).
 macro_rules! engine_pool {
+    (read_only; $ty:ty $(, $($bound:tt)+)?) => {
+        $crate::provider::engine_pool!(@impl {
+            fn read_only(
+                &self,
+                timeout: std::time::Duration,
+            ) -> futures_util::future::BoxFuture<'_, Result<bool, $crate::ProviderError>> {
+                Box::pin(Self::read_only(self, timeout))
+            }
+        } $ty $(, $($bound)+)?);
+    };
     ($ty:ty $(, $($bound:tt)+)?) => {
+        $crate::provider::engine_pool!(@impl {} $ty $(, $($bound)+)?);
+    };
+    (@impl { $($extra:tt)* } $ty:ty $(, $($bound:tt)+)?) => {
         impl$(<$($bound)+>)? $crate::provider::EnginePool for $ty {
             fn stats(&self) -> $crate::stats::PoolStats {
                 Self::stats(self)
@@ -280,6 +303,7 @@ macro_rules! engine_pool {
             fn as_any(&self) -> &dyn std::any::Any {
                 self
             }
+            $($extra)*
         }
     };
 }

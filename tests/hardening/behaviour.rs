@@ -101,3 +101,112 @@ async fn a_failed_probe_is_one_clear_and_idle_closes_are_all_counted() {
     );
     mgr.close().await;
 }
+
+/// Item 11: a read-only error that is the application's own (`BEGIN READ ONLY` then a
+/// write) cleared the pool, and `retry` cleared it again on every attempt. Now the
+/// connection asks the server whether it is read-only before clearing; a writable
+/// server means the error is the caller's: no clear, no retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_transaction_error_does_not_churn_the_pool() {
+    use crate::support::Recorder;
+    use dbmanager::EventKind;
+    use std::time::Duration;
+    support::require_postgres().await;
+    let mgr = Manager::from_yaml_str(&format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: '{PG_URL}'\n    retry_attempts: 3\n    retry_delay: 10ms\n"
+    ))
+    .unwrap();
+    let events = Recorder::start(&mgr);
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let result = conn
+        .retry(|mut c: sqlx::pool::PoolConnection<sqlx::Postgres>| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                let mut tx = sqlx::Connection::begin(&mut *c).await?;
+                sqlx::query("set transaction read only")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("create temp table t_ro (x int)")
+                    .execute(&mut *tx)
+                    .await
+            }
+        })
+        .await;
+    assert!(result.is_err());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        events.count(|k| matches!(k, EventKind::PoolCleared { .. })),
+        0,
+        "{:?}",
+        events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{:?}", e.kind))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        attempts.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "retried an application error"
+    );
+    let s = conn.stats().pool;
+    assert_eq!(s.closed_total, 0, "connections churned: {s:?}");
+    mgr.close().await;
+}
+
+/// Item 11, the other half: a real failover still clears at once. The server comes back
+/// as a standby; the first write's `25006` clears the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_standby_still_clears_the_pool() {
+    use crate::support::{Recorder, eventually};
+    use dbmanager::events::ClearReason;
+    use dbmanager::{ErrorClass, EventKind};
+    use std::time::Duration;
+    let pg = support::blocking(|| support::TempPostgres::start("failover")).await;
+    let mgr = Manager::from_yaml_str(&format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: '{}'\n    health_check_interval: 1h\n",
+        pg.url_via(pg.port)
+    ))
+    .unwrap();
+    let events = Recorder::start(&mgr);
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let pool = conn.postgres().unwrap();
+    sqlx::query("create table t (x int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pg = std::sync::Arc::new(pg);
+    let p = std::sync::Arc::clone(&pg);
+    support::blocking(move || p.restart_as_standby()).await;
+    // Whatever the restart cost, the pool now reaches a standby: a write is refused.
+    let err = loop {
+        match sqlx::query("insert into t values (1)").execute(&pool).await {
+            Err(e) if conn.report_error(&e) == ErrorClass::ReadOnly => break e,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(_) => panic!("a standby accepted a write"),
+        }
+    };
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let read_only_clear = || {
+        events.count(|k| {
+            matches!(
+                k,
+                EventKind::PoolCleared {
+                    reason: ClearReason::ErrorReported(ErrorClass::ReadOnly),
+                    ..
+                }
+            )
+        }) >= 1
+    };
+    assert!(
+        eventually(Duration::from_secs(2), read_only_clear).await,
+        "{:?}",
+        events.names()
+    );
+    mgr.close().await;
+}

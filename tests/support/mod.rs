@@ -298,6 +298,22 @@ impl TempPostgres {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// What a failover does to the old primary: it comes back as a standby (stopped,
+    /// `standby.signal` written, started again). It then refuses writes with `25006`.
+    pub fn restart_as_standby(&self) {
+        self.stop();
+        let signal = self.data().join("standby.signal");
+        std::fs::write(&signal, "").expect("write standby.signal");
+        if is_root() {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&signal)
+                .status()
+                .ok();
+        }
+        self.pg_ctl_start();
+    }
 }
 
 impl Drop for TempPostgres {

@@ -204,7 +204,22 @@ impl Connection {
             match op(conn).await {
                 Ok(value) => return Ok(value),
                 Err(e) => {
-                    let class = self.report_error(&e);
+                    let class = dbmanager_providers::Classify::class(&e);
+                    let class = if class == crate::ErrorClass::ReadOnly {
+                        // A failover clears the pool and is worth a retry; a read-only
+                        // transaction of the caller's own is not.
+                        if !self.inner.server_is_read_only().await {
+                            return Err(Error::Database {
+                                name: self.name().to_owned(),
+                                source: ProviderError::Database(e),
+                            });
+                        }
+                        self.inner
+                            .clear_with(crate::events::ClearReason::ErrorReported(class));
+                        class
+                    } else {
+                        self.report_error(&e)
+                    };
                     if class.is_transient()
                         && !self.is_closed()
                         && let Some(delay) = delays.next()

@@ -77,6 +77,8 @@ pub(crate) struct Inner {
     waiters: AtomicUsize,
     /// Signalled when the first waiter arrives, so the supervisor can probe sooner.
     waiter_arrived: Notify,
+    /// A read-only check is running (see `report_class`).
+    checking_read_only: AtomicBool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -137,6 +139,7 @@ impl Connection {
                 swap: tokio::sync::Mutex::new(()),
                 waiters: AtomicUsize::new(0),
                 waiter_arrived: Notify::new(),
+                checking_read_only: AtomicBool::new(false),
             }
         });
         Connection { inner }

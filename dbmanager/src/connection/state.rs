@@ -103,12 +103,53 @@ impl Inner {
     }
 
     /// Reacts to an error a caller met: clears the pool when it means the server went
-    /// away or failed over.
+    /// away, or (after asking the server, in the background) that it failed over.
     pub(crate) fn report_class(&self, class: ErrorClass) -> ErrorClass {
-        if class.clears_pool() && !self.is_closed() {
+        if self.is_closed() {
+            return class;
+        }
+        if class == ErrorClass::ReadOnly {
+            self.check_read_only_in_background();
+        } else if class.clears_pool() {
             self.clear_with(ClearReason::ErrorReported(class));
         }
         class
+    }
+
+    /// Whether the server refuses writes now (a failover left the pool on a replica),
+    /// asked of the server within `health_check_timeout`. A failed check counts as yes:
+    /// clearing when unsure is what a failover needs.
+    pub(crate) async fn server_is_read_only(&self) -> bool {
+        let Some(pools) = self.pools.load_full() else {
+            return false;
+        };
+        let answer = pools.main.read_only(self.config.health_check_timeout).await;
+        !matches!(answer, Ok(false))
+    }
+
+    /// On a read-only error: asks the server, and clears the pool only when it really is
+    /// read-only. An application's own `BEGIN READ ONLY` (or MySQL's `--secure-file-priv`,
+    /// which shares error 1290) then costs no connection. One check at a time.
+    fn check_read_only_in_background(&self) {
+        if self.checking_read_only.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            self.checking_read_only.store(false, Ordering::Release);
+            return;
+        };
+        let cancel = self.ctx.cancel.clone();
+        self.ctx.tasks.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                read_only = me.server_is_read_only() => {
+                    if read_only && !me.is_closed() {
+                        me.clear_with(ClearReason::ErrorReported(ErrorClass::ReadOnly));
+                    }
+                }
+            }
+            me.checking_read_only.store(false, Ordering::Release);
+        });
     }
 }
 
