@@ -2,7 +2,7 @@
 //! pool with default options, against the same throwaway server in one run.
 //!
 //! For PostgreSQL and MariaDB: start a throwaway server, put four clients on it (dbmanager
-//! `on_unavailable: wait` with plain acquire + query, the same with `Connection::retry`,
+//! `on_unavailable: wait` with plain acquire + query, the same with `Connection::retry_idempotent`,
 //! dbmanager `fail_fast`, and `sqlx::Pool` with default options), each with 4 workers
 //! issuing `SELECT 1` every 10 ms. After 1 s of load the server is killed (`kill -9`),
 //! restarted 2 s later, and the load goes on for 5 s more. Printed per client: requests
@@ -63,7 +63,7 @@ impl Client {
                         Err(_) => false,
                     },
                     (Engine::Postgres, true) => conn
-                        .retry(
+                        .retry_idempotent(
                             |mut c: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
                                 sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ())
                             },
@@ -75,7 +75,7 @@ impl Client {
                         Err(_) => false,
                     },
                     (Engine::MariaDb, true) => conn
-                        .retry(
+                        .retry_idempotent(
                             |mut c: sqlx::pool::PoolConnection<sqlx::MySql>| async move {
                                 sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ())
                             },

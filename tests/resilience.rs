@@ -248,7 +248,7 @@ macro_rules! resilience_tests {
                     tokio::spawn(async move {
                         let conn = mgr.get("db").unwrap();
                         while !stop.load(Ordering::Acquire) {
-                            conn.retry(|c: PoolConnection<$DB>| select1(c)).await?;
+                            conn.retry_idempotent(|c: PoolConnection<$DB>| select1(c)).await?;
                             ok.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }

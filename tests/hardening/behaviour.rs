@@ -210,3 +210,70 @@ async fn a_failover_to_a_standby_still_clears_the_pool() {
     );
     mgr.close().await;
 }
+
+/// Item 12: `retry` re-ran a write whose outcome was unknown: the connection was cut after
+/// the INSERT reached the server, and the retry inserted a second row. Now `retry` re-runs
+/// only what is safe by construction (serialization failures and deadlocks, which roll
+/// back; a read-only refusal); a lost connection is retried only by `retry_idempotent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_never_runs_a_write_twice_when_its_outcome_is_unknown() {
+    use crate::support::{proxy::FaultProxy, unique};
+    use std::time::Duration;
+    let admin = support::require_postgres().await;
+    let table = unique("retry_once");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create table {table} (x int)")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(5432).await;
+    let mgr = Manager::from_yaml_str(&format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: 'postgres://postgres@127.0.0.1:{}/test'\n    retry_attempts: 3\n    retry_delay: 10ms\n    health_check_interval: 1h\n",
+        proxy.port()
+    ))
+    .unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    // The INSERT reaches the server at ~400 ms; its answer would be back at ~800 ms; the
+    // connection is cut at ~600 ms, in between.
+    proxy.set_latency(Duration::from_millis(400));
+    let cutter = tokio::spawn({
+        let proxy_cut = std::sync::Arc::new(proxy);
+        let p = std::sync::Arc::clone(&proxy_cut);
+        async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            p.cut_all();
+            p.set_latency(Duration::ZERO);
+            proxy_cut
+        }
+    });
+    let insert = format!("insert into {table} values (1)");
+    let result = conn
+        .retry(|mut c: sqlx::pool::PoolConnection<sqlx::Postgres>| {
+            let insert = insert.clone();
+            async move {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(insert))
+                    .execute(&mut *c)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await;
+    let _proxy = cutter.await.unwrap();
+    let rows: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop table {table}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    mgr.close().await;
+    assert_eq!(rows, 1, "the write ran {rows} times");
+    let err = result.expect_err("the outcome is unknown: an error, not a retry");
+    assert_eq!(
+        err.class(),
+        Some(dbmanager::ErrorClass::ConnectionLost),
+        "{err:?}"
+    );
+}

@@ -2,7 +2,6 @@
 //! acquire, connect errors reported and waited out), and `acquire`, `begin`, `retry` on it.
 
 use super::Connection;
-use crate::backoff::Backoff;
 use crate::config::{DbType, OnUnavailable};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -174,65 +173,5 @@ impl Connection {
                     source: ProviderError::Database(e),
                 }
             })
-    }
-
-    /// Runs an idempotent operation, retrying it with the connection's backoff
-    /// (`retry_attempts`, `retry_delay`, `retry_max_delay`) when it fails with a transient
-    /// error ([`ErrorClass::is_transient`](crate::ErrorClass::is_transient)): a lost
-    /// connection, a failover, a deadlock... Each attempt gets a fresh connection through
-    /// [`acquire`](Self::acquire), so it waits out an outage under `on_unavailable: wait`.
-    /// Errors are reported (see [`report_error`](Self::report_error)), so a lost
-    /// connection clears the pool before the next attempt. Only use it for work that is
-    /// safe to run twice.
-    ///
-    /// ```no_run
-    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
-    /// let n: i64 = mgr.get("primary")?.retry(|mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
-    ///     sqlx::query_scalar("select count(*) from users").fetch_one(&mut *conn).await
-    /// }).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn retry<DB, T, F, Fut>(&self, mut op: F) -> Result<T>
-    where
-        DB: SqlEngine,
-        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
-        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
-    {
-        let mut delays = Backoff::single_round(&self.config().retry);
-        loop {
-            let conn = self.acquire::<DB>().await?;
-            match op(conn).await {
-                Ok(value) => return Ok(value),
-                Err(e) => {
-                    let class = dbmanager_providers::Classify::class(&e);
-                    let class = if class == crate::ErrorClass::ReadOnly {
-                        // A failover clears the pool and is worth a retry; a read-only
-                        // transaction of the caller's own is not.
-                        if !self.inner.server_is_read_only().await {
-                            return Err(Error::Database {
-                                name: self.name().to_owned(),
-                                source: ProviderError::Database(e),
-                            });
-                        }
-                        self.inner
-                            .clear_with(crate::events::ClearReason::ErrorReported(class));
-                        class
-                    } else {
-                        self.report_error(&e)
-                    };
-                    if class.is_transient()
-                        && !self.is_closed()
-                        && let Some(delay) = delays.next()
-                    {
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    return Err(Error::Database {
-                        name: self.name().to_owned(),
-                        source: ProviderError::Database(e),
-                    });
-                }
-            }
-        }
     }
 }

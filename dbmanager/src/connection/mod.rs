@@ -3,7 +3,8 @@
 //! Split by role, one file each:
 //! - this file: the handle, its shared state and its getters;
 //! - `state.rs`: health, events, pool clearing, error reports and the outage policy;
-//! - `checkout.rs`: acquire, begin, retry and the checkout loop every pooled view uses;
+//! - `checkout.rs`: acquire, begin and the checkout loop every pooled view uses;
+//! - `retry.rs`: `retry` and `retry_idempotent`;
 //! - `accessors.rs`: the typed accessors (`postgres()`, `mongo()`, `managed::<K>()`...);
 //! - `lifecycle.rs`: open, hot swap with drain, close, health checks and stats;
 //! - `supervised.rs`: the narrow interface the supervisor sees;
@@ -15,6 +16,7 @@
 mod accessors;
 mod checkout;
 mod lifecycle;
+mod retry;
 mod state;
 mod supervised;
 mod views;

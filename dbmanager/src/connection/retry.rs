@@ -1,0 +1,118 @@
+//! `retry` and `retry_idempotent`: an operation re-run on a fresh connection, when that
+//! is safe.
+
+use super::Connection;
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::events::ClearReason;
+use crate::pools::SqlEngine;
+use dbmanager_providers::{Classify, ErrorClass, ProviderError};
+use std::future::Future;
+
+impl Connection {
+    /// Runs an operation on a fresh connection, and runs it again (with the connection's
+    /// backoff: `retry_attempts`, `retry_delay`, `retry_max_delay`) only when the failure
+    /// says the server did not apply it:
+    ///
+    /// - a serialization failure or a deadlock (`40001`, `40P01`, MySQL 1213), a lock
+    ///   timeout, too many connections, SQLite busy ([`ErrorClass::Transient`]): the
+    ///   server rolled the work back, or never started it;
+    /// - a write refused because a failover left the pool on a replica
+    ///   ([`ErrorClass::ReadOnly`], once the server confirms it is read-only; the pool is
+    ///   cleared first).
+    ///
+    /// A **lost connection** is returned, not retried: the statement (or its COMMIT) may
+    /// have reached the server, and running a write twice is worse than failing. Use
+    /// [`retry_idempotent`](Self::retry_idempotent) for work that is safe to run twice
+    /// (reads, upserts keyed by a request id). Failures to connect never reach `op`:
+    /// `acquire` handles them (under `on_unavailable: wait` it waits out the outage).
+    /// Errors are reported (see [`report_error`](Self::report_error)).
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// mgr.get("primary")?.retry(|mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+    ///     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    ///     sqlx::query("update accounts set balance = balance - 10 where id = 1")
+    ///         .execute(&mut *tx).await?;
+    ///     tx.commit().await
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry<DB, T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        DB: SqlEngine,
+        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        self.retry_with(op, false).await
+    }
+
+    /// As [`retry`](Self::retry), and also after a lost connection, whose outcome is
+    /// unknown: you say the operation is idempotent (a read, an upsert keyed by a request
+    /// id), so running it twice is harmless. The lost connection clears the pool before
+    /// the next attempt.
+    ///
+    /// ```no_run
+    /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
+    /// let n: i64 = mgr.get("primary")?.retry_idempotent(|mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+    ///     sqlx::query_scalar("select count(*) from users").fetch_one(&mut *conn).await
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry_idempotent<DB, T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        DB: SqlEngine,
+        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        self.retry_with(op, true).await
+    }
+
+    async fn retry_with<DB, T, F, Fut>(&self, mut op: F, idempotent: bool) -> Result<T>
+    where
+        DB: SqlEngine,
+        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        let mut delays = Backoff::single_round(&self.config().retry);
+        loop {
+            let conn = self.acquire::<DB>().await?;
+            let e = match op(conn).await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let class = e.class();
+            let again = match class {
+                // A failover clears the pool and is worth a retry; a read-only
+                // transaction of the caller's own is not.
+                ErrorClass::ReadOnly => {
+                    let failover = self.inner.server_is_read_only().await;
+                    if failover {
+                        self.inner
+                            .clear_with(ClearReason::ErrorReported(ErrorClass::ReadOnly));
+                    }
+                    failover
+                }
+                ErrorClass::ConnectionLost => {
+                    self.report_error(&e);
+                    idempotent
+                }
+                other => {
+                    self.report_error(&e);
+                    other == ErrorClass::Transient
+                }
+            };
+            if again
+                && !self.is_closed()
+                && let Some(delay) = delays.next()
+            {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            return Err(Error::Database {
+                name: self.name().to_owned(),
+                source: ProviderError::Database(e),
+            });
+        }
+    }
+}
