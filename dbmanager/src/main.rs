@@ -170,15 +170,20 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
         for (name, result) in results {
             let Ok(conn) = mgr.get(&name) else { continue };
             let (pool, settings) = settings(conn.config());
+            // A driver's message may quote what it was given: scrub every error printed
+            // of the connection's secrets (every spelling of its password and DSN).
+            let secrets = conn.config().endpoint.secrets();
             let (status, latency, error) = match result {
                 Ok(l) => (HealthState::Healthy, Some(l), None),
                 Err(e) => (
                     HealthState::Unhealthy,
                     None,
                     Some(
-                        connect_errors
-                            .remove(&name)
-                            .unwrap_or_else(|| e.to_string()),
+                        secrets.scrub(
+                            connect_errors
+                                .remove(&name)
+                                .unwrap_or_else(|| e.to_string()),
+                        ),
                     ),
                 ),
             };

@@ -79,12 +79,9 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
-/// Decodes `%XX` escapes (DSN parts).
-#[cfg(any(feature = "mssql", feature = "diesel"))]
-#[cfg_attr(
-    not(any(feature = "mssql", feature = "postgres", feature = "mysql")),
-    allow(dead_code)
-)]
+/// Decodes `%XX` escapes (DSN parts). Hand-written (not `percent-encoding`, which only the
+/// `postgres` feature pulls in) because it must fail on a malformed escape rather than pass
+/// it through, and redaction needs it with every feature set.
 pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

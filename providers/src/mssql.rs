@@ -335,13 +335,12 @@ pub fn parse_dsn(dsn: &str) -> Result<Config, ProviderError> {
         return Config::from_ado_string(dsn).map_err(|e| fail(&e));
     }
     let (_, rest) = dsn.split_once("://").unwrap_or(("", dsn));
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-        None => (None, authority),
+    // The userinfo first: a password may hold `?` (and `@`), which must not be taken for
+    // the start of the query.
+    let (userinfo, after) = crate::redact::split_userinfo(rest);
+    let (hostport, tail) = match after.find(['/', '?']) {
+        Some(i) => after.split_at(i),
+        None => (after, ""),
     };
     let (path, query) = match tail.split_once('?') {
         Some((p, q)) => (p, q),

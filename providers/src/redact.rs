@@ -32,11 +32,12 @@ impl Secrets {
         self
     }
 
-    /// Adds a DSN: the whole text and the password in its userinfo.
+    /// Adds a DSN: the whole text and every spelling of the password in it (see
+    /// [`dsn_secrets`]).
     pub fn add_dsn(&mut self, dsn: &str) -> &mut Self {
         self.add(dsn);
         for pw in dsn_secrets(dsn) {
-            self.add(pw);
+            self.add(&pw);
         }
         self
     }
@@ -58,19 +59,90 @@ impl Secrets {
     }
 }
 
-/// Pieces of a DSN that must never reach an error message: the password in its userinfo.
-/// (Callers scrub the whole DSN as well.)
-pub fn dsn_secrets(dsn: &str) -> Vec<&str> {
-    let Some(rest) = dsn.split_once("://").map(|(_, r)| r) else {
-        return Vec::new();
+/// Pieces of a DSN that must never reach an error message (callers scrub the whole DSN
+/// as well): the password of a URL's userinfo, read the way [`split_userinfo`] reads it
+/// and also as every other `@` would cut it (a password with an unescaped `@`, or an `@`
+/// in the query: redacting too much is harmless, too little is not); each also
+/// percent-decoded, as a driver's message may quote it; and the `password=`/`pwd=` value
+/// of an ADO.NET or JDBC string.
+pub fn dsn_secrets(dsn: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |s: &str| {
+        if !s.is_empty() && !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+        if let Ok(decoded) = crate::percent_decode(s)
+            && !decoded.is_empty()
+            && !out.contains(&decoded)
+        {
+            out.push(decoded);
+        }
     };
-    let Some(at) = rest.rfind('@') else {
-        return Vec::new();
-    };
-    match rest[..at].split_once(':') {
-        Some((_, pw)) if !pw.is_empty() => vec![pw],
-        _ => Vec::new(),
+    if let Some((_, rest)) = dsn.split_once("://") {
+        for (at, _) in rest.match_indices('@') {
+            if let Some((_, pw)) = rest[..at].split_once(':') {
+                push(pw);
+            }
+        }
+        if let (Some(userinfo), _) = split_userinfo(rest)
+            && let Some((_, pw)) = userinfo.split_once(':')
+        {
+            push(pw);
+        }
     }
+    for pw in keyword_passwords(dsn) {
+        push(&pw);
+    }
+    out
+}
+
+/// Splits what follows a URL's `://` into its userinfo (if any) and the rest. The
+/// userinfo ends at the first `@` (before any `/`) after which the host part (up to `?`)
+/// holds no other `@`: so a password may hold `?` or an unescaped `@`, and an `@` in the
+/// query is not taken for the end of the userinfo.
+pub fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
+    let region = &rest[..rest.find('/').unwrap_or(rest.len())];
+    for (at, _) in region.match_indices('@') {
+        let after = &region[at + 1..];
+        let host = after.split('?').next().unwrap_or(after);
+        if !host.contains('@') {
+            return (Some(&rest[..at]), &rest[at + 1..]);
+        }
+    }
+    (None, rest)
+}
+
+/// The values of `password=` / `pwd=` in a `key=value;...` string (ADO.NET, JDBC), with
+/// `{...}`, `"..."` and `'...'` quoting.
+fn keyword_passwords(dsn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let lower = dsn.to_ascii_lowercase();
+    for key in ["password=", "pwd="] {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(key) {
+            let start = from + i + key.len();
+            from = start;
+            // Only at the start of a pair.
+            let before = lower[..start - key.len()].trim_end();
+            if !(before.is_empty() || before.ends_with(';') || before.ends_with(':')) {
+                continue;
+            }
+            let value = dsn[start..].trim_start();
+            let (close, open_len) = match value.chars().next() {
+                Some('{') => ("}", 1),
+                Some('"') => ("\"", 1),
+                Some('\'') => ("'", 1),
+                _ => (";", 0),
+            };
+            let body = &value[open_len..];
+            let end = body.find(close).unwrap_or(body.len());
+            let pw = body[..end].trim_end();
+            if !pw.is_empty() {
+                out.push(pw.to_owned());
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -160,3 +160,61 @@ async fn the_postgres_provider_reads_pg_variables_but_never_a_password_file() {
         );
     }
 }
+
+/// Item 8: redaction gaps. `@` in a DSN's query broke the password extraction; only the
+/// URL-encoded form of a password was redacted; ADO/JDBC passwords were not collected;
+/// a `sqlserver://` password with `?` had its tail quoted as an "unknown parameter".
+#[test]
+fn every_spelling_of_a_dsn_password_is_redacted() {
+    use dbmanager::Secrets;
+    let cases: &[(&str, &[&str])] = &[
+        // `@` in the query: the password is still the userinfo's.
+        ("postgres://u:Pw7sec@h/d?application_name=a@b", &["Pw7sec"]),
+        // Percent-encoded in the DSN, decoded in a driver's message.
+        (
+            "postgres://u:p%40ss%2Fw0rd@h/d",
+            &["p%40ss%2Fw0rd", "p@ss/w0rd"],
+        ),
+        // An unencoded `@` inside the password.
+        ("mysql://u:p@ss-w0rd@h/d", &["p@ss-w0rd"]),
+        // ADO.NET and JDBC strings.
+        (
+            "Server=tcp:h,1433;User Id=sa;Password=Ad0Secret;Database=d",
+            &["Ad0Secret"],
+        ),
+        (
+            "server=h;pwd={br@ced;secret};database=d",
+            &["br@ced;secret"],
+        ),
+        (
+            "jdbc:sqlserver://h:1433;databaseName=d;user=sa;password=Jdbc5ecret;",
+            &["Jdbc5ecret"],
+        ),
+        // `?` in a sqlserver:// password.
+        (
+            "sqlserver://sa:12345?t41lpart@h:1433/master",
+            &["12345?t41lpart"],
+        ),
+    ];
+    for (dsn, secrets) in cases {
+        let mut s = Secrets::new();
+        s.add_dsn(dsn);
+        for secret in *secrets {
+            let out = s.scrub(format!("driver said: {secret} / {dsn}"));
+            assert!(!out.contains(secret), "{dsn}: `{secret}` survived: {out}");
+        }
+    }
+}
+
+/// Item 8: a `sqlserver://` password with `?` after digits had its tail quoted in the
+/// "unknown parameter" error.
+#[test]
+fn a_sql_server_dsn_error_never_quotes_the_password_tail() {
+    let yaml = "connections:\n  legacy:\n    type: mssql\n    dsn: 'sqlserver://sa:12345?t41lpart@127.0.0.1:1433/master?encrypt=bogus'\n";
+    let err = load_with_env(yaml, &[]).expect_err("a bad encrypt value");
+    assert!(!err.contains("t41lpart"), "{err}");
+    assert!(!err.contains("12345"), "{err}");
+    // The password with `?` is read as a password: this one is valid.
+    let yaml = "connections:\n  legacy:\n    type: mssql\n    dsn: 'sqlserver://sa:12345?t41lpart@127.0.0.1:1433/master?encrypt=danger_plaintext'\n";
+    load_with_env(yaml, &[]).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -424,13 +424,7 @@ pub(crate) fn secret_values(root: &Node) -> Vec<String> {
         match &node.value {
             Value::Str(s) if secret && !s.is_empty() => {
                 out.push(s.clone());
-                if let Some((_, rest)) = s.split_once("://")
-                    && let Some(at) = rest.rfind('@')
-                    && let Some((_, pw)) = rest[..at].split_once(':')
-                    && !pw.is_empty()
-                {
-                    out.push(pw.to_owned());
-                }
+                out.extend(dbmanager_providers::dsn_secrets(s));
             }
             Value::Seq(items) => items.iter().for_each(|i| walk(i, secret, out)),
             Value::Map(entries) => {

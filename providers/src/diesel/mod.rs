@@ -78,12 +78,10 @@ fn from_url(server: &ServerSettings) -> Result<Option<ServerSettings>, ProviderE
     };
     let fail = |reason: &str| ProviderError::invalid_dsn(format!("diesel view: {reason}"), dsn);
     let decode = |s: &str| crate::percent_decode(s).map_err(|e| fail(&e));
+    // The userinfo first: its password may hold `?` or `@` (see `split_userinfo`).
+    let (userinfo, rest) = crate::redact::split_userinfo(rest);
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-        None => (None, authority),
-    };
+    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut out = ServerSettings::default();
     if let Some(userinfo) = userinfo {
         let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
