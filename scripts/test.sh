@@ -4,6 +4,8 @@
 #
 #   scripts/test.sh            # all tests
 #   scripts/test.sh --lint     # also clippy -D warnings and rustfmt --check
+#   scripts/test.sh -- CMD...  # start the servers, then run CMD instead (one test, say:
+#                              # scripts/test.sh -- cargo test -p dbmanager --all-features --test hardening)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -134,6 +136,13 @@ start_mongo_servers
 # Throwaway PostgreSQL instances in the tests need the server binaries.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   || die "PostgreSQL server binaries (initdb, pg_ctl) are required under /usr/lib/postgresql/*/bin"
+
+if [ "${1:-}" = "--" ]; then
+  shift
+  say "$*"
+  "$@"
+  exit $?
+fi
 
 say "cargo test --workspace --all-features"
 cargo test --workspace --all-features

@@ -9,6 +9,7 @@
 mod support;
 
 mod behaviour;
+mod canary;
 mod input;
 mod lifecycle;
 mod secrets;

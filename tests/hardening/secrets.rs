@@ -50,7 +50,7 @@ fn interpolation_errors_never_quote_a_secret_and_overrides_are_literal() {
 
 /// Collects everything logged through `tracing` on this thread, at every level.
 #[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -63,12 +63,12 @@ impl std::io::Write for Captured {
 }
 
 impl Captured {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
     /// Runs `f` on a current-thread runtime with every log line captured.
-    fn during<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+    pub(crate) fn during<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         let sink = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)

@@ -44,11 +44,17 @@ pub struct MockTds {
     rt: Mutex<Option<tokio::runtime::Runtime>>,
     sessions: Arc<AtomicUsize>,
     failed_logins: Arc<AtomicUsize>,
+    password: Arc<str>,
 }
 
 impl MockTds {
     /// Starts it on a free port.
     pub fn start(tls: Tls) -> MockTds {
+        Self::start_with_password(tls, MSSQL_PASSWORD)
+    }
+
+    /// Starts it on a free port; the gate (plain mode) accepts `sa` with `password`.
+    pub fn start_with_password(tls: Tls, password: &str) -> MockTds {
         let dir = tempfile::tempdir().expect("a temp dir");
         let (cert, server_cert, key) = match tls {
             Tls::Plain => (None, None, None),
@@ -67,6 +73,7 @@ impl MockTds {
             rt: Mutex::new(None),
             sessions: Arc::new(AtomicUsize::new(0)),
             failed_logins: Arc::new(AtomicUsize::new(0)),
+            password: Arc::from(password),
         };
         m.resume();
         m
@@ -114,6 +121,7 @@ impl MockTds {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sessions = Arc::clone(&self.sessions);
         let failed = Arc::clone(&self.failed_logins);
+        let password = Arc::clone(&self.password);
         rt.spawn(async move {
             match tls {
                 Tls::Plain => {
@@ -123,7 +131,7 @@ impl MockTds {
                     tokio::spawn(mock.run());
                     let gate = bind(port).await;
                     let _ = ready_tx.send(());
-                    run_gate(gate, inner, sessions, failed).await;
+                    run_gate(gate, inner, sessions, failed, password).await;
                 }
                 Tls::Strict => {
                     let mock = MockTdsServer::new_with_strict_tls(
@@ -166,6 +174,7 @@ async fn run_gate(
     inner: SocketAddr,
     sessions: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
+    password: Arc<str>,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -173,8 +182,9 @@ async fn run_gate(
         };
         let sessions = Arc::clone(&sessions);
         let failed = Arc::clone(&failed);
+        let password = Arc::clone(&password);
         tokio::spawn(async move {
-            let _ = gate(client, inner, &sessions, &failed).await;
+            let _ = gate(client, inner, &sessions, &failed, &password).await;
         });
     }
 }
@@ -233,6 +243,7 @@ async fn gate(
     inner: SocketAddr,
     sessions: &AtomicUsize,
     failed: &AtomicUsize,
+    password: &str,
 ) -> std::io::Result<()> {
     let mut server = TcpStream::connect(inner).await?;
     // Prelogin, both ways.
@@ -243,8 +254,7 @@ async fn gate(
     // Login7: check the password, then step aside.
     let login = read_packet(&mut client).await?;
     let ok = login.first() == Some(&0x10)
-        && login_credentials(&login[8..])
-            .is_some_and(|(u, p)| u == MSSQL_USER && p == MSSQL_PASSWORD);
+        && login_credentials(&login[8..]).is_some_and(|(u, p)| u == MSSQL_USER && p == password);
     if !ok {
         failed.fetch_add(1, Ordering::AcqRel);
         let user = login_credentials(&login[8..])
