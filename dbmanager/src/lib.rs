@@ -53,6 +53,16 @@ pub use pools::SqlEngine;
 pub use registry::Registry;
 pub use stats::{View, ViewStats};
 
+/// sqlx, re-exported so a service writes `dbmanager::sqlx::query(...)` with the version and
+/// the database features dbmanager was built with (a second sqlx in the tree would not
+/// share its pool types).
+pub use sqlx;
+
+/// The README's Rust snippets, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The MongoDB provider's types (the pool, its error classification) and the driver itself,
 /// so a service uses the same `mongodb` version dbmanager was built with.
 #[cfg(feature = "mongodb")]
