@@ -101,8 +101,8 @@ impl Manager {
     }
 
     /// How many background tasks this manager has running now: one supervisor per open
-    /// connection, plus one idle trimmer per SQL pool whose `max_idle_conns` is below
-    /// `max_open_conns`. Zero after [`close`](Self::close) returns.
+    /// connection, plus one maintenance task per SQL pool whose `max_idle_conns` is below
+    /// `max_open_conns` or whose `min_idle_conns` is above zero. Zero after [`close`](Self::close) returns.
     pub fn task_count(&self) -> usize {
         self.inner.shared.tasks.len()
     }

@@ -29,7 +29,7 @@ use futures_util::future::BoxFuture;
 use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sqlx::{ConnectOptions, Connection, Database, Pool};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -138,6 +138,9 @@ struct Generation {
     /// Nanoseconds after `epoch` of the last clear, plus one; 0 = never cleared.
     cleared: AtomicU64,
     count: AtomicU64,
+    /// Set when a `min_idle_conns` refill failed to connect, cleared by the next connect
+    /// that succeeds (see `fill_min_idle`).
+    refill_paused: AtomicBool,
 }
 
 impl Generation {
@@ -146,6 +149,7 @@ impl Generation {
             epoch: Instant::now(),
             cleared: AtomicU64::new(0),
             count: AtomicU64::new(0),
+            refill_paused: AtomicBool::new(false),
         }
     }
 
@@ -230,7 +234,10 @@ impl<DB: Database> SqlPool<DB> {
             anchor: tokio::sync::Mutex::new(anchor),
             read_only,
         });
-        if inner.settings.max_idle < inner.settings.max_open {
+        if eager {
+            fill_min_idle(&inner).await;
+        }
+        if inner.settings.max_idle < inner.settings.max_open || inner.settings.min_idle > 0 {
             spawn_idle_trimmer(&ctx.tasks, inner.cancel.clone(), Arc::downgrade(&inner));
         }
         Ok(SqlPool { inner })
@@ -403,8 +410,48 @@ impl<DB: Database> SqlPool<DB> {
     }
 }
 
-/// How often surplus idle connections (above `max_idle_conns`) are closed.
+/// How often surplus idle connections (above `max_idle_conns`) are closed and
+/// `min_idle_conns` is refilled.
 const TRIM_PERIOD: Duration = Duration::from_millis(250);
+
+/// Opens connections until the pool holds `min_idle_conns`. sqlx's own `min_connections`
+/// is not used: it refills after every close, whatever the supervisor's backoff says (a
+/// rotated password made it try again after each cleared connection). This tries one
+/// connect first; if it fails, no refill runs until some connect succeeds (a caller's,
+/// or the supervisor's probe on its backoff).
+async fn fill_min_idle<DB: Database>(inner: &Inner<DB>) {
+    let want = inner.settings.min_idle;
+    let generation = &inner.generation;
+    if want == 0 || inner.pool.is_closed() || generation.refill_paused.load(Ordering::Acquire) {
+        return;
+    }
+    let open = inner.pool.size();
+    if open >= want {
+        return;
+    }
+    let limit = inner.settings.connect_timeout;
+    let acquire = || tokio::time::timeout(limit, inner.pool.acquire());
+    // Idle connections are handed out first: take them all, so the rest must be opened.
+    let idle = inner.pool.num_idle();
+    let mut held = Vec::new();
+    for _ in 0..idle {
+        match inner.pool.try_acquire() {
+            Some(c) => held.push(c),
+            None => break,
+        }
+    }
+    let Ok(Ok(first)) = acquire().await else {
+        generation.refill_paused.store(true, Ordering::Release);
+        return;
+    };
+    held.push(first);
+    let more = want.saturating_sub(open + 1);
+    let rest = futures_util::future::join_all((0..more).map(|_| acquire())).await;
+    if rest.iter().any(|r| !matches!(r, Ok(Ok(_)))) {
+        generation.refill_paused.store(true, Ordering::Release);
+    }
+    held.extend(rest.into_iter().filter_map(|r| r.ok().and_then(Result::ok)));
+}
 
 /// Closes idle connections above `max_idle_conns`. The release hook does this for releases
 /// one at a time, but connections released together all see the same idle count before
@@ -425,6 +472,10 @@ fn spawn_idle_trimmer<DB: Database>(
             let Some(inner) = weak.upgrade() else { return };
             if inner.pool.is_closed() {
                 return;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = fill_min_idle(&inner) => {}
             }
             let max_idle = inner.settings.max_idle as usize;
             while inner.pool.num_idle() > max_idle {
@@ -455,6 +506,7 @@ fn pool_options<DB: Database>(
     let max_idle = s.max_idle as usize;
 
     let on_connect = Arc::clone(counters);
+    let gen_connect = Arc::clone(generation);
     let on_acquire = Arc::clone(counters);
     let on_release = Arc::clone(counters);
     let gen_acquire = Arc::clone(generation);
@@ -464,7 +516,8 @@ fn pool_options<DB: Database>(
 
     PoolOptions::<DB>::new()
         .max_connections(s.max_open)
-        .min_connections(s.min_idle)
+        // Refilled by `fill_min_idle` instead, which follows the backoff.
+        .min_connections(0)
         .acquire_timeout(s.acquire_timeout)
         // Lifetime is enforced by the hooks below so that each close is counted; sqlx's
         // reaper only handles the idle timeout.
@@ -473,12 +526,14 @@ fn pool_options<DB: Database>(
         .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             let counters = Arc::clone(&on_connect);
+            let generation = Arc::clone(&gen_connect);
             let init = init.clone();
             Box::pin(async move {
                 if let Some(init) = init {
                     init(conn).await?;
                 }
                 PoolCounters::inc(&counters.opened);
+                generation.refill_paused.store(false, Ordering::Release);
                 Ok(())
             })
         })

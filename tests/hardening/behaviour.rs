@@ -24,6 +24,18 @@ async fn an_empty_password_means_none() {
     let _ = PG_URL;
 }
 
+/// `n` connections checked out at once (so the pool opens `n`).
+async fn checked_out(
+    conn: &dbmanager::Connection,
+    n: usize,
+) -> Vec<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    futures_util::future::join_all((0..n).map(|_| conn.acquire::<sqlx::Postgres>()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// Item 13: a failed probe counted two pool clears (the pool's ping cleared, then the
 /// connection's reaction cleared again), and idle-timeout closes were under-reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,12 +54,7 @@ async fn a_failed_probe_is_one_clear_and_idle_closes_are_all_counted() {
     mgr.connect().await.unwrap();
     let conn = mgr.get("db").unwrap();
     // Three connections, released together, then left idle past `conn_max_idle_time`.
-    let held: Vec<_> =
-        futures_util::future::join_all((0..3).map(|_| conn.acquire::<sqlx::Postgres>()))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+    let held = checked_out(&conn, 3).await;
     let opened = conn.stats().pool.opened_total;
     drop(held);
     tokio::time::sleep(Duration::from_millis(3500)).await;
@@ -61,12 +68,7 @@ async fn a_failed_probe_is_one_clear_and_idle_closes_are_all_counted() {
 
     // One probe that finds the server gone: one clear, one event, and the event counts
     // the idle connections the clear closed (the probe holds the third).
-    let held: Vec<_> =
-        futures_util::future::join_all((0..3).map(|_| conn.acquire::<sqlx::Postgres>()))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+    let held = checked_out(&conn, 3).await;
     drop(held);
     // sqlx pings each released connection in a task of its own: let those finish.
     tokio::time::sleep(Duration::from_millis(300)).await;
