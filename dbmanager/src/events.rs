@@ -11,6 +11,7 @@
 //! No event carries a password or a DSN.
 
 use crate::health::HealthState;
+use arc_swap::ArcSwap;
 use dbmanager_providers::ErrorClass;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,12 +24,14 @@ pub trait Subscriber: Send + Sync + 'static {
     fn on_event(&self, event: &Event);
 }
 
-/// Where a connection publishes its events: its synchronous subscribers, then the
-/// broadcast channel.
+/// Where a connection publishes its events: its own synchronous subscribers (logging),
+/// the manager-wide ones (metrics, a service's own), then the broadcast channel.
 #[derive(Clone)]
 pub(crate) struct Bus {
     channel: broadcast::Sender<Event>,
     subscribers: Arc<[Arc<dyn Subscriber>]>,
+    /// Shared by every connection of a manager; added to at any time.
+    shared: Arc<ArcSwap<Vec<Arc<dyn Subscriber>>>>,
 }
 
 impl Bus {
@@ -37,17 +40,28 @@ impl Bus {
         Bus {
             channel: broadcast::Sender::new(EVENT_CAPACITY),
             subscribers: Arc::from(Vec::new()),
+            shared: Arc::new(ArcSwap::from_pointee(Vec::new())),
         }
     }
 
-    /// The same channel, with `more` subscribers after the existing ones.
+    /// The same channel and manager-wide subscribers, with `more` subscribers of its own.
     pub(crate) fn with(&self, more: impl IntoIterator<Item = Arc<dyn Subscriber>>) -> Self {
         let mut subscribers: Vec<_> = self.subscribers.iter().cloned().collect();
         subscribers.extend(more);
         Bus {
             channel: self.channel.clone(),
             subscribers: Arc::from(subscribers),
+            shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// Adds a manager-wide subscriber: every connection's next events reach it.
+    pub(crate) fn add(&self, subscriber: Arc<dyn Subscriber>) {
+        self.shared.rcu(|list| {
+            let mut list = Vec::clone(list);
+            list.push(Arc::clone(&subscriber));
+            list
+        });
     }
 
     /// A receiver of every event published from now on.
@@ -58,6 +72,9 @@ impl Bus {
     /// Hands `event` to every subscriber, then to the channel.
     pub(crate) fn publish(&self, event: Event) {
         for s in self.subscribers.iter() {
+            s.on_event(&event);
+        }
+        for s in self.shared.load().iter() {
             s.on_event(&event);
         }
         // An error only means no receiver is listening.
@@ -163,6 +180,13 @@ pub enum EventKind {
         /// Whether it was opened without connecting (`startup: lazy`, or a lazy view).
         lazy: bool,
     },
+    /// One health check (the supervisor's probe, or `Connection::health_check`) ended.
+    HealthChecked {
+        /// How long it took (until the answer, the error or the timeout).
+        took: Duration,
+        /// Whether the server answered.
+        ok: bool,
+    },
     /// The connection was closed (`Manager::close`).
     Closed,
     /// `close()` gave up waiting for connections still in use after `close_timeout`; they
@@ -186,6 +210,7 @@ impl EventKind {
             EventKind::Swapped { .. } => "swapped",
             EventKind::Drained { .. } => "drained",
             EventKind::Opened { .. } => "opened",
+            EventKind::HealthChecked { .. } => "health_checked",
             EventKind::Closed => "closed",
             EventKind::CloseTimedOut { .. } => "close_timed_out",
         }

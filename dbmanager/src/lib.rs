@@ -32,6 +32,8 @@ pub mod events;
 mod health;
 mod logging;
 mod manager;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pools;
 mod registry;
 pub mod stats;
@@ -57,6 +59,11 @@ pub use stats::{View, ViewStats};
 /// the database features dbmanager was built with (a second sqlx in the tree would not
 /// share its pool types).
 pub use sqlx;
+
+/// prometheus-client, re-exported so a service builds its `Registry` with the version
+/// [`Manager::register_metrics`] takes.
+#[cfg(feature = "metrics")]
+pub use prometheus_client;
 
 /// The README's Rust snippets, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -35,6 +35,8 @@ impl Subscriber for Log {
                     "connections still in use when close_timeout expired; they close when returned"
                 );
             }
+            // One per probe: metrics want it, a log does not.
+            EventKind::HealthChecked { .. } => {}
             EventKind::ReconnectAttempt { .. }
             | EventKind::AcquireTimedOut { .. }
             | EventKind::Unavailable { .. } => {

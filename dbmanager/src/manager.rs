@@ -35,7 +35,7 @@ pub struct Manager {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     /// In configuration order.
     order: ArcSwap<Vec<String>>,
     connections: ArcSwap<HashMap<String, Connection>>,
@@ -65,6 +65,18 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
+    /// A weak handle (metrics hold one, so a registry does not keep the manager alive).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The manager behind a handle from [`downgrade`](Self::downgrade).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Manager { inner }
+    }
+
     /// Builds a manager from a validated configuration. Opens nothing: call
     /// [`connect`](Self::connect). Logs the configuration's warnings.
     pub fn new(config: Config) -> Self {
@@ -98,6 +110,13 @@ impl Manager {
     /// [`connect`](Self::connect) to see the first ones.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.shared.events.subscribe()
+    }
+
+    /// Adds a synchronous [`Subscriber`](crate::Subscriber): it sees every event of every
+    /// connection from now on, on the task that caused it, and never misses one (metrics
+    /// are one). It must be quick and must not block.
+    pub fn add_subscriber(&self, subscriber: std::sync::Arc<dyn crate::Subscriber>) {
+        self.inner.shared.events.add(subscriber);
     }
 
     /// How many background tasks this manager has running now: one supervisor per open

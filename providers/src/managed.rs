@@ -269,6 +269,7 @@ impl<K: Connector> ManagedPool<K> {
 
     /// Checks out a connection, waiting at most `limit`, and counts the wait.
     pub async fn acquire_within(&self, limit: Duration) -> Result<Object<K>, ProviderError> {
+        let _pending = self.inner.counters.pending();
         let started = Instant::now();
         let timeouts = managed::Timeouts {
             wait: Some(limit),

@@ -265,6 +265,7 @@ impl<DB: Database> SqlPool<DB> {
         &self,
         limit: Duration,
     ) -> Result<PoolConnection<DB>, ProviderError> {
+        let _pending = self.inner.counters.pending();
         let started = Instant::now();
         let result = if limit < self.inner.settings.acquire_timeout {
             tokio::time::timeout(limit, self.inner.pool.acquire())

@@ -18,6 +18,25 @@ pub struct PoolCounters {
     pub(crate) closed_shutdown: AtomicU64,
     pub(crate) closed_cleared: AtomicU64,
     pub(crate) clears: AtomicU64,
+    /// Acquires in progress now (waiting for a connection or opening one).
+    pub(crate) pending: AtomicU64,
+    /// How many acquires waited at most each of [`WAIT_BUCKETS`] (not cumulative; the
+    /// last slot counts the longer ones).
+    pub(crate) wait_buckets: [AtomicU64; WAIT_BUCKETS.len() + 1],
+}
+
+/// The upper bounds (seconds) of the acquire-wait histogram's buckets.
+pub const WAIT_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// An acquire in progress, counted in [`PoolStats::pending`] until dropped.
+pub(crate) struct Pending<'a>(&'a AtomicU64);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PoolCounters {
@@ -29,6 +48,18 @@ impl PoolCounters {
         Self::inc(&self.wait_count);
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let secs = waited.as_secs_f64();
+        let slot = WAIT_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(WAIT_BUCKETS.len());
+        Self::inc(&self.wait_buckets[slot]);
+    }
+
+    /// Counts an acquire as pending until the guard is dropped.
+    pub(crate) fn pending(&self) -> Pending<'_> {
+        Self::inc(&self.pending);
+        Pending(&self.pending)
     }
 
     /// A snapshot of the counters combined with the pool's live sizes.
@@ -65,6 +96,8 @@ impl PoolCounters {
             closed_shutdown: shutdown,
             closed_cleared: cleared,
             pool_clears: get(&self.clears),
+            pending: u32::try_from(get(&self.pending)).unwrap_or(u32::MAX),
+            wait_buckets: std::array::from_fn(|i| get(&self.wait_buckets[i])),
         }
     }
 }
@@ -115,6 +148,12 @@ pub struct PoolStats {
     /// Times the pool was cleared: by the manager after a lost connection or a failover
     /// (SQL pools, SQL Server), or by the MongoDB driver itself.
     pub pool_clears: u64,
+    /// Acquires through the manager in progress now (waiting, or opening a connection).
+    pub pending: u32,
+    /// The acquires of `wait_count` by how long they waited: slot `i` counts those that
+    /// waited at most [`WAIT_BUCKETS`]`[i]` seconds (and more than the bound before it);
+    /// the last slot, longer ones.
+    pub wait_buckets: [u64; WAIT_BUCKETS.len() + 1],
 }
 
 impl PoolStats {
@@ -139,6 +178,8 @@ impl PoolStats {
             closed_shutdown: self.closed_shutdown + other.closed_shutdown,
             closed_cleared: self.closed_cleared + other.closed_cleared,
             pool_clears: self.pool_clears + other.pool_clears,
+            pending: self.pending + other.pending,
+            wait_buckets: std::array::from_fn(|i| self.wait_buckets[i] + other.wait_buckets[i]),
         }
     }
 }

@@ -21,8 +21,21 @@ const SWAP_GRACE: Duration = Duration::from_millis(250);
 
 impl Inner {
     /// One round trip through the current pool, bounded by `health_check_timeout`.
-    /// A pool closed by user code (`conn.postgres()?.close()`) is replaced first.
+    /// Publishes `HealthChecked` with how long it took, whatever the outcome.
     pub(crate) async fn probe(&self) -> Result<Duration, ProviderError> {
+        let started = Instant::now();
+        let result = self.probe_once().await;
+        if !self.is_closed() {
+            self.emit(EventKind::HealthChecked {
+                took: started.elapsed(),
+                ok: result.is_ok(),
+            });
+        }
+        result
+    }
+
+    /// A pool closed by user code (`conn.postgres()?.close()`) is replaced first.
+    async fn probe_once(&self) -> Result<Duration, ProviderError> {
         let Some(pools) = self.pools.load_full() else {
             return Err(ProviderError::Closed);
         };

@@ -1,0 +1,305 @@
+//! Prometheus metrics checked against known activity: N acquires move the histogram's
+//! count by N, a forced timeout moves its counter by 1, a killed server takes `up` to 0
+//! and back with reconnect attempts counted, a closed connection's series disappear,
+//! `enable_metrics: false` leaves a connection out, two managers share a registry
+//! through labelled sub-registries, and no password reaches the exposition.
+
+mod support;
+
+use dbmanager::Manager;
+use dbmanager::prometheus_client::encoding::text::encode;
+use dbmanager::prometheus_client::registry::Registry;
+use std::time::Duration;
+use support::{blocking, eventually};
+
+/// The exposition as (series, value) pairs.
+fn scrape(registry: &Registry) -> Vec<(String, f64)> {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of the one series named `name` with every `labels` pair, or `None`.
+fn value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<f64> = scrape(registry)
+        .into_iter()
+        .filter(|(s, _)| {
+            s.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        found.len() <= 1,
+        "{name} {labels:?} matches {} series",
+        found.len()
+    );
+    found.first().copied()
+}
+
+fn text(registry: &Registry) -> String {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    text
+}
+
+const SQLITE: &str = "connections:\n  cache:\n    type: sqlite\n    filepath: ':memory:'\n    max_open_conns: 1\n    acquire_timeout: 200ms\n  quiet:\n    type: sqlite\n    filepath: ':memory:'\n    enable_metrics: false\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_metrics_follow_known_activity() {
+    let mgr = Manager::from_yaml_str(SQLITE).unwrap();
+    let mut registry = Registry::default();
+    mgr.register_metrics(&mut registry);
+    mgr.connect().await.unwrap();
+    let cache = [
+        ("connection", "cache"),
+        ("type", "sqlite"),
+        ("pool", "main"),
+    ];
+    assert_eq!(
+        value(&registry, "dbmanager_connection_up", &cache[..2]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_connection_state",
+            &[cache[0], ("state", "healthy")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_connection_state",
+            &[cache[0], ("state", "unhealthy")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&registry, "dbmanager_pool_max_connections", &cache),
+        Some(1.0)
+    );
+    // `enable_metrics: false`: no series at all.
+    assert!(!text(&registry).contains("connection=\"quiet\""));
+
+    // N acquires move the histogram's count by N.
+    let conn = mgr.get("cache").unwrap();
+    let before = value(
+        &registry,
+        "dbmanager_acquire_duration_seconds_count",
+        &cache,
+    )
+    .unwrap();
+    for _ in 0..7 {
+        drop(conn.acquire::<sqlx::Sqlite>().await.unwrap());
+    }
+    let after = value(
+        &registry,
+        "dbmanager_acquire_duration_seconds_count",
+        &cache,
+    )
+    .unwrap();
+    assert_eq!(after - before, 7.0);
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_acquire_duration_seconds_bucket",
+            &[cache[0], ("le", "+Inf")]
+        ),
+        Some(after)
+    );
+
+    // A held connection shows as in use; a second acquire is pending, then times out.
+    let held = conn.acquire::<sqlx::Sqlite>().await.unwrap();
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_pool_connections",
+            &[cache[0], ("state", "in_use")]
+        ),
+        Some(1.0)
+    );
+    let waiting = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.acquire::<sqlx::Sqlite>().await.map(drop) }
+    });
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            value(&registry, "dbmanager_pool_pending_requests", &cache) == Some(1.0)
+        })
+        .await
+    );
+    assert!(
+        waiting.await.unwrap().is_err(),
+        "the second acquire times out"
+    );
+    assert_eq!(
+        value(&registry, "dbmanager_acquire_timeouts_total", &cache),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&registry, "dbmanager_pool_pending_requests", &cache),
+        Some(0.0)
+    );
+    drop(held);
+
+    // Health checks: the histogram's count moves by the number of checks.
+    let ok = [cache[0], ("result", "ok")];
+    let checks = value(
+        &registry,
+        "dbmanager_health_check_duration_seconds_count",
+        &ok,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        conn.health_check().await.unwrap();
+    }
+    let now = value(
+        &registry,
+        "dbmanager_health_check_duration_seconds_count",
+        &ok,
+    )
+    .unwrap();
+    assert_eq!(now - checks, 3.0);
+    // A swap and a requested clear.
+    conn.reconnect().await.unwrap();
+    conn.clear();
+    assert_eq!(
+        value(&registry, "dbmanager_swaps_total", &cache[..2]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_pool_clears_total",
+            &[cache[0], ("reason", "requested")]
+        ),
+        Some(1.0)
+    );
+    assert!(value(&registry, "dbmanager_connections_opened_total", &cache).unwrap() >= 2.0);
+
+    // Closed: the connection's series are gone.
+    mgr.close().await;
+    assert!(
+        !text(&registry).contains("connection=\"cache\""),
+        "{}",
+        text(&registry)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_takes_up_to_zero_and_back_with_reconnects_counted() {
+    let pg = blocking(|| support::TempPostgres::start("metrics-pw")).await;
+    let yaml = format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: '{}'\n    health_check_interval: 200ms\n    health_check_timeout: 1s\n    retry_delay: 100ms\n    retry_max_delay: 500ms\n    connect_timeout: 1s\n",
+        pg.url_via(pg.port)
+    );
+    let mgr = Manager::from_yaml_str(&yaml).unwrap();
+    let mut registry = Registry::default();
+    mgr.register_metrics(&mut registry);
+    mgr.connect().await.unwrap();
+    let db = [("connection", "db"), ("type", "postgres")];
+    assert_eq!(value(&registry, "dbmanager_connection_up", &db), Some(1.0));
+    let pg = std::sync::Arc::new(pg);
+    let p = std::sync::Arc::clone(&pg);
+    blocking(move || p.kill9()).await;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            value(&registry, "dbmanager_connection_up", &db) == Some(0.0)
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            value(
+                &registry,
+                "dbmanager_reconnect_attempts_total",
+                &[db[0], ("result", "error")],
+            )
+            .is_some_and(|v| v >= 1.0)
+        })
+        .await
+    );
+    assert!(
+        value(
+            &registry,
+            "dbmanager_health_check_duration_seconds_count",
+            &[db[0], ("result", "error")]
+        )
+        .is_some_and(|v| v >= 1.0)
+    );
+    let p = std::sync::Arc::clone(&pg);
+    blocking(move || p.restart()).await;
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            value(&registry, "dbmanager_connection_up", &db) == Some(1.0)
+        })
+        .await
+    );
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_reconnect_attempts_total",
+            &[db[0], ("result", "ok")]
+        ),
+        Some(1.0)
+    );
+    let clears: f64 = scrape(&registry)
+        .into_iter()
+        .filter(|(s, _)| {
+            s.starts_with("dbmanager_pool_clears_total{") && s.contains("connection=\"db\"")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(clears >= 1.0, "the restart cleared the pool");
+    mgr.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_managers_share_a_registry_and_no_password_is_exposed() {
+    const CANARY: &str = "Kq$%@:/?#'\" ñ€Zt";
+    let pg = blocking(|| support::TempPostgres::start(CANARY)).await;
+    let yaml = format!(
+        "connections:\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    user: dbm\n    password: '{}'\n    database: postgres\n    sslmode: disable\n",
+        pg.port,
+        CANARY.replace('\'', "''")
+    );
+    let a = Manager::from_yaml_str(&yaml).unwrap();
+    let b = Manager::from_yaml_str(SQLITE).unwrap();
+    let mut registry = Registry::default();
+    a.register_metrics(registry.sub_registry_with_label(("manager".into(), "a".into())));
+    b.register_metrics(registry.sub_registry_with_label(("manager".into(), "b".into())));
+    a.connect().await.unwrap();
+    b.connect().await.unwrap();
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_connection_up",
+            &[("manager", "a"), ("connection", "db")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &registry,
+            "dbmanager_connection_up",
+            &[("manager", "b"), ("connection", "cache")]
+        ),
+        Some(1.0)
+    );
+    let exposed = text(&registry);
+    for fragment in [CANARY, "Kq$%", "ñ€Zt", "dbm:"] {
+        assert!(!exposed.contains(fragment), "`{fragment}` in /metrics");
+    }
+    a.close().await;
+    b.close().await;
+}
