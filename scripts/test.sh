@@ -173,7 +173,7 @@ if [ "${1:-}" = "--lint" ]; then
   # Every feature combination a service may build: a check each (tests ran once, above,
   # with all features). Each engine alone, each view with one engine, none at all.
   for features in "" postgres mysql sqlite mongodb mssql "sea-orm,postgres" "sea-orm,sqlite" \
-                  "diesel,postgres" "diesel,mysql" "diesel,sqlite" "metrics,sqlite" "cli"; do
+                  "diesel,postgres" "diesel,mysql" "diesel,sqlite" "metrics,sqlite" "http,sqlite" "cli"; do
     say "cargo check -p dbmanager --no-default-features --features '$features'"
     check_clean --no-default-features --features "$features"
   done

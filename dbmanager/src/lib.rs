@@ -30,6 +30,8 @@ mod connection;
 mod error;
 pub mod events;
 mod health;
+#[cfg(feature = "http")]
+pub mod http;
 mod logging;
 mod manager;
 #[cfg(feature = "metrics")]
@@ -64,6 +66,11 @@ pub use sqlx;
 /// [`Manager::register_metrics`] takes.
 #[cfg(feature = "metrics")]
 pub use prometheus_client;
+
+/// axum, re-exported so a service merges [`http::router`] with the version it was built
+/// with.
+#[cfg(feature = "http")]
+pub use axum;
 
 /// The README's Rust snippets, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -196,6 +196,8 @@ pub struct ConnectionConfig {
     pub enable_metrics: bool,
     /// Log lifecycle events (`enable_logging`).
     pub enable_logging: bool,
+    /// The service needs it to be ready (`required`; `/readyz`).
+    pub required: bool,
     /// The application name reported to the server, where the engine supports it.
     pub application_name: Option<String>,
     /// MongoDB-only settings.

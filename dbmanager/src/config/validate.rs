@@ -486,6 +486,7 @@ impl<'r> Validator<'r> {
             enable_tracing: m.flag("enable_tracing"),
             enable_metrics: m.flag("enable_metrics"),
             enable_logging: m.flag("enable_logging"),
+            required: m.flag("required"),
             application_name,
             mongo: {
                 let mut mongo = MongoSettings::default();
