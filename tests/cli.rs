@@ -148,3 +148,80 @@ async fn check_reports_mongodb_and_sql_server() {
         .expect("legacy row");
     assert!(line.contains("unhealthy"), "{line}");
 }
+
+/// `dbmanager serve`: serves the endpoints, logs JSON, and on SIGTERM closes every
+/// connection and exits 0. A canary password in the file never reaches its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_until_sigterm_then_closes_and_exits_zero() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CANARY: &str = "Kq$%@:/?#'\" ñ€Zt";
+    support::require_postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("serve.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "connections:\n  pg:\n    type: postgres\n    host: 127.0.0.1\n    user: postgres\n    password: '{}'\n    database: test\n  lite:\n    type: sqlite\n    filepath: ':memory:'\n",
+            CANARY.replace('\'', "''")
+        ),
+    )
+    .unwrap();
+    let port = support::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dbmanager"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        support::blocking(move || support::wait_for_port(port, std::time::Duration::from_secs(20)))
+            .await,
+        "serve did not listen"
+    );
+    let get = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let ready = get("/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics.contains(r#"dbmanager_connection_up{connection="pg",type="postgres"} 1"#),
+        "{metrics}"
+    );
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = support::blocking(move || child.wait_with_output().unwrap()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+    for fragment in [CANARY, "Kq$%", "ñ€Zt"] {
+        assert!(
+            !stderr.contains(fragment) && !metrics.contains(fragment),
+            "`{fragment}` leaked"
+        );
+    }
+}

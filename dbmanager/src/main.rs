@@ -3,8 +3,13 @@
 //! ```text
 //! dbmanager validate --config FILE                    exit 0 valid, 2 invalid
 //! dbmanager check --config FILE [--format table|json] exit 0 all healthy, 1 not, 2 invalid
+//! dbmanager serve --config FILE --listen ADDR [--log-format text|json]
+//!                                                     /metrics /healthz /readyz /stats until
+//!                                                     SIGTERM/SIGINT, then close and exit 0
 //! ```
 #![forbid(unsafe_code)]
+
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dbmanager::config::{Config, ConnectionConfig};
@@ -17,7 +22,7 @@ use std::time::Duration;
 #[command(
     name = "dbmanager",
     version,
-    about = "Validate and check dbmanager configurations"
+    about = "Validate, check and serve dbmanager configurations"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +45,19 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Connect every connection and serve /metrics, /healthz, /readyz and /stats until
+    /// SIGTERM or SIGINT; then close every connection and exit 0.
+    Serve {
+        /// The YAML file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        listen: std::net::SocketAddr,
+        /// Log format (to stderr).
+        #[arg(long, value_enum, default_value_t = serve::LogFormat::Text)]
+        log_format: serve::LogFormat,
     },
 }
 
@@ -64,6 +82,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Check { config, format } => check(&config, format),
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => serve::serve(&config, listen, log_format),
     }
 }
 

@@ -1,0 +1,107 @@
+//! `dbmanager serve`: connects every connection of a file and serves the HTTP endpoints
+//! (`/metrics`, `/healthz`, `/readyz`, `/stats`) until SIGTERM or SIGINT, then closes the
+//! manager and exits 0.
+
+use dbmanager::Manager;
+use dbmanager::prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// How `serve` logs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the log subscriber: `info` and up, to stderr.
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs `serve`: exit 0 after a clean shutdown, 1 if the listener fails, 2 if the file is
+/// invalid. Connections that fail to start are logged and keep retrying in the background
+/// (`/readyz` says which).
+pub(crate) fn serve(path: &Path, listen: SocketAddr, format: LogFormat) -> ExitCode {
+    init_logging(format);
+    let config = match dbmanager::Config::from_yaml_file(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let mgr = Manager::new(config);
+        let mut registry = Registry::default();
+        mgr.register_metrics(&mut registry);
+        if let Err(e) = mgr.connect().await {
+            // Already redacted; the supervisors keep trying the failed ones.
+            tracing::warn!(error = %e, "not every connection started");
+        }
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%listen, error = %e, "cannot listen");
+                mgr.close().await;
+                return ExitCode::from(1);
+            }
+        };
+        let bound = listener.local_addr().map_or(listen, |a| a);
+        tracing::info!(listen = %bound, "serving /metrics /healthz /readyz /stats");
+        let app = dbmanager::http::router(mgr.clone(), Arc::new(registry));
+        let served = dbmanager::axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        tracing::info!("shutting down: closing every connection");
+        let drained = mgr.close().await;
+        tracing::info!(drained, "closed");
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "the HTTP server failed");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
