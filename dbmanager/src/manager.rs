@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     default: ArcSwapOption<String>,
     closed: AtomicBool,
     shared: Shared,
+    /// `monitor_interval`, and whether its task was started.
+    monitor: Option<Duration>,
+    monitoring: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -65,14 +68,13 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
-    /// A weak handle (metrics hold one, so a registry does not keep the manager alive).
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    /// A weak handle (metrics and the monitor hold one, so they do not keep the manager
+    /// alive).
     pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
         Arc::downgrade(&self.inner)
     }
 
     /// The manager behind a handle from [`downgrade`](Self::downgrade).
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Manager { inner }
     }
@@ -84,6 +86,7 @@ impl Manager {
             tracing::warn!(path = %w.path, "{}", w.message);
         }
         let order: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+        let monitor = config.monitor_interval;
         let shared = Shared {
             events: Bus::new(),
             tasks: TaskTracker::new(),
@@ -101,6 +104,8 @@ impl Manager {
                 default: ArcSwapOption::new(config.default_connection.map(Arc::new)),
                 closed: AtomicBool::new(false),
                 shared,
+                monitor,
+                monitoring: AtomicBool::new(false),
             }),
         }
     }
@@ -121,7 +126,8 @@ impl Manager {
 
     /// How many background tasks this manager has running now: one supervisor per open
     /// connection, plus one maintenance task per SQL pool whose `max_idle_conns` is below
-    /// `max_open_conns` or whose `min_idle_conns` is above zero. Zero after [`close`](Self::close) returns.
+    /// `max_open_conns` or whose `min_idle_conns` is above zero, plus the monitor when
+    /// `monitor_interval` is set. Zero after [`close`](Self::close) returns.
     pub fn task_count(&self) -> usize {
         self.inner.shared.tasks.len()
     }
@@ -150,12 +156,54 @@ impl Manager {
         }
         let conns = self.connections();
         let results = futures_util::future::join_all(conns.iter().map(|c| c.open())).await;
+        self.start_monitor();
         let failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
         if failures.is_empty() {
             Ok(())
         } else {
             Err(Error::Startup { failures })
         }
+    }
+
+    /// Starts the `monitor_interval` task once: every interval, one `tracing` line per
+    /// connection with its health and pool statistics. Ends on close.
+    fn start_monitor(&self) {
+        let Some(every) = self.inner.monitor else {
+            return;
+        };
+        if self.inner.monitoring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = self.downgrade();
+        let cancel = self.inner.shared.cancel.clone();
+        self.inner.shared.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                for c in Manager::from_inner(inner).connections() {
+                    let s = c.stats();
+                    let p = &s.pool;
+                    tracing::info!(
+                        connection = %s.name,
+                        r#type = %s.kind,
+                        health = %s.health,
+                        open = p.open,
+                        idle = p.idle,
+                        in_use = p.in_use,
+                        max_open = p.max_open,
+                        pending = p.pending,
+                        wait_count = p.wait_count,
+                        acquire_timeouts = p.acquire_timeouts,
+                        opened_total = p.opened_total,
+                        closed_total = p.closed_total,
+                        "pool stats"
+                    );
+                }
+            }
+        });
     }
 
     /// The connection called `name`. A lookup: no lock, no I/O.

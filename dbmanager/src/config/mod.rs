@@ -229,6 +229,9 @@ pub struct Config {
     /// The connection `Manager::default()` returns. When the file names none and has a
     /// single connection, that one.
     pub default_connection: Option<String>,
+    /// `monitor_interval`: how often every connection's pool statistics are logged
+    /// (`None`: never).
+    pub monitor_interval: Option<Duration>,
     /// The connections, in file order.
     pub connections: Vec<ConnectionConfig>,
     /// Valid but suspicious settings (a setting an engine does not apply, a DSN that

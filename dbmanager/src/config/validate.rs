@@ -203,6 +203,7 @@ impl<'r> Validator<'r> {
 
         let mut global = Layer::new();
         let mut default_connection: Option<Src<String>> = None;
+        let mut monitor_interval = None;
         let mut connections_node: Option<(&Node, String)> = None;
         for (key, node) in fields {
             let path = join(prefix, key);
@@ -211,6 +212,13 @@ impl<'r> Validator<'r> {
                     default_connection = Self::src(self.nonempty_string(node, &path), &path, node);
                 }
                 "connections" => connections_node = Some((node, path)),
+                "monitor_interval" => {
+                    if let Some(field) = fields::field(key)
+                        && let Some(Val::OptDuration(d)) = self.read(field, node, &path)
+                    {
+                        monitor_interval = d;
+                    }
+                }
                 _ => self.layer_field(&mut global, key, node, &path),
             }
         }
@@ -280,6 +288,7 @@ impl<'r> Validator<'r> {
 
         Some(Config {
             default_connection,
+            monitor_interval,
             connections,
             warnings: Vec::new(),
         })
