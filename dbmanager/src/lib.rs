@@ -38,6 +38,7 @@ mod manager;
 mod metrics;
 mod pools;
 mod registry;
+mod spans;
 pub mod stats;
 mod supervisor;
 

@@ -94,12 +94,15 @@ async fn a_failed_probe_is_one_clear_and_idle_closes_are_all_counted() {
             _ => None,
         })
         .collect();
+    // The event counts the idle connections the clear closed (before the fix: 0, the
+    // second clear's). The stats may count one more: a connection sqlx was still
+    // returning at the clear is closed as stale when it arrives.
     let counted = conn.stats().pool.closed_cleared - cleared_before;
-    assert!(counted >= 1);
-    assert_eq!(
-        cleared,
-        [u32::try_from(counted).unwrap()],
-        "PoolCleared events and their closed_idle (the stats counted {counted})"
+    assert_eq!(cleared.len(), 1, "one PoolCleared event: {cleared:?}");
+    assert!(
+        cleared[0] >= 1 && u64::from(cleared[0]) <= counted,
+        "PoolCleared closed_idle {} (the stats counted {counted})",
+        cleared[0]
     );
     mgr.close().await;
 }

@@ -11,6 +11,7 @@ use dbmanager_providers::{Phase, ProviderError};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Whether an acquire failed because a new connection could not be opened.
 fn is_connect_failure(e: &ProviderError) -> bool {
@@ -59,6 +60,27 @@ impl Connection {
     /// wants, answered with `mismatch`), with connect errors reported and, under `wait`,
     /// waited out.
     pub(crate) async fn checkout<T, Fut>(
+        &self,
+        get: impl Fn(&PoolSet, Duration) -> Option<Fut>,
+        mismatch: impl Fn() -> Error,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, ProviderError>>,
+    {
+        let span = self.inner.span("dbmanager.acquire");
+        let started = Instant::now();
+        let result = self
+            .checkout_loop(get, mismatch)
+            .instrument(span.clone())
+            .await;
+        span.record("dbmanager.wait_seconds", started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            span.record("error.type", error_type(e));
+        }
+        result
+    }
+
+    async fn checkout_loop<T, Fut>(
         &self,
         get: impl Fn(&PoolSet, Duration) -> Option<Fut>,
         mismatch: impl Fn() -> Error,
@@ -163,15 +185,28 @@ impl Connection {
 
     /// Checks out one connection and begins a transaction on it.
     pub async fn begin<DB: SqlEngine>(&self) -> Result<sqlx::Transaction<'static, DB>> {
-        let conn = self.acquire::<DB>().await?;
-        sqlx::Transaction::begin(sqlx::pool::MaybePoolConnection::from(conn), None)
-            .await
-            .map_err(|e| {
-                self.report_error(&e);
-                Error::Database {
-                    name: self.name().to_owned(),
-                    source: ProviderError::Database(e),
-                }
-            })
+        let span = self.inner.span("dbmanager.begin");
+        let begun = async {
+            let conn = self.acquire::<DB>().await?;
+            sqlx::Transaction::begin(sqlx::pool::MaybePoolConnection::from(conn), None)
+                .await
+                .map_err(|e| {
+                    self.report_error(&e);
+                    Error::Database {
+                        name: self.name().to_owned(),
+                        source: ProviderError::Database(e),
+                    }
+                })
+        };
+        let result = begun.instrument(span.clone()).await;
+        if let Err(e) = &result {
+            span.record("error.type", error_type(e));
+        }
+        result
     }
+}
+
+/// An error's class for a span's `error.type` (never its message).
+pub(crate) fn error_type(e: &Error) -> &'static str {
+    e.class().map_or("error", |c| c.as_str())
 }

@@ -13,6 +13,7 @@ use dbmanager_providers::{OpenRequest, ProviderError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How long a replaced pool keeps serving callers that still hold it before the drain
 /// starts counting: a task that loaded the old pool just before the swap still gets a
@@ -23,8 +24,18 @@ impl Inner {
     /// One round trip through the current pool, bounded by `health_check_timeout`.
     /// Publishes `HealthChecked` with how long it took, whatever the outcome.
     pub(crate) async fn probe(&self) -> Result<Duration, ProviderError> {
+        let op = if self.health.load().state == HealthState::Healthy {
+            "dbmanager.health_check"
+        } else {
+            "dbmanager.reconnect_attempt"
+        };
+        let span = self.span(op);
         let started = Instant::now();
-        let result = self.probe_once().await;
+        let result = self.probe_once().instrument(span.clone()).await;
+        span.record("dbmanager.ok", result.is_ok());
+        if let Err(e) = &result {
+            span.record("error.type", e.class().as_str());
+        }
         if !self.is_closed() {
             self.emit(EventKind::HealthChecked {
                 took: started.elapsed(),
@@ -88,7 +99,15 @@ impl Connection {
         }
         let eager = self.config().startup == Startup::Strict;
         let started = Instant::now();
-        match self.build_unless_closed(eager).await {
+        let span = self.inner.span("dbmanager.connect");
+        let built = self
+            .build_unless_closed(eager)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &built {
+            span.record("error.type", super::checkout::error_type(e));
+        }
+        match built {
             Ok(pools) => {
                 self.inner.pools.store(Some(pools));
                 self.emit(EventKind::Opened { lazy: !eager });
@@ -200,14 +219,20 @@ impl Connection {
             return Err(self.closed());
         }
         let started = Instant::now();
-        let new = self.build_unless_closed(true).await?;
+        let new = self
+            .build_unless_closed(true)
+            .instrument(self.inner.span("dbmanager.swap"))
+            .await?;
         let connect = started.elapsed();
         let old = self.inner.pools.swap(Some(Arc::clone(&new)));
         self.emit(EventKind::Swapped { connect });
         self.inner.observe(&Ok(connect));
         if let Some(old) = old {
             let drain_started = Instant::now();
-            let complete = self.drain(&old).await;
+            let complete = self
+                .drain(&old)
+                .instrument(self.inner.span("dbmanager.drain"))
+                .await;
             self.emit(EventKind::Drained {
                 complete,
                 took: drain_started.elapsed(),

@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     waiter_arrived: Notify,
     /// A read-only check is running (see `report_class`).
     checking_read_only: AtomicBool,
+    /// What its tracing spans say about it (`enable_tracing`).
+    target: crate::spans::Target,
 }
 
 impl std::fmt::Debug for Connection {
@@ -125,6 +127,7 @@ impl Connection {
             } else {
                 shared.events.clone()
             };
+            let target = crate::spans::Target::of(&config);
             Inner {
                 me: me.clone(),
                 view_ctx,
@@ -142,6 +145,7 @@ impl Connection {
                 waiters: AtomicUsize::new(0),
                 waiter_arrived: Notify::new(),
                 checking_read_only: AtomicBool::new(false),
+                target,
             }
         });
         Connection { inner }
@@ -189,6 +193,11 @@ impl Connection {
 }
 
 impl Inner {
+    /// A tracing span of this connection (disabled unless `enable_tracing`).
+    pub(crate) fn span(&self, op: &'static str) -> tracing::Span {
+        self.target.span(op)
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }

@@ -8,6 +8,7 @@ use crate::events::ClearReason;
 use crate::pools::SqlEngine;
 use dbmanager_providers::{Classify, ErrorClass, ProviderError};
 use std::future::Future;
+use tracing::Instrument;
 
 impl Connection {
     /// Runs an operation on a fresh connection, and runs it again (with the connection's
@@ -44,7 +45,10 @@ impl Connection {
         F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
         Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
     {
-        self.retry_with(op, false).await
+        let span = self.inner.span("dbmanager.retry");
+        self.retry_with(op, false, &span)
+            .instrument(span.clone())
+            .await
     }
 
     /// As [`retry`](Self::retry), and also after a lost connection, whose outcome is
@@ -65,17 +69,28 @@ impl Connection {
         F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
         Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
     {
-        self.retry_with(op, true).await
+        let span = self.inner.span("dbmanager.retry");
+        self.retry_with(op, true, &span)
+            .instrument(span.clone())
+            .await
     }
 
-    async fn retry_with<DB, T, F, Fut>(&self, mut op: F, idempotent: bool) -> Result<T>
+    async fn retry_with<DB, T, F, Fut>(
+        &self,
+        mut op: F,
+        idempotent: bool,
+        span: &tracing::Span,
+    ) -> Result<T>
     where
         DB: SqlEngine,
         F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
         Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
     {
         let mut delays = Backoff::single_round(&self.config().retry);
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
+            span.record("dbmanager.attempts", attempts);
             let conn = self.acquire::<DB>().await?;
             let e = match op(conn).await {
                 Ok(value) => return Ok(value),
@@ -109,6 +124,7 @@ impl Connection {
                 tokio::time::sleep(delay).await;
                 continue;
             }
+            span.record("error.type", class.as_str());
             return Err(Error::Database {
                 name: self.name().to_owned(),
                 source: ProviderError::Database(e),
