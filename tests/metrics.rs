@@ -308,39 +308,19 @@ async fn two_managers_share_a_registry_and_no_password_is_exposed() {
 /// connection per interval with its pool statistics; off by default.
 #[test]
 fn the_monitor_logs_pool_stats_at_its_interval_and_is_off_by_default() {
-    #[derive(Clone, Default)]
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     for (setting, expected) in [("monitor_interval: 150ms\n", true), ("", false)] {
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let yaml = format!("{setting}connections:\n  cache:\n    type: sqlite\n    filepath: ':memory:'\n");
-                    let mgr = Manager::from_yaml_str(&yaml).unwrap();
-                    mgr.connect().await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(520)).await;
-                    assert!(mgr.close().await);
-                    assert_eq!(mgr.task_count(), 0);
-                });
+        let logs = support::Captured::default();
+        logs.during(async {
+            let yaml = format!(
+                "{setting}connections:\n  cache:\n    type: sqlite\n    filepath: ':memory:'\n"
+            );
+            let mgr = Manager::from_yaml_str(&yaml).unwrap();
+            mgr.connect().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(520)).await;
+            assert!(mgr.close().await);
+            assert_eq!(mgr.task_count(), 0);
         });
-        let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+        let logs = logs.text();
         let lines = logs
             .lines()
             .filter(|l| l.contains("pool stats") && l.contains("connection=cache"))

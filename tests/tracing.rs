@@ -20,13 +20,7 @@ fn spans_of(f: impl std::future::Future<Output = ()>) -> Vec<SpanData> {
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    tracing::subscriber::with_default(subscriber, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    });
+    support::block_on_with(subscriber, f);
     provider.force_flush().unwrap();
     exporter.get_finished_spans().unwrap()
 }

@@ -90,6 +90,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Builds the command's runtime, or says why it could not (exit 1).
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("cannot start the async runtime: {e}");
+        ExitCode::from(1)
+    })
+}
+
 fn load(path: &PathBuf) -> Result<Config, ExitCode> {
     Config::from_yaml_file(path).map_err(|errors| {
         eprintln!("{errors}");
@@ -167,15 +175,9 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let rows = runtime.block_on(async {
         let mgr = Manager::new(config);

@@ -5,7 +5,7 @@
 //! one. It must appear in no error, `Debug` output, event, health, stats, log line or CLI
 //! output; the right password must connect and the wrong one fail as `Auth`.
 
-use crate::secrets::Captured;
+use crate::support::Captured;
 use crate::support::{self, percent, unique};
 use dbmanager::config::Config;
 use dbmanager::{ErrorClass, Manager};

@@ -48,41 +48,7 @@ fn interpolation_errors_never_quote_a_secret_and_overrides_are_literal() {
     assert_eq!(password_of(&c), "pa$$w${X}rd");
 }
 
-/// Collects everything logged through `tracing` on this thread, at every level.
-#[derive(Clone, Default)]
-pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Runs `f` on a current-thread runtime with every log line captured.
-    pub(crate) fn during<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        let sink = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(f)
-        })
-    }
-}
+use crate::support::Captured;
 
 /// Item 7: sqlx logs an unrecognised DSN parameter at WARN with its value
 /// (`?sslpassword=...`), at validation and at every open. No secret reaches a log now.

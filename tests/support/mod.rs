@@ -763,3 +763,50 @@ pub fn mariadb_sessions(
         })
     }
 }
+
+/// Runs `f` on a fresh current-thread runtime with `subscriber` as this thread's default
+/// `tracing` subscriber (so every event and span of `f` reaches it).
+pub fn block_on_with<T>(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+    f: impl std::future::Future<Output = T>,
+) -> T {
+    tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+}
+
+/// Collects everything logged through `tracing` (every level, no colours).
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Runs `f` on a current-thread runtime with every log line captured.
+    pub fn during<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        block_on_with(subscriber, f)
+    }
+}
