@@ -60,6 +60,21 @@ ensure_build_deps() {
   fi
 }
 
+APT_UPDATED=""
+apt_install() { # package...; runs `apt-get update` once per run
+  command -v apt-get >/dev/null || return 1
+  if [ -z "$APT_UPDATED" ]; then apt-get update -qq || return 1; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_prometheus() {
+  # The observability test runs a real Prometheus (the Debian package) and checks the
+  # alert rules with promtool. Not started as a service: the test starts its own.
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return 0; fi
+  say "installing prometheus (Debian package: prometheus and promtool)"
+  apt_install prometheus || die "could not install the prometheus package (needed by tests/prometheus.rs)"
+}
+
 ensure_secantus() {
   local installed=""
   if [ -x "$SECANTUS_VENV/bin/secantusd-py" ]; then
@@ -131,6 +146,9 @@ PY
 ensure_postgres
 ensure_mariadb
 ensure_build_deps
+ensure_prometheus
+say "promtool check rules docs/prometheus/alerts.yml"
+promtool check rules docs/prometheus/alerts.yml >/dev/null || die "docs/prometheus/alerts.yml does not pass promtool check rules"
 ensure_secantus
 start_mongo_servers
 # Throwaway PostgreSQL instances in the tests need the server binaries.
