@@ -153,7 +153,6 @@ async fn check_reports_mongodb_and_sql_server() {
 /// connection and exits 0. A canary password in the file never reaches its output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_until_sigterm_then_closes_and_exits_zero() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const CANARY: &str = "Kq$%@:/?#'\" ñ€Zt";
     support::require_postgres().await;
     let dir = tempfile::tempdir().unwrap();
@@ -184,22 +183,10 @@ async fn serve_answers_until_sigterm_then_closes_and_exits_zero() {
             .await,
         "serve did not listen"
     );
-    let get = |path: &'static str| async move {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
-    let ready = get("/readyz").await;
-    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
-    let metrics = get("/metrics").await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (status, _, ready) = support::http_get(addr, "/readyz").await.unwrap();
+    assert_eq!(status, 200, "{ready}");
+    let (_, _, metrics) = support::http_get(addr, "/metrics").await.unwrap();
     assert!(
         metrics.contains(r#"dbmanager_connection_up{connection="pg",type="postgres"} 1"#),
         "{metrics}"

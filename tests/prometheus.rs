@@ -17,7 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{blocking, eventually};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn docs(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -80,14 +79,10 @@ impl Prometheus {
         }
     }
 
-    /// `GET path` (HTTP/1.0: no chunked answer), the body.
+    /// `GET path`, the body (`None` while Prometheus does not answer).
     async fn get(&self, path: &str) -> Option<String> {
-        let mut s = tokio::net::TcpStream::connect(self.addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.0\r\nHost: prometheus\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).await.ok()?;
-        raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+        let (_, _, body) = support::http_get(self.addr, path).await.ok()?;
+        Some(body)
     }
 
     /// An instant query's result vector.

@@ -42,14 +42,17 @@ fn url_host(dsn: &str) -> Option<(String, Option<u16>)> {
     let (_, after) = dbmanager_providers::redact::split_userinfo(rest);
     let hostport = after.split(['/', '?', '#']).next()?;
     // Several hosts (a MongoDB seed list): the first.
-    let first = hostport.split(',').next()?;
-    match first.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !h.ends_with(']') || first.starts_with('[') => {
-            Some((h.to_owned(), p.parse().ok()))
-        }
-        _ if !first.is_empty() => Some((first.to_owned(), None)),
-        _ => None,
-    }
+    let first = hostport.split(',').next().filter(|h| !h.is_empty())?;
+    // `[v6]:port` keeps its brackets; `host:port`; or a host alone.
+    let split = if first.starts_with('[') {
+        first.rsplit_once("]:").map(|(h, p)| (format!("{h}]"), p))
+    } else {
+        first.rsplit_once(':').map(|(h, p)| (h.to_owned(), p))
+    };
+    Some(match split {
+        Some((host, port)) => (host, port.parse().ok()),
+        None => (first.to_owned(), None),
+    })
 }
 
 impl Target {
@@ -119,6 +122,10 @@ mod tests {
             Some(("a".into(), Some(27017)))
         );
         assert_eq!(url_host("mysql://h/db"), Some(("h".into(), None)));
+        assert_eq!(
+            url_host("postgres://[::1]:5432/db"),
+            Some(("[::1]".into(), Some(5432)))
+        );
         assert_eq!(url_host("server=tcp:h,1433;password=x"), None);
     }
 }

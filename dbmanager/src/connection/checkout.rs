@@ -69,80 +69,70 @@ impl Connection {
     {
         let span = self.inner.span("dbmanager.acquire");
         let started = Instant::now();
-        let result = self
-            .checkout_loop(get, mismatch)
-            .instrument(span.clone())
-            .await;
+        let result = async {
+            let c = self.config();
+            let deadline = dbmanager_providers::time::deadline(started, c.pool.acquire_timeout);
+            loop {
+                self.ready(started, deadline).await?;
+                let pools = self.pools()?;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(acquiring) = get(&pools, left) else {
+                    return Err(mismatch());
+                };
+                let acquired = if c.on_unavailable == OnUnavailable::FailFast {
+                    // sqlx keeps retrying a refused connect until its deadline; under
+                    // fail_fast an acquire stuck there fails as soon as the circuit opens.
+                    tokio::select! {
+                        r = acquiring => r,
+                        () = self.went_down() => return Err(self.unavailable_after(started)),
+                    }
+                } else {
+                    acquiring.await
+                };
+                match acquired {
+                    Ok(conn) => return Ok(conn),
+                    // Swapped under us: the next loop takes the new pool. Closed by user code
+                    // (the raw pool or a view): replace it, within the deadline.
+                    Err(ProviderError::Closed) if !self.is_closed() => {
+                        let replaced =
+                            tokio::time::timeout_at(deadline.into(), self.replace_closed(&pools));
+                        match replaced.await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return Err(e),
+                            Err(_) => return Err(self.acquire_timed_out(started)),
+                        }
+                        tokio::task::yield_now().await;
+                        if Instant::now() >= deadline {
+                            return Err(self.acquire_timed_out(started));
+                        }
+                    }
+                    Err(ProviderError::AcquireTimeout { .. }) => {
+                        return Err(self.acquire_timed_out(started));
+                    }
+                    Err(e) if is_connect_failure(&e) => {
+                        let class = self.inner.report_class(e.class());
+                        let waiting =
+                            c.on_unavailable == OnUnavailable::Wait && class.is_transient();
+                        if !waiting || Instant::now() >= deadline {
+                            return Err(Error::Connect {
+                                name: self.name().to_owned(),
+                                source: e,
+                            });
+                        }
+                        // Give the supervisor a moment to notice, then wait by the policy.
+                        self.pause_after_connect_failure(deadline).await;
+                    }
+                    Err(e) => return Err(Error::from_provider(self.name(), e)),
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
         span.record("dbmanager.wait_seconds", started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             span.record("error.type", error_type(e));
         }
         result
-    }
-
-    async fn checkout_loop<T, Fut>(
-        &self,
-        get: impl Fn(&PoolSet, Duration) -> Option<Fut>,
-        mismatch: impl Fn() -> Error,
-    ) -> Result<T>
-    where
-        Fut: Future<Output = std::result::Result<T, ProviderError>>,
-    {
-        let c = self.config();
-        let started = Instant::now();
-        let deadline = dbmanager_providers::time::deadline(started, c.pool.acquire_timeout);
-        loop {
-            self.ready(started, deadline).await?;
-            let pools = self.pools()?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(acquiring) = get(&pools, left) else {
-                return Err(mismatch());
-            };
-            let acquired = if c.on_unavailable == OnUnavailable::FailFast {
-                // sqlx keeps retrying a refused connect until its deadline; under
-                // fail_fast an acquire stuck there fails as soon as the circuit opens.
-                tokio::select! {
-                    r = acquiring => r,
-                    () = self.went_down() => return Err(self.unavailable_after(started)),
-                }
-            } else {
-                acquiring.await
-            };
-            match acquired {
-                Ok(conn) => return Ok(conn),
-                // Swapped under us: the next loop takes the new pool. Closed by user code
-                // (the raw pool or a view): replace it, within the deadline.
-                Err(ProviderError::Closed) if !self.is_closed() => {
-                    let replaced =
-                        tokio::time::timeout_at(deadline.into(), self.replace_closed(&pools));
-                    match replaced.await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => return Err(self.acquire_timed_out(started)),
-                    }
-                    tokio::task::yield_now().await;
-                    if Instant::now() >= deadline {
-                        return Err(self.acquire_timed_out(started));
-                    }
-                }
-                Err(ProviderError::AcquireTimeout { .. }) => {
-                    return Err(self.acquire_timed_out(started));
-                }
-                Err(e) if is_connect_failure(&e) => {
-                    let class = self.inner.report_class(e.class());
-                    let waiting = c.on_unavailable == OnUnavailable::Wait && class.is_transient();
-                    if !waiting || Instant::now() >= deadline {
-                        return Err(Error::Connect {
-                            name: self.name().to_owned(),
-                            source: e,
-                        });
-                    }
-                    // Give the supervisor a moment to notice, then wait by the policy.
-                    self.pause_after_connect_failure(deadline).await;
-                }
-                Err(e) => return Err(Error::from_provider(self.name(), e)),
-            }
-        }
     }
 
     fn acquire_timed_out(&self, started: Instant) -> Error {

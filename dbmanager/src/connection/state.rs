@@ -95,7 +95,9 @@ impl Inner {
     pub(crate) fn clear_with(&self, reason: ClearReason) {
         if let Some(pools) = self.pools.load_full() {
             let span = self.span("dbmanager.pool_clear");
-            span.record("dbmanager.reason", format!("{reason:?}").as_str());
+            if !span.is_disabled() {
+                span.record("dbmanager.reason", format!("{reason:?}").as_str());
+            }
             let _in = span.enter();
             let closed_idle = pools.clear();
             self.emit(EventKind::PoolCleared {
