@@ -7,49 +7,10 @@
 mod support;
 
 use dbmanager::Manager;
-use dbmanager::prometheus_client::encoding::text::encode;
 use dbmanager::prometheus_client::registry::Registry;
 use std::time::Duration;
+use support::metrics::{scrape, text, value};
 use support::{blocking, eventually};
-
-/// The exposition as (series, value) pairs.
-fn scrape(registry: &Registry) -> Vec<(String, f64)> {
-    let mut text = String::new();
-    encode(&mut text, registry).unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The value of the one series named `name` with every `labels` pair, or `None`.
-fn value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let found: Vec<f64> = scrape(registry)
-        .into_iter()
-        .filter(|(s, _)| {
-            s.split('{').next() == Some(name)
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, v)| v)
-        .collect();
-    assert!(
-        found.len() <= 1,
-        "{name} {labels:?} matches {} series",
-        found.len()
-    );
-    found.first().copied()
-}
-
-fn text(registry: &Registry) -> String {
-    let mut text = String::new();
-    encode(&mut text, registry).unwrap();
-    text
-}
 
 const SQLITE: &str = "connections:\n  cache:\n    type: sqlite\n    filepath: ':memory:'\n    max_open_conns: 1\n    acquire_timeout: 200ms\n  quiet:\n    type: sqlite\n    filepath: ':memory:'\n    enable_metrics: false\n";
 

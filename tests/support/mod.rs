@@ -3,6 +3,8 @@
 //! server instances for tests that need their own, and small helpers.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod proxy;
