@@ -36,6 +36,8 @@ mod logging;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod pools;
 mod registry;
 mod spans;
