@@ -64,7 +64,7 @@ impl Client {
                     },
                     (Engine::Postgres, true) => conn
                         .retry_idempotent(
-                            |mut c: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+                            |mut c: dbmanager::PooledConnection<sqlx::Postgres>| async move {
                                 sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ())
                             },
                         )
@@ -76,7 +76,7 @@ impl Client {
                     },
                     (Engine::MariaDb, true) => conn
                         .retry_idempotent(
-                            |mut c: sqlx::pool::PoolConnection<sqlx::MySql>| async move {
+                            |mut c: dbmanager::PooledConnection<sqlx::MySql>| async move {
                                 sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ())
                             },
                         )

@@ -48,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cache.health_check().await?;
     let n: i64 = cache
         .retry(
-            |mut conn: sqlx::pool::PoolConnection<sqlx::Sqlite>| async move {
+            |mut conn: dbmanager::PooledConnection<sqlx::Sqlite>| async move {
                 sqlx::query_scalar("SELECT count(*) FROM t")
                     .fetch_one(&mut *conn)
                     .await

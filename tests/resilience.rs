@@ -75,7 +75,7 @@ macro_rules! resilience_tests {
      temp = $temp:path, wrong_password = $wrong:path) => {
         mod $module {
             use super::*;
-            use sqlx::pool::PoolConnection;
+            use dbmanager::PooledConnection as PoolConnection;
 
             async fn select1(mut c: PoolConnection<$DB>) -> Result<(), sqlx::Error> {
                 sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ())

@@ -165,7 +165,7 @@ async fn max_idle_conns_closes_surplus_connections_and_counts_them() {
 async fn futures_join(
     conn: &dbmanager::Connection,
     n: usize,
-) -> Vec<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+) -> Vec<dbmanager::PooledConnection<sqlx::Sqlite>> {
     let mut v = Vec::new();
     for _ in 0..n {
         v.push(conn.acquire::<sqlx::Sqlite>().await.unwrap());

@@ -48,7 +48,7 @@ fn each_operation_is_a_client_span_with_database_attributes() {
         let tx = db.begin::<sqlx::Postgres>().await.unwrap();
         tx.rollback().await.unwrap();
         db.retry(
-            |mut c: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+            |mut c: dbmanager::PooledConnection<sqlx::Postgres>| async move {
                 sqlx::query("select 1").execute(&mut *c).await.map(drop)
             },
         )

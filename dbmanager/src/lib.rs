@@ -46,6 +46,7 @@ mod supervisor;
 
 pub use config::{Config, DbType, OnUnavailable};
 pub use connection::Connection;
+pub use dbmanager_providers::fast::{PooledConnection, Transaction};
 pub use dbmanager_providers::managed::{self, Connector, ManagedPool};
 pub use dbmanager_providers::pool::{PoolContext, SqlPool};
 pub use dbmanager_providers::provider::{self, EnginePool, OpenRequest, Provider, Rules};

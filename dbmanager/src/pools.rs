@@ -111,6 +111,11 @@ impl PoolSet {
         self.all().map(|p| p.in_use()).sum()
     }
 
+    /// Tells every pool of this generation that it was replaced.
+    pub(crate) fn retire(&self) {
+        self.all().for_each(|p| p.retire());
+    }
+
     pub(crate) async fn close(&self, drain: Duration) -> bool {
         let closing = self.all().map(|p| p.close(drain));
         futures_util::future::join_all(closing)

@@ -22,6 +22,7 @@ pub mod classify;
 #[cfg(feature = "diesel")]
 pub mod diesel;
 pub mod error;
+pub mod fast;
 pub mod kind;
 pub mod managed;
 // Without an engine feature nothing builds a pool; the type still documents the API.

@@ -22,14 +22,15 @@
 
 use crate::classify::classify;
 use crate::error::ProviderError;
+use crate::fast::{Cache, PooledConnection};
 use crate::settings::PoolSettings;
 use crate::stats::{PoolCounters, PoolStats};
 use arc_swap::ArcSwapOption;
 use futures_util::future::BoxFuture;
-use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
+use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::{ConnectOptions, Connection, Database, Pool};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -129,6 +130,8 @@ struct Inner<DB: Database> {
     anchor: tokio::sync::Mutex<Option<DB::Connection>>,
     /// How to ask the server whether it is read-only (`None`: the engine cannot tell).
     read_only: Option<ReadOnlyFn<DB>>,
+    /// The fast path: connections the manager's checkouts borrowed from `pool`.
+    cache: Arc<Cache<DB>>,
 }
 
 /// The pool's clear mark: connections created at or before it are stale.
@@ -195,7 +198,16 @@ impl<DB: Database> SqlPool<DB> {
         let counters = ctx.counters;
         let generation = Arc::new(Generation::new());
         let slot: Arc<ArcSwapOption<Pool<DB>>> = Arc::new(ArcSwapOption::empty());
-        let options = pool_options(&settings, &counters, &generation, &ctx.broken, &slot, init);
+        let cache_idle = Arc::new(AtomicUsize::new(0));
+        let options = pool_options(
+            &settings,
+            &counters,
+            &generation,
+            &ctx.broken,
+            &slot,
+            &cache_idle,
+            init,
+        );
 
         let anchor = if anchored {
             let conn = tokio::time::timeout(settings.connect_timeout, connect.connect())
@@ -222,6 +234,14 @@ impl<DB: Database> SqlPool<DB> {
             options.connect_lazy_with(connect)
         };
         slot.store(Some(Arc::new(pool.clone())));
+        let cache = Cache::new(
+            pool.clone(),
+            settings.max_idle,
+            settings.max_idle_time,
+            settings.ping_idle_after,
+            Arc::clone(&counters),
+            cache_idle,
+        );
 
         let inner = Arc::new(Inner {
             pool,
@@ -233,18 +253,19 @@ impl<DB: Database> SqlPool<DB> {
             slot,
             anchor: tokio::sync::Mutex::new(anchor),
             read_only,
+            cache,
         });
         if eager {
             fill_min_idle(&inner).await;
         }
-        if inner.settings.max_idle < inner.settings.max_open || inner.settings.min_idle > 0 {
-            spawn_idle_trimmer(&ctx.tasks, inner.cancel.clone(), Arc::downgrade(&inner));
-        }
+        spawn_maintenance(&ctx.tasks, inner.cancel.clone(), Arc::downgrade(&inner));
         Ok(SqlPool { inner })
     }
 
-    /// The sqlx pool. Every clone of it shares this pool's connections and limits.
+    /// The sqlx pool. Every clone of it shares this pool's connections and limits (with
+    /// the fast path too: see [`crate::fast`]).
     pub fn sqlx(&self) -> &Pool<DB> {
+        self.inner.cache.raw_used.store(true, Ordering::Relaxed);
         &self.inner.pool
     }
 
@@ -253,8 +274,9 @@ impl<DB: Database> SqlPool<DB> {
         &self.inner.settings
     }
 
-    /// Checks a connection out, counting the wait and any timeout in [`PoolStats`].
-    pub async fn acquire(&self) -> Result<PoolConnection<DB>, ProviderError> {
+    /// Checks a connection out through the fast path (see [`crate::fast`]), counting the
+    /// wait and any timeout in [`PoolStats`].
+    pub async fn acquire(&self) -> Result<PooledConnection<DB>, ProviderError> {
         self.acquire_within(self.inner.settings.acquire_timeout)
             .await
     }
@@ -264,26 +286,25 @@ impl<DB: Database> SqlPool<DB> {
     pub async fn acquire_within(
         &self,
         limit: Duration,
-    ) -> Result<PoolConnection<DB>, ProviderError> {
-        let _pending = self.inner.counters.pending();
-        let started = Instant::now();
-        let result = if limit < self.inner.settings.acquire_timeout {
-            tokio::time::timeout(limit, self.inner.pool.acquire())
-                .await
-                .unwrap_or(Err(sqlx::Error::PoolTimedOut))
-        } else {
-            self.inner.pool.acquire().await
-        };
-        let waited = started.elapsed();
+    ) -> Result<PooledConnection<DB>, ProviderError> {
         let counters = &self.inner.counters;
-        counters.record_wait(waited);
-        result.map_err(|e| {
+        let _pending = counters.pending();
+        let started = Instant::now();
+        let result = self
+            .inner
+            .cache
+            .acquire(limit.min(self.inner.settings.acquire_timeout))
+            .await;
+        counters.record_wait(started.elapsed());
+        if let Err(e) = &result {
             match e {
-                sqlx::Error::PoolTimedOut => PoolCounters::inc(&counters.acquire_timeouts),
+                ProviderError::AcquireTimeout { .. } => {
+                    PoolCounters::inc(&counters.acquire_timeouts);
+                }
                 _ => PoolCounters::inc(&counters.acquire_errors),
             }
-            ProviderError::from_acquire(e, waited)
-        })
+        }
+        result
     }
 
     /// One real round trip to the server (acquire, then the driver's ping), bounded by
@@ -306,12 +327,12 @@ impl<DB: Database> SqlPool<DB> {
         match tokio::time::timeout_at(deadline, conn.ping()).await {
             Ok(Ok(())) => Ok(started.elapsed()),
             Ok(Err(e)) => {
-                conn.close_on_drop();
+                conn.into_sqlx().close_on_drop();
                 PoolCounters::inc(&self.inner.counters.closed_broken);
                 Err(ProviderError::Database(e))
             }
             Err(_) => {
-                conn.close_on_drop();
+                conn.into_sqlx().close_on_drop();
                 PoolCounters::inc(&self.inner.counters.closed_broken);
                 Err(elapsed())
             }
@@ -342,9 +363,11 @@ impl<DB: Database> SqlPool<DB> {
     pub fn clear(&self) -> u32 {
         let inner = &self.inner;
         inner.generation.clear();
+        // The fast path's idle ones go back to sqlx, whose release hook closes them; before
+        // the supervisor is woken, so its probe cannot take one of them.
+        let mut closed = inner.cache.clear();
         PoolCounters::inc(&inner.counters.clears);
         inner.broken.notify_one();
-        let mut closed = 0;
         // `try_acquire` pops idle connections without running the hooks (no ping).
         for _ in 0..inner.pool.num_idle() {
             let Some(mut conn) = inner.pool.try_acquire() else {
@@ -359,23 +382,32 @@ impl<DB: Database> SqlPool<DB> {
         closed
     }
 
+    /// The pool was replaced: the fast path gives its idle connections back to the sqlx
+    /// pool and takes no more, so callers still holding the sqlx pool get them.
+    pub fn retire(&self) {
+        self.inner.cache.retire();
+    }
+
     /// How many times [`clear`](Self::clear) has run on this pool.
     pub fn clears(&self) -> u64 {
         self.inner.generation.count.load(Ordering::Relaxed)
     }
 
+    /// Idle connections: in the sqlx pool, and in the fast path's cache.
+    fn idle(&self) -> u32 {
+        let n = self.inner.pool.num_idle() + self.inner.cache.idle();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Connections checked out right now.
     pub fn in_use(&self) -> u32 {
-        let pool = &self.inner.pool;
-        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
-        pool.size().saturating_sub(idle)
+        self.inner.pool.size().saturating_sub(self.idle())
     }
 
     /// Live sizes and counters.
     pub fn stats(&self) -> PoolStats {
-        let pool = &self.inner.pool;
-        let open = pool.size();
-        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(open);
+        let open = self.inner.pool.size();
+        let idle = self.idle().min(open);
         self.inner
             .counters
             .snapshot(self.inner.settings.max_open, open, idle)
@@ -398,6 +430,7 @@ impl<DB: Database> SqlPool<DB> {
                 .fetch_add(u64::from(pool.size()), Ordering::Relaxed);
         }
         self.inner.cancel.cancel();
+        self.inner.cache.close();
         let drained = tokio::time::timeout(drain, pool.close()).await.is_ok();
         self.inner.slot.store(None);
         let anchor = self.inner.anchor.lock().await.take();
@@ -411,9 +444,9 @@ impl<DB: Database> SqlPool<DB> {
     }
 }
 
-/// How often surplus idle connections (above `max_idle_conns`) are closed and
-/// `min_idle_conns` is refilled.
-const TRIM_PERIOD: Duration = Duration::from_millis(250);
+/// How often the fast path's unused connections go back to the sqlx pool, surplus idle
+/// connections (above `max_idle_conns`) are closed and `min_idle_conns` is refilled.
+const TRIM_PERIOD: Duration = crate::fast::LINGER;
 
 /// Opens connections until the pool holds `min_idle_conns`. sqlx's own `min_connections`
 /// is not used: it refills after every close, whatever the supervisor's backoff says (a
@@ -454,12 +487,17 @@ async fn fill_min_idle<DB: Database>(inner: &Inner<DB>) {
     held.extend(rest.into_iter().filter_map(|r| r.ok().and_then(Result::ok)));
 }
 
-/// Closes idle connections above `max_idle_conns`. The release hook does this for releases
-/// one at a time, but connections released together all see the same idle count before
-/// any is back in the queue, so a burst can overshoot; this task takes the surplus back
-/// within `TRIM_PERIOD`. It holds only a `Weak` and ends when the pool closes, is dropped or
-/// its token is cancelled.
-fn spawn_idle_trimmer<DB: Database>(
+/// The pool's maintenance task, every `TRIM_PERIOD`:
+/// - returns connections unused in the fast path's cache for [`crate::fast::LINGER`] to the
+///   sqlx pool (where raw-pool users can have them);
+/// - refills `min_idle_conns`;
+/// - closes idle connections above `max_idle_conns`. The release hook does this for
+///   releases one at a time, but connections released together all see the same idle
+///   count before any is back in the queue, so a burst can overshoot.
+///
+/// It holds only a `Weak` and ends when the pool closes, is dropped or its token is
+/// cancelled.
+fn spawn_maintenance<DB: Database>(
     tasks: &TaskTracker,
     cancel: CancellationToken,
     weak: std::sync::Weak<Inner<DB>>,
@@ -471,6 +509,7 @@ fn spawn_idle_trimmer<DB: Database>(
                 () = tokio::time::sleep(TRIM_PERIOD) => {}
             }
             let Some(inner) = weak.upgrade() else { return };
+            inner.cache.trim();
             if inner.pool.is_closed() {
                 return;
             }
@@ -479,7 +518,7 @@ fn spawn_idle_trimmer<DB: Database>(
                 () = fill_min_idle(&inner) => {}
             }
             let max_idle = inner.settings.max_idle as usize;
-            while inner.pool.num_idle() > max_idle {
+            while inner.pool.num_idle() + inner.cache.idle() > max_idle {
                 // `try_acquire` gives up if a caller is waiting: that caller needs it more.
                 let Some(conn) = inner.pool.try_acquire() else {
                     break;
@@ -499,6 +538,7 @@ fn pool_options<DB: Database>(
     generation: &Arc<Generation>,
     broken: &Arc<Notify>,
     slot: &Arc<ArcSwapOption<Pool<DB>>>,
+    cache_idle: &Arc<AtomicUsize>,
     init: Option<InitFn<DB>>,
 ) -> PoolOptions<DB> {
     let lifetime = s.max_lifetime;
@@ -514,6 +554,7 @@ fn pool_options<DB: Database>(
     let gen_release = Arc::clone(generation);
     let broken = Arc::clone(broken);
     let slot = Arc::clone(slot);
+    let cache_idle = Arc::clone(cache_idle);
 
     PoolOptions::<DB>::new()
         .max_connections(s.max_open)
@@ -571,7 +612,10 @@ fn pool_options<DB: Database>(
         })
         .after_release(move |_conn, meta: PoolConnectionMetadata| {
             let counters = Arc::clone(&on_release);
-            let idle_now = slot.load().as_ref().map(|p| p.num_idle());
+            let idle_now = slot
+                .load()
+                .as_ref()
+                .map(|p| p.num_idle() + cache_idle.load(Ordering::Relaxed));
             let stale = gen_release.is_stale(meta.age);
             Box::pin(async move {
                 if stale {

@@ -52,6 +52,12 @@ pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Ok(true) })
     }
 
+    /// The pool was replaced by a swap: the manager sends it no new work. A pool that
+    /// keeps connections back for the manager's own checkouts (the SQL pools' fast path)
+    /// hands them to whoever still holds the pool itself, so the drain that follows sees
+    /// only real use. The default does nothing.
+    fn retire(&self) {}
+
     /// The concrete pool, for typed accessors to downcast.
     fn as_any(&self) -> &dyn Any;
 }
@@ -265,7 +271,7 @@ impl std::fmt::Debug for dyn Provider {
 }
 
 /// Implements [`EnginePool`] for a pool type whose inherent methods have the same names
-/// (`read_only` too when the invocation starts with `read_only;`).
+/// (`read_only` and `retire` too when the invocation starts with `read_only;`).
 macro_rules! engine_pool {
     (read_only; $ty:ty $(, $($bound:tt)+)?) => {
         $crate::provider::engine_pool!(@impl {
@@ -274,6 +280,9 @@ macro_rules! engine_pool {
                 timeout: std::time::Duration,
             ) -> futures_util::future::BoxFuture<'_, Result<bool, $crate::ProviderError>> {
                 Box::pin(Self::read_only(self, timeout))
+            }
+            fn retire(&self) {
+                Self::retire(self);
             }
         } $ty $(, $($bound)+)?);
     };

@@ -28,7 +28,7 @@ async fn an_empty_password_means_none() {
 async fn checked_out(
     conn: &dbmanager::Connection,
     n: usize,
-) -> Vec<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+) -> Vec<dbmanager::PooledConnection<sqlx::Postgres>> {
     futures_util::future::join_all((0..n).map(|_| conn.acquire::<sqlx::Postgres>()))
         .await
         .into_iter()
@@ -126,7 +126,7 @@ async fn a_read_only_transaction_error_does_not_churn_the_pool() {
     let conn = mgr.get("db").unwrap();
     let attempts = std::sync::atomic::AtomicU32::new(0);
     let result = conn
-        .retry(|mut c: sqlx::pool::PoolConnection<sqlx::Postgres>| {
+        .retry(|mut c: dbmanager::PooledConnection<sqlx::Postgres>| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 let mut tx = sqlx::Connection::begin(&mut *c).await?;
@@ -253,7 +253,7 @@ async fn retry_never_runs_a_write_twice_when_its_outcome_is_unknown() {
     });
     let insert = format!("insert into {table} values (1)");
     let result = conn
-        .retry(|mut c: sqlx::pool::PoolConnection<sqlx::Postgres>| {
+        .retry(|mut c: dbmanager::PooledConnection<sqlx::Postgres>| {
             let insert = insert.clone();
             async move {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(insert))

@@ -286,8 +286,9 @@ mod close_races {
         let (a, b) = tokio::join!(s.mgr.connect(), s.mgr.connect());
         a.unwrap();
         b.unwrap();
-        // One supervisor, no trimmer (max_idle_conns = max_open_conns).
-        assert_eq!(s.mgr.task_count(), 1, "supervisors running");
+        // One supervisor and one pool maintenance task (a second connect would have
+        // started a second of each).
+        assert_eq!(s.mgr.task_count(), 2, "supervisors and pool tasks running");
         s.proxy.set_latency(Duration::ZERO);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!((s.sessions)().await, 1, "pools opened");

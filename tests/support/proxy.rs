@@ -3,6 +3,7 @@
 //! add latency, and heal again. The server itself is never touched.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,8 @@ pub struct FaultProxy {
     faults: watch::Sender<Faults>,
     listener: Mutex<Option<JoinHandle<()>>>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Chunks of data read from clients and sent on to the server.
+    upstream: Arc<AtomicUsize>,
 }
 
 impl FaultProxy {
@@ -42,6 +45,7 @@ impl FaultProxy {
             }),
             listener: Mutex::new(None),
             conns: Arc::new(Mutex::new(Vec::new())),
+            upstream: Arc::default(),
         };
         proxy.accept_again();
         proxy
@@ -57,6 +61,12 @@ impl FaultProxy {
         let mut conns = self.conns.lock().unwrap();
         conns.retain(|h| !h.is_finished());
         conns.len()
+    }
+
+    /// Chunks of data clients have sent through the proxy so far: with latency set, each
+    /// request a client flushes separately is one chunk, so this counts round trips.
+    pub fn upstream_chunks(&self) -> usize {
+        self.upstream.load(Ordering::SeqCst)
     }
 
     /// Resets every forwarded connection (RST to the client, close to the server).
@@ -94,6 +104,7 @@ impl FaultProxy {
         let target = self.target;
         let faults = self.faults.subscribe();
         let conns = Arc::clone(&self.conns);
+        let upstream = Arc::clone(&self.upstream);
         *slot = Some(tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -102,11 +113,12 @@ impl FaultProxy {
                 // Dropping the client side resets it (no FIN): what a cut looks like.
                 client.set_zero_linger().ok();
                 let faults = faults.clone();
+                let upstream = Arc::clone(&upstream);
                 let handle = tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
                     };
-                    forward(client, server, faults).await;
+                    forward(client, server, faults, upstream).await;
                 });
                 conns.lock().unwrap().push(handle);
             }
@@ -133,11 +145,16 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn forward(client: TcpStream, server: TcpStream, faults: watch::Receiver<Faults>) {
+async fn forward(
+    client: TcpStream,
+    server: TcpStream,
+    faults: watch::Receiver<Faults>,
+    upstream: Arc<AtomicUsize>,
+) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pipe(cr, sw, faults.clone());
-    let down = pipe(sr, cw, faults);
+    let up = pipe(cr, sw, faults.clone(), Some(upstream));
+    let down = pipe(sr, cw, faults, None);
     // When either direction ends, the whole connection ends.
     tokio::select! {
         () = up => {}
@@ -145,8 +162,12 @@ async fn forward(client: TcpStream, server: TcpStream, faults: watch::Receiver<F
     }
 }
 
-async fn pipe<R, W>(mut from: R, mut to: W, mut faults: watch::Receiver<Faults>)
-where
+async fn pipe<R, W>(
+    mut from: R,
+    mut to: W,
+    mut faults: watch::Receiver<Faults>,
+    chunks: Option<Arc<AtomicUsize>>,
+) where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
 {
@@ -156,6 +177,9 @@ where
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if let Some(c) = &chunks {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
         loop {
             let f = *faults.borrow_and_update();
             if !f.black_hole {

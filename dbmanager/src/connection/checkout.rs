@@ -6,6 +6,7 @@ use crate::config::{DbType, OnUnavailable};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::pools::{PoolSet, SqlEngine};
+use dbmanager_providers::fast::{PooledConnection, Transaction};
 use dbmanager_providers::pool::SqlPool;
 use dbmanager_providers::{Phase, ProviderError};
 use std::future::Future;
@@ -145,7 +146,8 @@ impl Connection {
     }
 
     /// Checks out one connection of engine `DB`, counting the wait in the stats.
-    /// Dropping it returns it to the pool.
+    /// Dropping it returns it to the pool, without a round trip unless work is pending
+    /// (docs/pool.md).
     ///
     /// While the connection is down, `on_unavailable` decides: `wait` waits for it to come
     /// back (within `acquire_timeout`), `fail_fast` fails at once; both fail with
@@ -159,7 +161,7 @@ impl Connection {
     /// sqlx::query("select 1").execute(&mut *conn).await.unwrap();
     /// # Ok(()) }
     /// ```
-    pub async fn acquire<DB: SqlEngine>(&self) -> Result<sqlx::pool::PoolConnection<DB>> {
+    pub async fn acquire<DB: SqlEngine>(&self) -> Result<PooledConnection<DB>> {
         if self.kind() != DB::TYPE {
             return Err(self.wrong_kind(DB::TYPE));
         }
@@ -173,20 +175,19 @@ impl Connection {
         .await
     }
 
-    /// Checks out one connection and begins a transaction on it.
-    pub async fn begin<DB: SqlEngine>(&self) -> Result<sqlx::Transaction<'static, DB>> {
+    /// Checks out one connection and begins a transaction on it. Dropped without
+    /// `commit()`, the transaction rolls back (the ROLLBACK is sent at once).
+    pub async fn begin<DB: SqlEngine>(&self) -> Result<Transaction<DB>> {
         let span = self.inner.span("dbmanager.begin");
         let begun = async {
             let conn = self.acquire::<DB>().await?;
-            sqlx::Transaction::begin(sqlx::pool::MaybePoolConnection::from(conn), None)
-                .await
-                .map_err(|e| {
-                    self.report_error(&e);
-                    Error::Database {
-                        name: self.name().to_owned(),
-                        source: ProviderError::Database(e),
-                    }
-                })
+            Transaction::begin(conn).await.map_err(|e| {
+                self.report_error(&e);
+                Error::Database {
+                    name: self.name().to_owned(),
+                    source: ProviderError::Database(e),
+                }
+            })
         };
         let result = begun.instrument(span.clone()).await;
         if let Err(e) = &result {

@@ -270,6 +270,7 @@ impl Connection {
         let limit = self.config().drain_timeout;
         let deadline = dbmanager_providers::time::deadline_in(limit);
         let cancel = self.inner.ctx.cancel.clone();
+        old.retire();
         let waited = async {
             tokio::time::sleep(SWAP_GRACE.min(limit)).await;
             while old.in_use() > 0 && Instant::now() < deadline {

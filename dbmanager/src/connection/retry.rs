@@ -31,7 +31,7 @@ impl Connection {
     ///
     /// ```no_run
     /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
-    /// mgr.get("primary")?.retry(|mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+    /// mgr.get("primary")?.retry(|mut conn: dbmanager::PooledConnection<sqlx::Postgres>| async move {
     ///     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     ///     sqlx::query("update accounts set balance = balance - 10 where id = 1")
     ///         .execute(&mut *tx).await?;
@@ -42,7 +42,7 @@ impl Connection {
     pub async fn retry<DB, T, F, Fut>(&self, op: F) -> Result<T>
     where
         DB: SqlEngine,
-        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        F: FnMut(dbmanager_providers::fast::PooledConnection<DB>) -> Fut,
         Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
     {
         let span = self.inner.span("dbmanager.retry");
@@ -58,7 +58,7 @@ impl Connection {
     ///
     /// ```no_run
     /// # async fn f(mgr: dbmanager::Manager) -> dbmanager::Result<()> {
-    /// let n: i64 = mgr.get("primary")?.retry_idempotent(|mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>| async move {
+    /// let n: i64 = mgr.get("primary")?.retry_idempotent(|mut conn: dbmanager::PooledConnection<sqlx::Postgres>| async move {
     ///     sqlx::query_scalar("select count(*) from users").fetch_one(&mut *conn).await
     /// }).await?;
     /// # Ok(()) }
@@ -66,7 +66,7 @@ impl Connection {
     pub async fn retry_idempotent<DB, T, F, Fut>(&self, op: F) -> Result<T>
     where
         DB: SqlEngine,
-        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        F: FnMut(dbmanager_providers::fast::PooledConnection<DB>) -> Fut,
         Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
     {
         let span = self.inner.span("dbmanager.retry");
@@ -83,7 +83,7 @@ impl Connection {
     ) -> Result<T>
     where
         DB: SqlEngine,
-        F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
+        F: FnMut(dbmanager_providers::fast::PooledConnection<DB>) -> Fut,
         Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
     {
         let mut delays = Backoff::single_round(&self.config().retry);

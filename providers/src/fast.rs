@@ -1,0 +1,561 @@
+//! The fast path of [`SqlPool`](crate::pool::SqlPool): one round trip per use.
+//!
+//! sqlx's pool pings every connection it takes back (unconditionally, in
+//! `PoolConnection::return_to_pool`, as a guard against futures cancelled mid-query) and
+//! spawns a task to do it. That release costs a round trip and a task per use. This module
+//! keeps connections that the manager's own checkouts (`acquire`, `begin`, `retry`, health
+//! checks) have borrowed from the sqlx pool, and hands them out again without going
+//! through sqlx:
+//!
+//! - **One budget.** Every connection here is a sqlx `PoolConnection`, checked out of the
+//!   one sqlx pool and counted by its semaphore. Raw-pool users (`postgres()`, SeaORM)
+//!   and this cache share `max_open_conns` exactly, with no static split. A connection
+//!   idle here for `LINGER` goes back to the sqlx pool, so a raw-pool caller waits at
+//!   most that long (plus one maintenance tick) for one the cache is not using.
+//! - **Release without a round trip, unless one is needed.** On drop, the connection's
+//!   own `flush()` is polled once, which does no I/O when nothing is pending. No task is
+//!   spawned in that common case. Otherwise:
+//!   - a transaction dropped without commit has its ROLLBACK queued. The poll writes it
+//!     at once, and the connection goes back through sqlx's release, which waits for the
+//!     answer in the background before anyone else gets the connection;
+//!   - a query cancelled mid-flight still has a reply outstanding. The connection is
+//!     closed, because draining it would make the next caller wait as long as the query
+//!     runs. The server finishes that query on its own, so for that long it may count
+//!     one session more than the budget.
+//! - **Checkout without a round trip,** unless the connection sat idle past
+//!   `ping_idle_after`.
+//! - **FIFO waiters.** A waiting caller registers here and, at the same time, borrows
+//!   from the sqlx pool in a task (which may open a connection, or get one a raw-pool
+//!   user returned). A released connection goes to the oldest waiter first; whatever the
+//!   borrow brings after that goes to the cache, so no connect is cut off half-way. Only
+//!   a miss spawns that task.
+//! - **Clear and lifetime.** A clear empties the cache, and connections borrowed before
+//!   it go back to sqlx when released, where the pool's hooks close them as cleared. A
+//!   connection goes back to sqlx after `RECHECK` in the cache, where `conn_max_lifetime`
+//!   is checked. So a connection may outlive its lifetime by at most that long.
+//!
+//! Why not deadpool (which [`crate::managed::ManagedPool`] uses): a deadpool pool has a
+//! size of its own. Here the sqlx pool's semaphore must stay the only limit, so that the
+//! raw pool, SeaORM and this path share one budget.
+
+use crate::error::ProviderError;
+use crate::stats::PoolCounters;
+use futures_util::FutureExt;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Database, Pool};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How long a connection may sit unused in the cache, while the sqlx pool has none left to
+/// give, before it goes back there (where a raw-pool user may be waiting for it).
+pub(crate) const LINGER: Duration = Duration::from_millis(100);
+
+/// How long a connection stays in the cache, in use or not, before it goes back through
+/// the sqlx pool once (where its lifetime is checked).
+pub(crate) const RECHECK: Duration = Duration::from_secs(30);
+
+/// One borrowed connection.
+struct Entry<DB: Database> {
+    conn: PoolConnection<DB>,
+    borrowed_at: Instant,
+    idle_since: Instant,
+    generation: u64,
+}
+
+struct State<DB: Database> {
+    /// Most recently released last: checkout takes from the back (the warmest), the
+    /// maintenance task returns the front (the coldest) to sqlx.
+    idle: VecDeque<Entry<DB>>,
+    waiters: VecDeque<oneshot::Sender<Entry<DB>>>,
+    closed: bool,
+}
+
+/// The cache. Shared by the pool and every handle it gave out.
+pub(crate) struct Cache<DB: Database> {
+    pool: Pool<DB>,
+    state: Mutex<State<DB>>,
+    generation: AtomicU64,
+    max_idle: usize,
+    max_idle_time: Option<Duration>,
+    ping_idle_after: Option<Duration>,
+    counters: Arc<PoolCounters>,
+    /// Set once someone took the sqlx pool itself (the raw accessor, SeaORM): only then
+    /// can a caller be waiting in the sqlx pool for a connection this cache holds.
+    pub(crate) raw_used: std::sync::atomic::AtomicBool,
+    /// Ends borrows still running when the cache closes.
+    cancel: tokio_util::sync::CancellationToken,
+    /// How many connections are idle here (shared with the sqlx pool's release hook, which
+    /// counts them against `max_idle_conns` too).
+    idle_count: Arc<AtomicUsize>,
+}
+
+impl<DB: Database> Cache<DB> {
+    pub(crate) fn new(
+        pool: Pool<DB>,
+        max_idle: u32,
+        max_idle_time: Option<Duration>,
+        ping_idle_after: Option<Duration>,
+        counters: Arc<PoolCounters>,
+        idle_count: Arc<AtomicUsize>,
+    ) -> Arc<Self> {
+        Arc::new(Cache {
+            pool,
+            state: Mutex::new(State {
+                idle: VecDeque::new(),
+                waiters: VecDeque::new(),
+                closed: false,
+            }),
+            generation: AtomicU64::new(0),
+            max_idle: usize::try_from(max_idle).unwrap_or(usize::MAX),
+            max_idle_time,
+            ping_idle_after,
+            counters,
+            raw_used: std::sync::atomic::AtomicBool::new(false),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            idle_count,
+        })
+    }
+
+    fn lock(&self) -> Guard<'_, DB> {
+        Guard {
+            state: self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            count: &self.idle_count,
+        }
+    }
+
+    fn usable(&self, e: &Entry<DB>) -> bool {
+        e.generation == self.generation.load(Ordering::Acquire) && e.borrowed_at.elapsed() < RECHECK
+    }
+
+    /// Connections idle in the cache now (checked out of sqlx, not in use).
+    pub(crate) fn idle(&self) -> usize {
+        self.idle_count.load(Ordering::Relaxed)
+    }
+
+    /// A connection: from the cache, from a releasing handle, or borrowed from sqlx;
+    /// within `limit`.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        limit: Duration,
+    ) -> Result<PooledConnection<DB>, ProviderError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(crate::time::deadline(started, limit));
+        loop {
+            let mut entry = match self.take_or_wait() {
+                Taken::Closed => return Err(ProviderError::Closed),
+                Taken::Entry(e) => e,
+                Taken::Borrow => self.borrow(deadline, started).await?,
+                Taken::Wait(mut rx) => {
+                    // The borrow runs in a task of its own: when a released connection
+                    // reaches this caller first, a connect the borrow started is not cut
+                    // off half-way (the server would log every one as a failed login);
+                    // what it brings goes to the cache.
+                    let (done, borrowed) = oneshot::channel();
+                    let cache = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let r = tokio::select! {
+                            r = cache.borrow(deadline, started) => r,
+                            () = cache.cancel.cancelled() => Err(ProviderError::Closed),
+                        };
+                        if let Err(Ok(e)) = done.send(r) {
+                            cache.put(e);
+                        }
+                    });
+                    let mut borrowed = borrowed;
+                    let got = tokio::select! {
+                        biased;
+                        handed = &mut rx => match handed {
+                            Ok(e) => Ok(e),
+                            // Retired or closed: the borrow decides.
+                            Err(_) => (&mut borrowed).await.unwrap_or(Err(ProviderError::Closed)),
+                        },
+                        r = &mut borrowed => r.unwrap_or(Err(ProviderError::Closed)),
+                    };
+                    // A connection handed over while the borrow won goes back to the
+                    // cache.
+                    rx.close();
+                    if let Ok(e) = rx.try_recv() {
+                        self.put(e);
+                    }
+                    got?
+                }
+            };
+            if self
+                .ping_idle_after
+                .is_some_and(|p| entry.idle_since.elapsed() >= p)
+            {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(left, entry.conn.ping()).await {
+                    Ok(Ok(())) => {}
+                    _ => {
+                        entry.conn.close_on_drop();
+                        PoolCounters::inc(&self.counters.closed_broken);
+                        continue;
+                    }
+                }
+            }
+            return Ok(PooledConnection {
+                entry: Some(entry),
+                cache: Arc::clone(self),
+            });
+        }
+    }
+
+    fn take_or_wait(&self) -> Taken<DB> {
+        if self.pool.is_closed() {
+            // Closed by user code: hand nothing out, give everything back.
+            self.close();
+            return Taken::Closed;
+        }
+        let mut stale = Vec::new();
+        let mut state = self.lock();
+        if state.closed {
+            // Retired by a swap, the sqlx pool still open: straight from it.
+            return Taken::Borrow;
+        }
+        while let Some(e) = state.idle.pop_back() {
+            if self.usable(&e) {
+                drop(state);
+                return Taken::Entry(e);
+            }
+            stale.push(e);
+        }
+        let (tx, rx) = oneshot::channel();
+        state.waiters.push_back(tx);
+        drop(state);
+        // Back to sqlx, outside the lock (its release hooks close the cleared ones).
+        drop(stale);
+        Taken::Wait(rx)
+    }
+
+    /// Borrows a connection from the sqlx pool, by `deadline`.
+    async fn borrow(
+        &self,
+        deadline: tokio::time::Instant,
+        started: Instant,
+    ) -> Result<Entry<DB>, ProviderError> {
+        let conn = tokio::time::timeout_at(deadline, self.pool.acquire())
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+            .map_err(|e| ProviderError::from_acquire(e, started.elapsed()))?;
+        let now = Instant::now();
+        Ok(Entry {
+            conn,
+            borrowed_at: now,
+            idle_since: now,
+            generation: self.generation.load(Ordering::Acquire),
+        })
+    }
+
+    /// Takes a released connection back: to the oldest waiter, else to the idle list
+    /// (unless stale or beyond `max_idle_conns`: then back to sqlx).
+    fn put(&self, mut entry: Entry<DB>) {
+        if !self.usable(&entry) {
+            return;
+        }
+        entry.idle_since = Instant::now();
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        while let Some(w) = state.waiters.pop_front() {
+            match w.send(entry) {
+                Ok(()) => return,
+                Err(back) => entry = back,
+            }
+        }
+        if state.idle.len() < self.max_idle {
+            state.idle.push_back(entry);
+        } else {
+            drop(state);
+            entry.conn.close_on_drop();
+            PoolCounters::inc(&self.counters.closed_max_idle);
+        }
+    }
+
+    /// The maintenance step: gives waiters that gave up no more thought; closes
+    /// connections idle here past `conn_max_idle_time`; returns to the sqlx pool those due
+    /// a recheck or cleared, and, while the sqlx pool has none left to give, those unused
+    /// for [`LINGER`]. Everything goes back once the sqlx pool is closed.
+    pub(crate) fn trim(&self) {
+        if self.pool.is_closed() {
+            self.close();
+            return;
+        }
+        let pressure = self.raw_used.load(Ordering::Relaxed)
+            && self.pool.size() >= self.pool.options().get_max_connections()
+            && self.pool.num_idle() == 0;
+        let mut back = Vec::new();
+        {
+            let mut state = self.lock();
+            state.waiters.retain(|w| !w.is_closed());
+            let entries: Vec<Entry<DB>> = state.idle.drain(..).collect();
+            for mut e in entries {
+                let idle = e.idle_since.elapsed();
+                if self.max_idle_time.is_some_and(|t| idle >= t) {
+                    e.conn.close_on_drop();
+                    PoolCounters::inc(&self.counters.closed_idle_timeout);
+                    back.push(e);
+                } else if !self.usable(&e) || (pressure && idle >= LINGER) {
+                    back.push(e);
+                } else {
+                    state.idle.push_back(e);
+                }
+            }
+        }
+        // Outside the lock: sqlx's release runs its hooks.
+        drop(back);
+    }
+
+    /// Marks every connection borrowed now as stale and returns the idle ones to sqlx.
+    /// Returns how many idle connections it gave back (the sqlx pool's release hook closes
+    /// and counts them as cleared).
+    pub(crate) fn clear(&self) -> u32 {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let idle: Vec<_> = self.lock().idle.drain(..).collect();
+        let n = u32::try_from(idle.len()).unwrap_or(u32::MAX);
+        drop(idle);
+        n
+    }
+
+    /// Closes the cache: idle connections go back to sqlx, waiters fall through to the
+    /// sqlx pool, released ones go straight back to sqlx, and new checkouts borrow from
+    /// sqlx directly until it closes too (a pool retired by a swap keeps serving callers
+    /// that still hold it).
+    pub(crate) fn close(&self) {
+        self.cancel.cancel();
+        self.retire();
+    }
+
+    /// As [`close`](Self::close), but borrows under way go on (for a pool a swap replaced,
+    /// which keeps serving until it is drained).
+    pub(crate) fn retire(&self) {
+        let (idle, waiters) = {
+            let mut state = self.lock();
+            state.closed = true;
+            (
+                state.idle.drain(..).collect::<Vec<_>>(),
+                state.waiters.drain(..).collect::<Vec<_>>(),
+            )
+        };
+        drop((idle, waiters));
+    }
+}
+
+/// The locked state; publishes the idle count when released.
+struct Guard<'a, DB: Database> {
+    state: MutexGuard<'a, State<DB>>,
+    count: &'a AtomicUsize,
+}
+
+impl<DB: Database> std::ops::Deref for Guard<'_, DB> {
+    type Target = State<DB>;
+    fn deref(&self) -> &State<DB> {
+        &self.state
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for Guard<'_, DB> {
+    fn deref_mut(&mut self) -> &mut State<DB> {
+        &mut self.state
+    }
+}
+
+impl<DB: Database> Drop for Guard<'_, DB> {
+    fn drop(&mut self) {
+        self.count.store(self.state.idle.len(), Ordering::Relaxed);
+    }
+}
+
+enum Taken<DB: Database> {
+    Closed,
+    Borrow,
+    Entry(Entry<DB>),
+    Wait(oneshot::Receiver<Entry<DB>>),
+}
+
+/// A connection checked out through the manager's fast path. Dereferences to the driver's
+/// connection, so `&mut *conn` is an executor (`query.execute(&mut *conn)`).
+///
+/// Dropping it returns it to the pool without a round trip when the connection is idle;
+/// with work still pending (a transaction dropped without commit, a query cancelled
+/// mid-flight), it goes back through the sqlx pool, which finishes that work first.
+pub struct PooledConnection<DB: Database> {
+    entry: Option<Entry<DB>>,
+    cache: Arc<Cache<DB>>,
+}
+
+impl<DB: Database> PooledConnection<DB> {
+    /// Takes the connection out of the fast path as a plain sqlx `PoolConnection` (it goes
+    /// back through sqlx's release when dropped), for an API that needs one.
+    pub fn into_sqlx(mut self) -> PoolConnection<DB> {
+        match self.entry.take() {
+            Some(e) => e.conn,
+            // Unreachable: `entry` is only taken by this method and by drop.
+            None => unreachable_entry(),
+        }
+    }
+
+    fn conn(&self) -> &PoolConnection<DB> {
+        match &self.entry {
+            Some(e) => &e.conn,
+            None => unreachable_entry(),
+        }
+    }
+
+    fn conn_mut(&mut self) -> &mut PoolConnection<DB> {
+        match &mut self.entry {
+            Some(e) => &mut e.conn,
+            None => unreachable_entry(),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_entry() -> ! {
+    unreachable!("a PooledConnection holds its connection until it is consumed or dropped")
+}
+
+impl<DB: Database> std::ops::Deref for PooledConnection<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        self.conn()
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for PooledConnection<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.conn_mut()
+    }
+}
+
+impl<DB: Database> AsMut<DB::Connection> for PooledConnection<DB> {
+    fn as_mut(&mut self) -> &mut DB::Connection {
+        self.conn_mut()
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for PooledConnection<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("database", &DB::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database> Drop for PooledConnection<DB> {
+    fn drop(&mut self) {
+        let Some(mut entry) = self.entry.take() else {
+            return;
+        };
+        // Work written by the caller but not sent yet: a ROLLBACK queued by a dropped
+        // transaction.
+        let queued = entry.conn.should_flush();
+        // Polled once: no I/O when nothing is pending.
+        match entry.conn.flush().now_or_never() {
+            Some(Ok(())) => self.cache.put(entry),
+            Some(Err(_)) => {
+                entry.conn.close_on_drop();
+                PoolCounters::inc(&self.cache.counters.closed_broken);
+            }
+            // The ROLLBACK is on its way; sqlx's release waits for its answer in the
+            // background before the connection is handed out again.
+            None if queued => drop(entry),
+            // A reply still outstanding: an operation was cancelled mid-flight (a
+            // `pg_sleep` given up by a timeout, say). Waiting for it would keep the next
+            // caller waiting as long; the connection is closed instead.
+            // (Detached and dropped: sqlx's graceful close would write to it and wait.)
+            None => {
+                drop(entry.conn.detach());
+                PoolCounters::inc(&self.cache.counters.closed_broken);
+            }
+        }
+    }
+}
+
+/// A transaction on a [`PooledConnection`]: what `Connection::begin` returns. Dereferences
+/// to the driver's connection (`&mut *tx` is an executor), like `sqlx::Transaction`.
+///
+/// Dropped without [`commit`](Self::commit) or [`rollback`](Self::rollback), it rolls
+/// back: the ROLLBACK is written to the server at once, and the connection goes back
+/// through the sqlx pool, which waits for its answer before anyone else gets it.
+pub struct Transaction<DB: Database> {
+    conn: PooledConnection<DB>,
+    open: bool,
+}
+
+impl<DB: Database> Transaction<DB> {
+    /// Begins a transaction on `conn`.
+    pub async fn begin(mut conn: PooledConnection<DB>) -> Result<Self, sqlx::Error> {
+        <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::begin(
+            &mut conn, None,
+        )
+        .await?;
+        Ok(Transaction { conn, open: true })
+    }
+
+    /// Commits, and returns the connection to the pool.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::commit(
+            &mut self.conn,
+        )
+        .await?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Rolls back, and returns the connection to the pool.
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::rollback(
+            &mut self.conn,
+        )
+        .await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl<DB: Database> std::ops::Deref for Transaction<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for Transaction<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> AsMut<DB::Connection> for Transaction<DB> {
+    fn as_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for Transaction<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("database", &DB::NAME)
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database> Drop for Transaction<DB> {
+    fn drop(&mut self) {
+        if self.open {
+            // Queues the ROLLBACK; the connection's drop (next) writes it.
+            <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::start_rollback(
+                &mut self.conn,
+            );
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The manager's fast path (docs/pool.md), on the machine's PostgreSQL and MariaDB:
+//! - one round trip per use: N acquire + `SELECT 1` + release send N requests to the
+//!   server, counted at a proxy (sqlx's own release adds a ping to each);
+//! - a transaction dropped without commit while holding a row lock: another session can
+//!   lock that row within 100 ms of the drop;
+//! - a query dropped mid-flight (a 1 s sleep cancelled after 10 ms): the next checkout
+//!   runs `SELECT 1` correctly, without waiting for the sleep;
+//! - raw-pool users share the budget: with every connection borrowed by the fast path
+//!   and then released, a raw-pool acquire gets one back.
+
+mod support;
+
+use dbmanager::Manager;
+use std::time::{Duration, Instant};
+use support::proxy::FaultProxy;
+use support::{MYSQL_URL, PG_URL, require_mariadb, require_postgres, unique};
+
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Postgres,
+    MariaDb,
+}
+
+impl Engine {
+    fn yaml(self, dsn: &str, extra: &str) -> String {
+        let kind = match self {
+            Engine::Postgres => "postgres",
+            Engine::MariaDb => "mariadb",
+        };
+        format!(
+            "health_check_interval: 1h\nconnections:\n  db:\n    type: {kind}\n    dsn: '{dsn}'\n{extra}"
+        )
+    }
+
+    fn dsn(self) -> &'static str {
+        match self {
+            Engine::Postgres => PG_URL,
+            Engine::MariaDb => MYSQL_URL,
+        }
+    }
+
+    async fn require(self) {
+        match self {
+            Engine::Postgres => drop(require_postgres().await),
+            Engine::MariaDb => drop(require_mariadb().await),
+        }
+    }
+}
+
+/// `SELECT 1` on a fast-path connection of `mgr`'s `db`.
+async fn select_one(mgr: &Manager, engine: Engine) -> i64 {
+    let conn = mgr.get("db").unwrap();
+    match engine {
+        Engine::Postgres => {
+            let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
+            sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(&mut *c)
+                .await
+                .map(i64::from)
+                .unwrap()
+        }
+        Engine::MariaDb => {
+            let mut c = conn.acquire::<sqlx::MySql>().await.unwrap();
+            sqlx::query_scalar::<_, i64>("SELECT 1")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+async fn one_round_trip_per_use(engine: Engine) {
+    engine.require().await;
+    let port = match engine {
+        Engine::Postgres => 5432,
+        Engine::MariaDb => 3306,
+    };
+    let proxy = FaultProxy::start(port).await;
+    let dsn = engine
+        .dsn()
+        .replace(&format!(":{port}/"), &format!(":{}/", proxy.port()));
+    let mgr = Manager::from_yaml_str(&engine.yaml(&dsn, "    max_open_conns: 1\n")).unwrap();
+    mgr.connect().await.unwrap();
+    // Warm up: the statement is prepared and cached on the connection.
+    for _ in 0..3 {
+        assert_eq!(select_one(&mgr, engine).await, 1);
+    }
+    // A delay per chunk, so that requests a client sends apart arrive apart.
+    proxy.set_latency(Duration::from_millis(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = proxy.upstream_chunks();
+    const N: usize = 20;
+    for _ in 0..N {
+        assert_eq!(select_one(&mgr, engine).await, 1);
+    }
+    // Anything sent in the background after a release (sqlx's ping) arrives by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = proxy.upstream_chunks() - before;
+    assert!(
+        sent <= N + 1,
+        "{engine:?}: {N} uses sent {sent} requests to the server (one round trip each is {N})"
+    );
+    mgr.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_round_trip_per_use() {
+    one_round_trip_per_use(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_one_round_trip_per_use() {
+    one_round_trip_per_use(Engine::MariaDb).await;
+}
+
+/// Whether `sql` (a `FOR UPDATE NOWAIT`) gets the row lock on `conn` now; never keeps it.
+macro_rules! try_lock {
+    ($conn:expr, $sql:expr) => {{
+        let mut t = sqlx::Connection::begin(&mut *$conn).await.unwrap();
+        let ok = sqlx::query(sqlx::AssertSqlSafe($sql.clone()))
+            .execute(&mut *t)
+            .await
+            .is_ok();
+        t.rollback().await.unwrap();
+        ok
+    }};
+}
+
+/// A transaction of the manager locks a row and is dropped without commit: another
+/// session (`$admin`, a raw sqlx pool outside the manager) must get the lock within 100 ms.
+macro_rules! dropped_transaction_releases_its_lock {
+    ($engine:expr, $db:ty, $admin:expr, $create:literal) => {{
+        let admin = $admin;
+        let table = unique("dbm_lock");
+        sqlx::query(sqlx::AssertSqlSafe(format!($create, table)))
+            .execute(&admin)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} VALUES (1)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        let engine: Engine = $engine;
+        let mgr =
+            Manager::from_yaml_str(&engine.yaml(engine.dsn(), "    max_open_conns: 2\n")).unwrap();
+        mgr.connect().await.unwrap();
+        let conn = mgr.get("db").unwrap();
+        let mut tx = conn.begin::<$db>().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM {table} WHERE id = 1 FOR UPDATE"
+        )))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let mut other = admin.acquire().await.unwrap();
+        let lock = format!("SELECT id FROM {table} WHERE id = 1 FOR UPDATE NOWAIT");
+        assert!(!try_lock!(other, lock), "the transaction holds the lock");
+        let dropped = Instant::now();
+        drop(tx);
+        while !try_lock!(other, lock) {
+            assert!(
+                dropped.elapsed() < Duration::from_secs(5),
+                "the row stayed locked"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let took = dropped.elapsed();
+        assert!(
+            took <= Duration::from_millis(100),
+            "{engine:?}: the row was locked {took:?} after the drop"
+        );
+        // The connection is usable again, outside any transaction.
+        assert_eq!(select_one(&mgr, engine).await, 1);
+        drop(other);
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        mgr.close().await;
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dropped_transaction_releases_its_lock_at_once() {
+    dropped_transaction_releases_its_lock!(
+        Engine::Postgres,
+        sqlx::Postgres,
+        require_postgres().await,
+        "CREATE TABLE {} (id int PRIMARY KEY)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_dropped_transaction_releases_its_lock_at_once() {
+    dropped_transaction_releases_its_lock!(
+        Engine::MariaDb,
+        sqlx::MySql,
+        require_mariadb().await,
+        "CREATE TABLE {} (id int PRIMARY KEY) ENGINE=InnoDB"
+    );
+}
+
+async fn cancelled_query_leaves_no_trace(engine: Engine) {
+    engine.require().await;
+    let mgr =
+        Manager::from_yaml_str(&engine.yaml(engine.dsn(), "    max_open_conns: 1\n")).unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    for _ in 0..3 {
+        let cancelled = match engine {
+            Engine::Postgres => {
+                let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
+                let sleep = sqlx::query("SELECT pg_sleep(1)").execute(&mut *c);
+                tokio::time::timeout(Duration::from_millis(10), sleep)
+                    .await
+                    .is_err()
+            }
+            Engine::MariaDb => {
+                let mut c = conn.acquire::<sqlx::MySql>().await.unwrap();
+                let sleep = sqlx::query("SELECT SLEEP(1)").execute(&mut *c);
+                tokio::time::timeout(Duration::from_millis(10), sleep)
+                    .await
+                    .is_err()
+            }
+        };
+        assert!(cancelled, "the sleep was cut short");
+        let started = Instant::now();
+        // The only connection's next checkout: a correct answer, not the sleep's.
+        assert_eq!(select_one(&mgr, engine).await, 1);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "{engine:?}: the next checkout took {took:?} (the sleep was 1 s)"
+        );
+    }
+    mgr.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cancelled_query_does_not_reach_the_next_caller() {
+    cancelled_query_leaves_no_trace(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cancelled_query_does_not_reach_the_next_caller() {
+    cancelled_query_leaves_no_trace(Engine::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_pool_users_get_connections_the_fast_path_released() {
+    require_postgres().await;
+    let mgr = Manager::from_yaml_str(
+        &Engine::Postgres.yaml(PG_URL, "    max_open_conns: 2\n    acquire_timeout: 2s\n"),
+    )
+    .unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    // Both connections go through the fast path, then sit in its cache.
+    let a = conn.acquire::<sqlx::Postgres>().await.unwrap();
+    let b = conn.acquire::<sqlx::Postgres>().await.unwrap();
+    drop((a, b));
+    assert!(
+        support::eventually(Duration::from_secs(2), || conn.stats().pool.in_use == 0).await,
+        "{:?}",
+        conn.stats()
+    );
+    // The raw pool shares the same two: it gets one once the cache lets go.
+    let raw = conn.postgres().unwrap();
+    let started = Instant::now();
+    let n: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    mgr.close().await;
+}
