@@ -87,6 +87,11 @@ pub(crate) struct Cache<DB: Database> {
     pub(crate) raw_used: std::sync::atomic::AtomicBool,
     /// Ends borrows still running when the cache closes.
     cancel: tokio_util::sync::CancellationToken,
+    /// Borrows from the sqlx pool under way.
+    borrowing: AtomicUsize,
+    /// Woken when a connection leaves the cache for the sqlx pool (or closes): a waiter
+    /// may borrow then.
+    freed: tokio::sync::Notify,
     /// How many connections are idle here (shared with the sqlx pool's release hook, which
     /// counts them against `max_idle_conns` too).
     idle_count: Arc<AtomicUsize>,
@@ -115,6 +120,8 @@ impl<DB: Database> Cache<DB> {
             counters,
             raw_used: std::sync::atomic::AtomicBool::new(false),
             cancel: tokio_util::sync::CancellationToken::new(),
+            borrowing: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
             idle_count,
         })
     }
@@ -152,33 +159,8 @@ impl<DB: Database> Cache<DB> {
                 Taken::Entry(e) => e,
                 Taken::Borrow => self.borrow(deadline, started).await?,
                 Taken::Wait(mut rx) => {
-                    // The borrow runs in a task of its own: when a released connection
-                    // reaches this caller first, a connect the borrow started is not cut
-                    // off half-way (the server would log every one as a failed login);
-                    // what it brings goes to the cache.
-                    let (done, borrowed) = oneshot::channel();
-                    let cache = Arc::clone(self);
-                    tokio::spawn(async move {
-                        let r = tokio::select! {
-                            r = cache.borrow(deadline, started) => r,
-                            () = cache.cancel.cancelled() => Err(ProviderError::Closed),
-                        };
-                        if let Err(Ok(e)) = done.send(r) {
-                            cache.put(e);
-                        }
-                    });
-                    let mut borrowed = borrowed;
-                    let got = tokio::select! {
-                        biased;
-                        handed = &mut rx => match handed {
-                            Ok(e) => Ok(e),
-                            // Retired or closed: the borrow decides.
-                            Err(_) => (&mut borrowed).await.unwrap_or(Err(ProviderError::Closed)),
-                        },
-                        r = &mut borrowed => r.unwrap_or(Err(ProviderError::Closed)),
-                    };
-                    // A connection handed over while the borrow won goes back to the
-                    // cache.
+                    let got = self.wait(&mut rx, deadline, started).await;
+                    // A connection handed over while a borrow won goes back to the cache.
                     rx.close();
                     if let Ok(e) = rx.try_recv() {
                         self.put(e);
@@ -196,6 +178,8 @@ impl<DB: Database> Cache<DB> {
                     _ => {
                         entry.conn.close_on_drop();
                         PoolCounters::inc(&self.counters.closed_broken);
+                        drop(entry);
+                        self.freed.notify_waiters();
                         continue;
                     }
                 }
@@ -204,6 +188,83 @@ impl<DB: Database> Cache<DB> {
                 entry: Some(entry),
                 cache: Arc::clone(self),
             });
+        }
+    }
+
+    /// What the sqlx pool could give now: connections it may still open, plus its idle
+    /// ones.
+    fn sqlx_available(&self) -> usize {
+        let max = self.pool.options().get_max_connections();
+        let open = self.pool.size();
+        usize::try_from(max.saturating_sub(open)).unwrap_or(0) + self.pool.num_idle()
+    }
+
+    /// Waits for a connection: one a release hands over (FIFO), or one borrowed from the
+    /// sqlx pool while it has some to give. A borrow runs in a task of its own, so that
+    /// when a released connection reaches this caller first, a connect the borrow started
+    /// is not cut off half-way (the server would log each one as a failed login); what it
+    /// brings goes to the cache. No more borrows run than the sqlx pool can serve: when it
+    /// has nothing to give (everything is borrowed, the common case under load), waiting
+    /// is only for a release, rechecked every few milliseconds in case a raw-pool user
+    /// returns one to sqlx.
+    async fn wait(
+        self: &Arc<Self>,
+        rx: &mut oneshot::Receiver<Entry<DB>>,
+        deadline: tokio::time::Instant,
+        started: Instant,
+    ) -> Result<Entry<DB>, ProviderError> {
+        loop {
+            // Registered before the check, so a connection freed in between is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.borrowing.load(Ordering::Acquire) < self.sqlx_available() {
+                self.borrowing.fetch_add(1, Ordering::AcqRel);
+                let (done, mut borrowed) = oneshot::channel();
+                let cache = Arc::clone(self);
+                tokio::spawn(async move {
+                    let r = tokio::select! {
+                        r = cache.borrow(deadline, started) => r,
+                        () = cache.cancel.cancelled() => Err(ProviderError::Closed),
+                    };
+                    cache.borrowing.fetch_sub(1, Ordering::AcqRel);
+                    if let Err(Ok(e)) = done.send(r) {
+                        cache.put(e);
+                    }
+                });
+                return tokio::select! {
+                    biased;
+                    handed = &mut *rx => match handed {
+                        Ok(e) => Ok(e),
+                        // Retired or closed: the borrow decides.
+                        Err(_) => (&mut borrowed).await.unwrap_or(Err(ProviderError::Closed)),
+                    },
+                    r = &mut borrowed => r.unwrap_or(Err(ProviderError::Closed)),
+                };
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(ProviderError::AcquireTimeout {
+                    waited: started.elapsed(),
+                });
+            }
+            // A raw-pool user may return a connection to sqlx without telling the cache:
+            // look again now and then while anyone uses the raw pool.
+            let recheck = if self.raw_used.load(Ordering::Relaxed) {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(100)
+            };
+            tokio::select! {
+                biased;
+                handed = &mut *rx => match handed {
+                    Ok(e) => return Ok(e),
+                    // Retired or closed: straight from the sqlx pool.
+                    Err(_) => return self.borrow(deadline, started).await,
+                },
+                () = &mut freed => {}
+                () = tokio::time::sleep_until(deadline.min(now + recheck)) => {}
+            }
         }
     }
 
@@ -257,6 +318,8 @@ impl<DB: Database> Cache<DB> {
     /// (unless stale or beyond `max_idle_conns`: then back to sqlx).
     fn put(&self, mut entry: Entry<DB>) {
         if !self.usable(&entry) {
+            drop(entry);
+            self.freed.notify_waiters();
             return;
         }
         entry.idle_since = Instant::now();
@@ -276,6 +339,8 @@ impl<DB: Database> Cache<DB> {
             drop(state);
             entry.conn.close_on_drop();
             PoolCounters::inc(&self.counters.closed_max_idle);
+            drop(entry);
+            self.freed.notify_waiters();
         }
     }
 
@@ -310,7 +375,10 @@ impl<DB: Database> Cache<DB> {
             }
         }
         // Outside the lock: sqlx's release runs its hooks.
-        drop(back);
+        if !back.is_empty() {
+            drop(back);
+            self.freed.notify_waiters();
+        }
     }
 
     /// Marks every connection borrowed now as stale and returns the idle ones to sqlx.
@@ -321,6 +389,7 @@ impl<DB: Database> Cache<DB> {
         let idle: Vec<_> = self.lock().idle.drain(..).collect();
         let n = u32::try_from(idle.len()).unwrap_or(u32::MAX);
         drop(idle);
+        self.freed.notify_waiters();
         n
     }
 
@@ -459,7 +528,7 @@ impl<DB: Database> Drop for PooledConnection<DB> {
         let queued = entry.conn.should_flush();
         // Polled once: no I/O when nothing is pending.
         match entry.conn.flush().now_or_never() {
-            Some(Ok(())) => self.cache.put(entry),
+            Some(Ok(())) => return self.cache.put(entry),
             Some(Err(_)) => {
                 entry.conn.close_on_drop();
                 PoolCounters::inc(&self.cache.counters.closed_broken);
@@ -476,6 +545,8 @@ impl<DB: Database> Drop for PooledConnection<DB> {
                 PoolCounters::inc(&self.cache.counters.closed_broken);
             }
         }
+        // Gone to the sqlx pool, or closed: a waiter may borrow now.
+        self.cache.freed.notify_waiters();
     }
 }
 
