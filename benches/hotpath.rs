@@ -316,11 +316,16 @@ async fn measure(
     out
 }
 
-fn print_table(
-    title: &str,
-    results: &[(usize, Vec<(&'static str, Cell)>)],
-    refs: &[(&str, &dyn Fn(usize, &[(&'static str, Cell)]) -> Option<f64>)],
-) {
+/// One concurrency's results: each contender's median cell.
+type Row = Vec<(&'static str, Cell)>;
+
+/// A reference a table divides by: its name, and its ops/s at a concurrency.
+type Reference<'a> = (
+    &'a str,
+    &'a dyn Fn(usize, &[(&'static str, Cell)]) -> Option<f64>,
+);
+
+fn print_table(title: &str, results: &[(usize, Row)], refs: &[Reference<'_>]) {
     println!("\n## {title}\n");
     let ref_names: Vec<String> = refs.iter().map(|(n, _)| format!("× {n}")).collect();
     println!(
