@@ -96,31 +96,28 @@ impl Prometheus {
         Some(body)
     }
 
-    /// An instant query's result vector.
-    async fn query(&self, expr: &str) -> Vec<serde_json::Value> {
-        let body = self
-            .get(&format!("/api/v1/query?query={}", support::percent(expr)))
-            .await
-            .unwrap_or_default();
+    /// The `data.result` of a query API call for `expr` (`path` holds the query).
+    async fn result(&self, expr: &str, path: &str) -> Vec<serde_json::Value> {
+        let body = self.get(path).await.unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("`{expr}`: not JSON ({e}): {body}"));
         assert_eq!(v["status"], "success", "`{expr}`: {body}");
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
+    /// An instant query's result vector.
+    async fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", support::percent(expr));
+        self.result(expr, &path).await
+    }
+
     /// A range query's result matrix, one point per second.
     async fn range(&self, expr: &str, start: f64, end: f64) -> Vec<serde_json::Value> {
-        let body = self
-            .get(&format!(
-                "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step=1",
-                support::percent(expr)
-            ))
-            .await
-            .unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("`{expr}`: not JSON ({e}): {body}"));
-        assert_eq!(v["status"], "success", "`{expr}`: {body}");
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+        let path = format!(
+            "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step=1",
+            support::percent(expr)
+        );
+        self.result(expr, &path).await
     }
 
     /// The jobs DbmanagerConnectionDown is firing in for `connection`.
