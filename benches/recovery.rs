@@ -166,7 +166,12 @@ async fn run(engine: Engine) {
     let url = server.url_via(server.port());
     let wait = manager(kind, &url, "wait");
     let fail_fast = manager(kind, &url, "fail_fast");
-    for m in [&wait, &fail_fast] {
+    // As a new user would write it: the defaults, and a short first retry delay.
+    let newcomer = Manager::from_yaml_str(&format!(
+        "connections:\n  db:\n    type: {kind}\n    dsn: '{url}'\n    retry_delay: 50ms\n"
+    ))
+    .expect("benchmark config");
+    for m in [&wait, &fail_fast, &newcomer] {
         m.connect().await.expect("connect");
     }
     let raw = match engine {
@@ -192,6 +197,13 @@ async fn run(engine: Engine) {
             "dbmanager fail_fast (acquire + query)",
             Client::Managed {
                 mgr: fail_fast.clone(),
+                retry: false,
+            },
+        ),
+        (
+            "dbmanager defaults + retry_delay 50ms",
+            Client::Managed {
+                mgr: newcomer.clone(),
                 retry: false,
             },
         ),
@@ -253,6 +265,7 @@ async fn run(engine: Engine) {
     }
     wait.close().await;
     fail_fast.close().await;
+    newcomer.close().await;
     match raw {
         RawPool::Pg(p) => p.close().await,
         RawPool::My(p) => p.close().await,
