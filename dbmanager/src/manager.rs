@@ -214,8 +214,8 @@ impl Manager {
         self.connection(name).cloned()
     }
 
-    /// The connection called `name`, borrowed from the manager: a hash lookup and two
-    /// atomic loads, no shared counter touched, so it costs the same on every thread
+    /// The connection called `name`, borrowed from the manager: an atomic load and a
+    /// hash lookup, no shared counter touched, so it costs the same on every thread
     /// (docs/BENCHMARKS.md, `get`).
     ///
     /// ```
