@@ -174,6 +174,21 @@ async fn run(engine: Engine) {
     for m in [&wait, &fail_fast, &newcomer] {
         m.connect().await.expect("connect");
     }
+    // RECOVERY_EVENTS=1: print the newcomer's events as a timeline, to see where the
+    // time after the server's return goes.
+    let timeline: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    if std::env::var_os("RECOVERY_EVENTS").is_some() {
+        struct Tap(Arc<Mutex<Vec<(Instant, String)>>>);
+        impl dbmanager::Subscriber for Tap {
+            fn on_event(&self, e: &dbmanager::Event) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now(), format!("{:?}", e.kind)));
+            }
+        }
+        newcomer.add_subscriber(Arc::new(Tap(Arc::clone(&timeline))));
+    }
     let raw = match engine {
         Engine::Postgres => RawPool::Pg(sqlx::PgPool::connect(&url).await.expect("sqlx pool")),
         Engine::MariaDb => RawPool::My(sqlx::MySqlPool::connect(&url).await.expect("sqlx pool")),
@@ -263,6 +278,10 @@ async fn run(engine: Engine) {
                 .unwrap_or_else(|| "never".into())
         );
     }
+    for (at, what) in timeline.lock().unwrap().iter() {
+        let ms = |a: Instant, b: Instant| a.saturating_duration_since(b).as_secs_f64() * 1e3;
+        println!("  {:+9.1} ms  {what}", ms(*at, up) - ms(up, *at));
+    }
     wait.close().await;
     fail_fast.close().await;
     newcomer.close().await;
@@ -275,6 +294,12 @@ async fn run(engine: Engine) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     println!("recovery benchmark (prints figures; nothing is asserted)");
-    run(Engine::Postgres).await;
-    run(Engine::MariaDb).await;
+    // RECOVERY_ENGINE=postgres|mysql runs one engine only.
+    let only = std::env::var("RECOVERY_ENGINE").unwrap_or_default();
+    if only.is_empty() || only == "postgres" {
+        run(Engine::Postgres).await;
+    }
+    if only.is_empty() || only == "mysql" {
+        run(Engine::MariaDb).await;
+    }
 }

@@ -103,6 +103,15 @@ impl PoolSet {
         }
     }
 
+    /// As [`ping`](Self::ping), for a connection that is down (see
+    /// `EnginePool::reconnect`).
+    pub(crate) async fn reconnect(&self, timeout: Duration) -> Result<Duration, ProviderError> {
+        match self.diesel.get() {
+            Some(d) if self.diesel_first => d.reconnect(timeout).await,
+            _ => self.main.reconnect(timeout).await,
+        }
+    }
+
     pub(crate) fn clear(&self) -> u32 {
         self.all().map(|p| p.clear()).sum()
     }

@@ -13,7 +13,9 @@
 //! `health_check_interval` (and at once when a dead connection is found); while down, on
 //! the backoff (see [`Backoff`]).
 //!
-//! A probe is one real round trip (acquire + ping) bounded by `health_check_timeout`. A
+//! A probe is one real round trip (a ping on an idle connection, or, when none is idle or
+//! the connection is down, one connect straight to the server: see docs/resilience.md)
+//! bounded by `health_check_timeout`. A
 //! failure that means the server dropped its connections (or did not answer) clears the
 //! pool. An authentication or configuration error marks the connection unhealthy at once
 //! and is retried only every `retry_max_delay`.

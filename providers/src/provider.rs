@@ -39,6 +39,13 @@ pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
     /// its latency. A connection that fails it is not handed out again.
     fn ping(&self, timeout: Duration) -> BoxFuture<'_, Result<Duration, ProviderError>>;
 
+    /// A probe while the connection is down, bounded by `timeout`: the SQL pools connect
+    /// once, straight to the server, and on success let borrows waiting out the driver's
+    /// connect backoff start again. The default is [`ping`](Self::ping).
+    fn reconnect(&self, timeout: Duration) -> BoxFuture<'_, Result<Duration, ProviderError>> {
+        self.ping(timeout)
+    }
+
     /// Closes the pool: new acquires fail at once; waits up to `drain` for checked-out
     /// connections to come back. Returns whether everything closed in time. Idempotent.
     fn close(&self, drain: Duration) -> BoxFuture<'_, bool>;
@@ -283,6 +290,12 @@ macro_rules! engine_pool {
             }
             fn retire(&self) {
                 Self::retire(self);
+            }
+            fn reconnect(
+                &self,
+                timeout: std::time::Duration,
+            ) -> futures_util::future::BoxFuture<'_, Result<std::time::Duration, $crate::ProviderError>> {
+                Box::pin(Self::reconnect(self, timeout))
             }
         } $ty $(, $($bound)+)?);
     };

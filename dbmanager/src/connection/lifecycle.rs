@@ -50,7 +50,13 @@ impl Inner {
         let Some(pools) = self.pools.load_full() else {
             return Err(ProviderError::Closed);
         };
-        let result = pools.ping(self.config.health_check_timeout).await;
+        let timeout = self.config.health_check_timeout;
+        let down = self.health.load().state != HealthState::Healthy;
+        let result = if down {
+            pools.reconnect(timeout).await
+        } else {
+            pools.ping(timeout).await
+        };
         if !matches!(result, Err(ProviderError::Closed)) || self.is_closed() {
             return result;
         }
