@@ -197,6 +197,26 @@ fn max_idle_above_max_open_names_where_the_value_was_set() {
     );
 }
 
+/// MongoDB's driver has no idle cap (`max_idle_conns` is refused there), so its
+/// `min_idle_conns` (the driver's minPoolSize) is bounded by `max_open_conns` only. It used
+/// to be held to the unsettable default `max_idle_conns` of 5 (found by the memory bench).
+#[test]
+fn mongodb_min_idle_is_bounded_by_max_open() {
+    let c = load(
+        "connections:\n  d:\n    type: mongodb\n    host: h\n    database: app\n    max_open_conns: 30\n    min_idle_conns: 20\n",
+    )
+    .unwrap();
+    assert_eq!(c.connections[0].pool.min_idle, 20);
+    let errs = errors(
+        "connections:\n  d:\n    type: mongodb\n    host: h\n    database: app\n    max_open_conns: 10\n    min_idle_conns: 20\n",
+    );
+    assert_error(
+        &errs,
+        "connections.d.min_idle_conns",
+        "must not exceed max_open_conns (10)",
+    );
+}
+
 #[test]
 fn lifetime_shorter_than_idle_time() {
     let errs = errors(&format!(

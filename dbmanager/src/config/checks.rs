@@ -72,7 +72,10 @@ impl Validator<'_> {
     }
 
     /// Pool limits, with the rules between them.
-    pub(crate) fn pool(&mut self, m: &Merged<'_>, path: &str) -> PoolSettings {
+    /// The pool settings and their cross-checks. `idle_cap`: whether the engine honours
+    /// `max_idle_conns` (MongoDB's driver does not: there `min_idle_conns` is bounded by
+    /// `max_open_conns` alone).
+    pub(crate) fn pool(&mut self, m: &Merged<'_>, path: &str, idle_cap: bool) -> PoolSettings {
         let max_open = m.count("max_open_conns");
         let explicit_idle = m
             .src("max_idle_conns")
@@ -109,15 +112,20 @@ impl Validator<'_> {
                 ),
             );
         }
+        let (bound, bound_name) = if idle_cap {
+            (max_idle, "max_idle_conns")
+        } else {
+            (max_open, "max_open_conns")
+        };
         if let Some(s) = m.src("min_idle_conns")
-            && min_idle > max_idle
+            && min_idle > bound
         {
             let (p, o) = (s.path.clone(), s.origin.clone());
             self.err(
                 &p,
                 &o,
                 format!(
-                    "min_idle_conns ({min_idle}) must not exceed max_idle_conns ({max_idle}){}",
+                    "min_idle_conns ({min_idle}) must not exceed {bound_name} ({bound}){}",
                     inherited(&p, path)
                 ),
             );

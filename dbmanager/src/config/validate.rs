@@ -414,7 +414,7 @@ impl<'r> Validator<'r> {
                 format!("sslmode `strict` (TDS 8.0) applies to mssql connections only, not {kind}"),
             );
         }
-        let pool = self.pool(&m, path);
+        let pool = self.pool(&m, path, rules.unsupported("max_idle_conns").is_none());
         let retry = self.retry(&m, path);
         let text = |key: &str| match vals.get(key) {
             Some(Val::Text(s)) => Some(s.clone()),
