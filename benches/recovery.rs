@@ -12,6 +12,8 @@
 //! Prints figures; asserts nothing about time. Run:
 //! `cargo bench -p dbmanager --bench recovery` (figures in docs/BENCHMARKS.md).
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -146,7 +148,7 @@ fn summarize(name: &'static str, log: &Log, down: Instant, up: Instant) -> Row {
     }
 }
 
-async fn run(engine: Engine) {
+async fn run(engine: Engine) -> serde_json::Value {
     let (label, kind) = match engine {
         Engine::Postgres => ("PostgreSQL 15", "postgres"),
         Engine::MariaDb => ("MariaDB", "mysql"),
@@ -174,10 +176,10 @@ async fn run(engine: Engine) {
     for m in [&wait, &fail_fast, &newcomer] {
         m.connect().await.expect("connect");
     }
-    // RECOVERY_EVENTS=1: print the newcomer's events as a timeline, to see where the
-    // time after the server's return goes.
+    // RECOVERY_EVENTS=newcomer|wait|fail_fast: print that client's events as a timeline,
+    // to see where the time after the server's return goes.
     let timeline: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
-    if std::env::var_os("RECOVERY_EVENTS").is_some() {
+    if let Ok(which) = std::env::var("RECOVERY_EVENTS") {
         struct Tap(Arc<Mutex<Vec<(Instant, String)>>>);
         impl dbmanager::Subscriber for Tap {
             fn on_event(&self, e: &dbmanager::Event) {
@@ -187,7 +189,12 @@ async fn run(engine: Engine) {
                     .push((Instant::now(), format!("{:?}", e.kind)));
             }
         }
-        newcomer.add_subscriber(Arc::new(Tap(Arc::clone(&timeline))));
+        let tapped = match which.as_str() {
+            "wait" => &wait,
+            "fail_fast" => &fail_fast,
+            _ => &newcomer,
+        };
+        tapped.add_subscriber(Arc::new(Tap(Arc::clone(&timeline))));
     }
     let raw = match engine {
         Engine::Postgres => RawPool::Pg(sqlx::PgPool::connect(&url).await.expect("sqlx pool")),
@@ -265,8 +272,14 @@ async fn run(engine: Engine) {
         "| client | ok | failed | failed, issued during the outage | first ok query after the server is back |"
     );
     println!("|---|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for (name, log) in &logs {
         let r = summarize(name, log, down, up);
+        rows.push(serde_json::json!({
+            "client": r.name, "ok": r.ok, "failed": r.failed,
+            "failed_in_outage": r.failed_in_outage,
+            "first_ok_after_up_ms": r.first_ok_after_up.map(|d| d.as_secs_f64() * 1e3),
+        }));
         println!(
             "| {} | {} | {} | {} | {} |",
             r.name,
@@ -289,6 +302,7 @@ async fn run(engine: Engine) {
         RawPool::Pg(p) => p.close().await,
         RawPool::My(p) => p.close().await,
     }
+    serde_json::json!({ "engine": label, "outage_s": (up - down).as_secs_f64(), "clients": rows })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -296,10 +310,12 @@ async fn main() {
     println!("recovery benchmark (prints figures; nothing is asserted)");
     // RECOVERY_ENGINE=postgres|mysql runs one engine only.
     let only = std::env::var("RECOVERY_ENGINE").unwrap_or_default();
+    let mut out = Vec::new();
     if only.is_empty() || only == "postgres" {
-        run(Engine::Postgres).await;
+        out.push(run(Engine::Postgres).await);
     }
     if only.is_empty() || only == "mysql" {
-        run(Engine::MariaDb).await;
+        out.push(run(Engine::MariaDb).await);
     }
+    common::write_json("recovery", &serde_json::Value::Array(out));
 }

@@ -399,7 +399,8 @@ macro_rules! resilience_tests {
                 let took = started.elapsed();
                 // interval + timeout, plus scheduling slack on a loaded 2-core machine.
                 assert!(took <= Duration::from_millis(600 + 400), "took {took:?}");
-                assert!(events.count(|k| matches!(k, EventKind::PoolCleared { reason: ClearReason::HealthCheckTimeout, .. })) >= 1,
+                // The recorder gets events through the broadcast channel, on a task of its own.
+                assert!(eventually(Duration::from_secs(1), || events.count(|k| matches!(k, EventKind::PoolCleared { reason: ClearReason::HealthCheckTimeout, .. })) >= 1).await,
                     "{:?}", events.names());
                 proxy.black_hole(false);
                 proxy.cut_all();

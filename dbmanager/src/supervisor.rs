@@ -97,10 +97,11 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
         let Some((healthy, waiting)) = weak.upgrade().map(|t| (t.is_up(), t.has_waiters())) else {
             return;
         };
-        // While callers wait for the connection, probe at least every `retry_delay`
-        // instead of following the backoff up to `retry_max_delay`.
+        // While callers wait for the connection, probe at least every half `retry_delay`
+        // (a direct connect, which a server that is down refuses in microseconds): the
+        // server is then seen back within that, plus one handshake, on average half.
         let pace = if !healthy && waiting && !fatal {
-            delay.min(retry.delay)
+            delay.min(retry.delay / 2)
         } else {
             delay
         };
@@ -113,8 +114,9 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
             () = cancel.cancelled() => return,
             () = tokio::time::sleep_until(wake_at) => {}
             // A caller or a pool hook found a dead connection: check now rather than at the
-            // next interval. Only while healthy: when down, the backoff sets the pace.
-            () = broken.notified(), if healthy => {}
+            // next interval. While down, the backoff sets the pace, but callers stuck in the
+            // pool may have arrived (the pool raises it for a slow borrow): recompute it.
+            () = broken.notified() => if !healthy { continue },
             // The first caller started waiting: recompute the pace.
             () = waiter_arrived(&weak), if !healthy && !waiting && !fatal => continue,
         }

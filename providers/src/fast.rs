@@ -53,6 +53,12 @@ use tokio::sync::oneshot;
 /// give, before it goes back there (where a raw-pool user may be waiting for it).
 pub(crate) const LINGER: Duration = Duration::from_millis(100);
 
+/// A borrow from the sqlx pool that has not brought a connection this long, while the
+/// pool is not full (so it is connecting, not waiting for a permit), may be sleeping in
+/// sqlx's connect loop against a server that refuses connections: the supervisor is told
+/// to look (one direct connect, cheap either way).
+pub(crate) const SLOW_BORROW: Duration = Duration::from_millis(100);
+
 /// How long a connection stays in the cache, in use or not, before it goes back through
 /// the sqlx pool once (where its lifetime is checked).
 pub(crate) const RECHECK: Duration = Duration::from_secs(30);
@@ -97,6 +103,8 @@ pub(crate) struct Cache<DB: Database> {
     /// How many connections are idle here (shared with the sqlx pool's release hook, which
     /// counts them against `max_idle_conns` too).
     idle_count: Arc<AtomicUsize>,
+    /// The supervisor's "look now" signal (see [`SLOW_BORROW`]).
+    broken: Arc<tokio::sync::Notify>,
 }
 
 impl<DB: Database> Cache<DB> {
@@ -107,6 +115,7 @@ impl<DB: Database> Cache<DB> {
         ping_idle_after: Option<Duration>,
         counters: Arc<PoolCounters>,
         idle_count: Arc<AtomicUsize>,
+        broken: Arc<tokio::sync::Notify>,
     ) -> Arc<Self> {
         Arc::new(Cache {
             pool,
@@ -126,6 +135,7 @@ impl<DB: Database> Cache<DB> {
             borrowing: AtomicUsize::new(0),
             freed: tokio::sync::Notify::new(),
             idle_count,
+            broken,
         })
     }
 
@@ -227,10 +237,29 @@ impl<DB: Database> Cache<DB> {
                 let cache = Arc::clone(self);
                 tokio::spawn(async move {
                     // `None`: interrupted by a kick; the caller borrows again.
-                    let r = tokio::select! {
-                        r = cache.borrow(deadline, started) => Some(r),
-                        () = cache.kick.notified() => None,
-                        () = cache.cancel.cancelled() => Some(Err(ProviderError::Closed)),
+                    let borrow = cache.borrow(deadline, started);
+                    tokio::pin!(borrow);
+                    let slow = tokio::time::sleep(SLOW_BORROW);
+                    tokio::pin!(slow);
+                    let kicked = cache.kick.notified();
+                    tokio::pin!(kicked);
+                    kicked.as_mut().enable();
+                    let mut told = false;
+                    let r = loop {
+                        tokio::select! {
+                            r = &mut borrow => break Some(r),
+                            () = &mut kicked => break None,
+                            () = cache.cancel.cancelled() => break Some(Err(ProviderError::Closed)),
+                            () = &mut slow, if !told => {
+                                told = true;
+                                // A full pool means waiting for a permit, which is normal
+                                // under load; with room, sqlx is connecting, slowly.
+                                let max = cache.pool.options().get_max_connections();
+                                if cache.pool.size() < max {
+                                    cache.broken.notify_one();
+                                }
+                            }
+                        }
                     };
                     cache.borrowing.fetch_sub(1, Ordering::AcqRel);
                     if let Err(Some(Ok(e))) = done.send(r) {
@@ -394,40 +423,27 @@ impl<DB: Database> Cache<DB> {
         }
     }
 
-    /// A connection now, without waiting or connecting: an idle one from the cache, else
-    /// one sqlx holds idle. Used by the health check.
+    /// An idle connection of the cache now, without waiting or connecting (the health
+    /// check). sqlx's own idle connections are not taken here: its `try_acquire` runs no
+    /// hooks, so it could hand out one a clear made stale.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection<DB>> {
         let entry = {
             let mut state = self.lock();
             if state.closed {
-                None
-            } else {
-                let mut found = None;
-                let mut stale = Vec::new();
-                while let Some(e) = state.idle.pop_back() {
-                    if self.usable(&e) {
-                        found = Some(e);
-                        break;
-                    }
-                    stale.push(e);
-                }
-                drop(state);
-                drop(stale);
-                found
+                return None;
             }
-        };
-        let entry = match entry {
-            Some(e) => e,
-            None => {
-                let conn = self.pool.try_acquire()?;
-                let now = Instant::now();
-                Entry {
-                    conn,
-                    borrowed_at: now,
-                    idle_since: now,
-                    generation: self.generation.load(Ordering::Acquire),
+            let mut found = None;
+            let mut stale = Vec::new();
+            while let Some(e) = state.idle.pop_back() {
+                if self.usable(&e) {
+                    found = Some(e);
+                    break;
                 }
+                stale.push(e);
             }
+            drop(state);
+            drop(stale);
+            found?
         };
         Some(PooledConnection {
             entry: Some(entry),

@@ -241,6 +241,7 @@ impl<DB: Database> SqlPool<DB> {
             settings.ping_idle_after,
             Arc::clone(&counters),
             cache_idle,
+            Arc::clone(&ctx.broken),
         );
 
         let inner = Arc::new(Inner {
@@ -339,6 +340,14 @@ impl<DB: Database> SqlPool<DB> {
             if let Some(conn) = inner.cache.try_acquire() {
                 break conn;
             }
+            // Idle in sqlx: through its acquire, whose hooks drop stale connections (its
+            // `try_acquire` runs none).
+            if inner.pool.num_idle() > 0 {
+                break tokio::time::timeout_at(deadline, self.acquire_within(timeout))
+                    .await
+                    .map_err(|_| elapsed())??;
+            }
+            // Room in the pool: the direct connect stays within the budget.
             if inner.pool.size() < inner.pool.options().get_max_connections() {
                 return self.connect_probe(timeout, deadline).await;
             }

@@ -28,7 +28,14 @@ impl Supervised for Inner {
     }
 
     fn has_waiters(&self) -> bool {
+        // Callers waiting for the connection to come back, or still inside the pool's own
+        // acquire (which may be waiting out the driver's connect loop).
         self.waiters.load(Ordering::Acquire) > 0
+            || self
+                .pools
+                .load()
+                .as_ref()
+                .is_some_and(|p| p.stats().pending > 0)
     }
 
     fn waiter_arrived(&self) -> &Notify {
