@@ -6,6 +6,9 @@
 //! Needs no server (the connections are never opened). Prints figures; asserts nothing.
 //! Run: `cargo bench -p dbmanager --bench get`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use dbmanager::Manager;
 use std::hint::black_box;
 use std::time::Instant;
@@ -47,6 +50,7 @@ fn main() {
     println!("# get: ns per lookup ({CALLS} calls per thread; the slowest thread)\n");
     println!("| connections | threads | `get()` (owned) | `connection()` (borrowed) |");
     println!("|---|---|---|---|");
+    let mut rows = Vec::new();
     for n in [1usize, 100] {
         let mgr = manager(n);
         let name = format!("conn{:03}", n / 2);
@@ -58,6 +62,11 @@ fn main() {
                 black_box(mgr.connection(black_box(&name)).expect("known"));
             });
             println!("| {n} | {threads} | {owned:.1} | {borrowed:.1} |");
+            rows.push(serde_json::json!({
+                "connections": n, "threads": threads,
+                "get_ns": owned, "connection_ns": borrowed,
+            }));
         }
     }
+    common::write_json("get", &serde_json::Value::Array(rows));
 }

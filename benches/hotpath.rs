@@ -3,20 +3,27 @@
 //! Pool size 16, at 1, 16, 64 and 256 concurrent tasks. For each concurrency, every
 //! contender runs for `CELL` in turn, and the whole round is repeated `ROUNDS` times,
 //! interleaved, so drift on a noisy machine hits every contender alike. The median round
-//! is reported.
+//! is reported. Each cell builds its contender, warms it to its size (untimed), runs and
+//! closes it: the machine's PostgreSQL allows 100 sessions, fewer than all pools at once.
 //!
 //! - PostgreSQL (the machine's): sqlx `Pool` with default options, dbmanager `acquire`
-//!   (the fast path), dbmanager's raw sqlx pool (`postgres()`), deadpool-postgres, bb8
-//!   (bb8-postgres), and `pgbench` (`select 1`, `-M prepared`, same client counts) as the
-//!   physical reference;
-//! - MariaDB (the machine's): sqlx `Pool` defaults, dbmanager `acquire`, dbmanager's raw
-//!   pool, and mysql_async's own pool.
+//!   (the fast path), dbmanager's raw sqlx pool (`postgres()`), its SeaORM and diesel
+//!   views, deadpool-postgres, bb8 (bb8-postgres), one sqlx connection per task with no
+//!   pool (at 1 and 16 tasks: what the driver costs alone), and `pgbench` (`select 1`,
+//!   `-M prepared`, same client counts) as the physical reference;
+//! - MariaDB (the machine's): the same dbmanager and sqlx contenders, and mysql_async's
+//!   own pool.
 //!
 //! Printed per contender: ops/s, p50/p99/max latency, the fewest operations any task
 //! completed (fairness), and ratios to deadpool-postgres, pgbench and sqlx (PostgreSQL),
 //! or to mysql_async and sqlx (MariaDB). Written to `target/bench/hotpath.json`.
-//! Prints figures; asserts nothing. Run: `cargo bench -p dbmanager --bench hotpath`
-//! (`HOTPATH_CELL_MS`, `HOTPATH_ROUNDS` to change the run's length).
+//! Prints figures; asserts nothing. Run: `cargo bench -p dbmanager --all-features --bench
+//! hotpath` under `scripts/test.sh --` (or the whole suite: `scripts/bench.sh`);
+//! `HOTPATH_CELL_MS`, `HOTPATH_ROUNDS` change the run's length; `HOTPATH_ONLY` (part of a
+//! contender's name) and `HOTPATH_TASKS` (e.g. `16,64`) narrow it, for profiling.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,14 +31,16 @@ use std::time::{Duration, Instant};
 
 const POOL: u32 = 16;
 const TASKS: [usize; 4] = [1, 16, 64, 256];
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// TLS off for every contender: the machine's server has `ssl = on`, and sqlx and libpq
+/// (pgbench) would negotiate TLS where tokio-postgres with `NoTls` (deadpool, bb8) does not.
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
 const MY_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn cell() -> Duration {
     let ms = std::env::var("HOTPATH_CELL_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1500);
+        .unwrap_or(1000);
     Duration::from_millis(ms)
 }
 
@@ -54,11 +63,63 @@ enum Contender {
     ManagedMy(dbmanager::Connection),
     RawMy(sqlx::MySqlPool),
     MysqlAsync(mysql_async::Pool),
+    /// dbmanager's SeaORM view (over its sqlx pool).
+    SeaOrm(dbmanager::sea_orm::DatabaseConnection),
+    /// dbmanager's diesel-async view (PostgreSQL).
+    DieselPg(dbmanager::Connection),
+    /// dbmanager's diesel-async view (MariaDB).
+    DieselMy(dbmanager::Connection),
+    /// One sqlx connection per task, no pool: what the driver costs alone (up to `POOL`
+    /// tasks).
+    BarePg(Arc<Vec<tokio::sync::Mutex<sqlx::PgConnection>>>),
+    /// As `BarePg`, on MariaDB.
+    BareMy(Arc<Vec<tokio::sync::Mutex<sqlx::MySqlConnection>>>),
 }
 
 impl Contender {
-    async fn once(&self) {
+    /// One acquire + `SELECT 1` + release, by task number `task`.
+    async fn once(&self, task: usize) {
+        use dbmanager::diesel::r#async::RunQueryDsl;
+        use dbmanager::sea_orm::{ConnectionTrait, Statement};
         match self {
+            Contender::SeaOrm(db) => {
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        db.get_database_backend(),
+                        "SELECT 1",
+                    ))
+                    .await
+                    .expect("select");
+                assert!(row.is_some());
+            }
+            Contender::DieselPg(conn) => {
+                let mut c = conn.diesel_postgres().await.expect("acquire");
+                let _: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
+                    .get_result(&mut c)
+                    .await
+                    .expect("select");
+            }
+            Contender::DieselMy(conn) => {
+                let mut c = conn.diesel_mysql().await.expect("acquire");
+                let _: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
+                    .get_result(&mut c)
+                    .await
+                    .expect("select");
+            }
+            Contender::BarePg(conns) => {
+                let mut c = conns[task % conns.len()].lock().await;
+                let _: i32 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(&mut *c)
+                    .await
+                    .expect("select");
+            }
+            Contender::BareMy(conns) => {
+                let mut c = conns[task % conns.len()].lock().await;
+                let _: i64 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(&mut *c)
+                    .await
+                    .expect("select");
+            }
             Contender::SqlxPg(p) | Contender::RawPg(p) => {
                 let mut c = p.acquire().await.expect("acquire");
                 let _: i32 = sqlx::query_scalar("SELECT 1")
@@ -121,14 +182,14 @@ async fn run_cell(c: &Contender, tasks: usize, length: Duration) -> Cell {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
-        .map(|_| {
+        .map(|task| {
             let c = c.clone();
             let stop = Arc::clone(&stop);
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(4096);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    c.once().await;
+                    c.once(task).await;
                     lat.push(t.elapsed());
                 }
                 lat
@@ -173,6 +234,7 @@ fn pgbench(clients: usize, length: Duration) -> Option<f64> {
     let secs = length.as_secs().max(1).to_string();
     let clients = clients.min(POOL as usize).to_string();
     let out = std::process::Command::new("pgbench")
+        .env("PGSSLMODE", "disable")
         .args([
             "-h",
             "127.0.0.1",
@@ -210,105 +272,234 @@ fn median(mut v: Vec<Cell>) -> Cell {
     v[v.len() / 2].clone()
 }
 
-async fn contenders_pg() -> Vec<(&'static str, Contender)> {
-    let sqlx_default = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(POOL)
-        .connect(PG_URL)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (see scripts/test.sh)");
+/// A connected manager with one connection `db` of `kind` at `url`, pool `POOL` (`extra`:
+/// more YAML lines for the connection, with one more connection in all).
+async fn managed(
+    kind: &str,
+    url: &str,
+    extra: &str,
+) -> (dbmanager::Manager, dbmanager::Connection) {
+    let max = if extra.is_empty() { POOL } else { POOL + 1 };
     let mgr = dbmanager::Manager::from_yaml_str(&format!(
-        "health_check_interval: 1h\nconnections:\n  db:\n    type: postgres\n    dsn: '{PG_URL}'\n    max_open_conns: {POOL}\n    max_idle_conns: {POOL}\n"
+        "health_check_interval: 1h\nconnections:\n  db:\n    type: {kind}\n    dsn: '{url}'\n    max_open_conns: {max}\n    max_idle_conns: {max}\n{extra}"
     ))
     .expect("config");
     mgr.connect().await.expect("connect");
     let conn = mgr.get("db").expect("db");
-    let mgr_raw = dbmanager::Manager::from_yaml_str(&format!(
-        "health_check_interval: 1h\nconnections:\n  db:\n    type: postgres\n    dsn: '{PG_URL}'\n    max_open_conns: {POOL}\n    max_idle_conns: {POOL}\n"
-    ))
-    .expect("config");
-    mgr_raw.connect().await.expect("connect");
-    let raw = mgr_raw.get("db").expect("db").postgres().expect("raw");
-    let mut cfg = deadpool_postgres::Config::new();
-    cfg.url = Some(PG_URL.to_owned());
-    cfg.pool = Some(deadpool_postgres::PoolConfig::new(POOL as usize));
-    let deadpool = cfg
-        .create_pool(
-            Some(deadpool_postgres::Runtime::Tokio1),
-            tokio_postgres::NoTls,
-        )
-        .expect("deadpool");
-    let bb8_manager =
-        bb8_postgres::PostgresConnectionManager::new_from_stringlike(PG_URL, tokio_postgres::NoTls)
-            .expect("bb8 manager");
-    let bb8 = bb8::Pool::builder()
-        .max_size(POOL)
-        .build(bb8_manager)
-        .await
-        .expect("bb8");
-    // Keep the managers alive for the whole run.
-    std::mem::forget(mgr);
-    std::mem::forget(mgr_raw);
-    vec![
-        ("sqlx Pool (defaults)", Contender::SqlxPg(sqlx_default)),
-        ("dbmanager acquire", Contender::ManagedPg(conn)),
-        ("dbmanager raw pool", Contender::RawPg(raw)),
-        ("deadpool-postgres", Contender::Deadpool(deadpool)),
-        ("bb8-postgres", Contender::Bb8(bb8)),
-    ]
+    (mgr, conn)
 }
 
-async fn contenders_my() -> Vec<(&'static str, Contender)> {
-    let sqlx_default = sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(POOL)
-        .connect(MY_URL)
-        .await
-        .expect("MariaDB on 127.0.0.1:3306 (see scripts/test.sh)");
-    let yaml = format!(
-        "health_check_interval: 1h\nconnections:\n  db:\n    type: mariadb\n    dsn: '{MY_URL}'\n    max_open_conns: {POOL}\n    max_idle_conns: {POOL}\n"
-    );
-    let mgr = dbmanager::Manager::from_yaml_str(&yaml).expect("config");
-    mgr.connect().await.expect("connect");
-    let conn = mgr.get("db").expect("db");
-    let mgr_raw = dbmanager::Manager::from_yaml_str(&yaml).expect("config");
-    mgr_raw.connect().await.expect("connect");
-    let raw = mgr_raw.get("db").expect("db").mysql().expect("raw");
-    let opts =
-        mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(MY_URL).expect("url"))
-            .pool_opts(mysql_async::PoolOpts::default().with_constraints(
-                mysql_async::PoolConstraints::new(0, POOL as usize).expect("constraints"),
-            ));
-    let my_pool = mysql_async::Pool::new(opts);
-    std::mem::forget(mgr);
-    std::mem::forget(mgr_raw);
-    vec![
-        ("sqlx Pool (defaults)", Contender::SqlxMy(sqlx_default)),
-        ("dbmanager acquire", Contender::ManagedMy(conn)),
-        ("dbmanager raw pool", Contender::RawMy(raw)),
-        ("mysql_async Pool", Contender::MysqlAsync(my_pool)),
-    ]
+/// The diesel view with `POOL` connections of its own (one more for the sqlx pool).
+const DIESEL: &str = "    default_orm: diesel\n";
+
+async fn bare<C: sqlx::Connection>(url: &str) -> Arc<Vec<tokio::sync::Mutex<C>>> {
+    let mut v = Vec::new();
+    for _ in 0..POOL {
+        v.push(tokio::sync::Mutex::new(
+            C::connect(url).await.expect("connect"),
+        ));
+    }
+    Arc::new(v)
 }
 
-/// Runs every contender at every concurrency, `rounds` times interleaved.
+/// How to build one contender. Each is built for its cell and closed after it: the
+/// machine's PostgreSQL allows 100 sessions, fewer than all the pools at once.
+#[derive(Clone, Copy)]
+enum Make {
+    SqlxPg,
+    ManagedPg,
+    RawPg,
+    SeaPg,
+    DieselPg,
+    Deadpool,
+    Bb8,
+    BarePg,
+    SqlxMy,
+    ManagedMy,
+    RawMy,
+    SeaMy,
+    DieselMy,
+    MysqlAsync,
+    BareMy,
+}
+
+/// A built contender, and the manager behind it (closed with it).
+struct Live {
+    contender: Contender,
+    manager: Option<dbmanager::Manager>,
+}
+
+impl Make {
+    /// Whether it runs at `tasks` (a contender without a pool has one connection per
+    /// task).
+    fn runs_at(self, tasks: usize) -> bool {
+        !matches!(self, Make::BarePg | Make::BareMy) || tasks <= POOL as usize
+    }
+
+    async fn open(self) -> Live {
+        let (contender, manager) = match self {
+            Make::SqlxPg => (
+                Contender::SqlxPg(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(POOL)
+                        .connect(PG_URL)
+                        .await
+                        .expect("PostgreSQL on 127.0.0.1:5432 (see scripts/test.sh)"),
+                ),
+                None,
+            ),
+            Make::ManagedPg => {
+                let (m, c) = managed("postgres", PG_URL, "").await;
+                (Contender::ManagedPg(c), Some(m))
+            }
+            Make::RawPg => {
+                let (m, c) = managed("postgres", PG_URL, "").await;
+                (Contender::RawPg(c.postgres().expect("raw")), Some(m))
+            }
+            Make::SeaPg => {
+                let (m, c) = managed("postgres", PG_URL, "").await;
+                (Contender::SeaOrm(c.sea_orm().expect("SeaORM")), Some(m))
+            }
+            Make::DieselPg => {
+                let (m, c) = managed("postgres", PG_URL, DIESEL).await;
+                (Contender::DieselPg(c), Some(m))
+            }
+            Make::Deadpool => {
+                let mut cfg = deadpool_postgres::Config::new();
+                cfg.url = Some(PG_URL.to_owned());
+                cfg.pool = Some(deadpool_postgres::PoolConfig::new(POOL as usize));
+                let pool = cfg
+                    .create_pool(
+                        Some(deadpool_postgres::Runtime::Tokio1),
+                        tokio_postgres::NoTls,
+                    )
+                    .expect("deadpool");
+                (Contender::Deadpool(pool), None)
+            }
+            Make::Bb8 => {
+                let manager = bb8_postgres::PostgresConnectionManager::new_from_stringlike(
+                    PG_URL,
+                    tokio_postgres::NoTls,
+                )
+                .expect("bb8 manager");
+                let pool = bb8::Pool::builder()
+                    .max_size(POOL)
+                    .build(manager)
+                    .await
+                    .expect("bb8");
+                (Contender::Bb8(pool), None)
+            }
+            Make::BarePg => (Contender::BarePg(bare(PG_URL).await), None),
+            Make::SqlxMy => (
+                Contender::SqlxMy(
+                    sqlx::mysql::MySqlPoolOptions::new()
+                        .max_connections(POOL)
+                        .connect(MY_URL)
+                        .await
+                        .expect("MariaDB on 127.0.0.1:3306 (see scripts/test.sh)"),
+                ),
+                None,
+            ),
+            Make::ManagedMy => {
+                let (m, c) = managed("mariadb", MY_URL, "").await;
+                (Contender::ManagedMy(c), Some(m))
+            }
+            Make::RawMy => {
+                let (m, c) = managed("mariadb", MY_URL, "").await;
+                (Contender::RawMy(c.mysql().expect("raw")), Some(m))
+            }
+            Make::SeaMy => {
+                let (m, c) = managed("mariadb", MY_URL, "").await;
+                (Contender::SeaOrm(c.sea_orm().expect("SeaORM")), Some(m))
+            }
+            Make::DieselMy => {
+                let (m, c) = managed("mariadb", MY_URL, DIESEL).await;
+                (Contender::DieselMy(c), Some(m))
+            }
+            Make::MysqlAsync => {
+                let opts = mysql_async::OptsBuilder::from_opts(
+                    mysql_async::Opts::from_url(MY_URL).expect("url"),
+                )
+                .pool_opts(mysql_async::PoolOpts::default().with_constraints(
+                    mysql_async::PoolConstraints::new(0, POOL as usize).expect("constraints"),
+                ));
+                (Contender::MysqlAsync(mysql_async::Pool::new(opts)), None)
+            }
+            Make::BareMy => (Contender::BareMy(bare(MY_URL).await), None),
+        };
+        Live { contender, manager }
+    }
+}
+
+impl Live {
+    async fn close(self) {
+        match self.contender {
+            Contender::SqlxPg(p) | Contender::RawPg(p) => p.close().await,
+            Contender::SqlxMy(p) | Contender::RawMy(p) => p.close().await,
+            Contender::Deadpool(p) => p.close(),
+            Contender::MysqlAsync(p) => {
+                let _ = p.disconnect().await;
+            }
+            other => drop(other),
+        }
+        if let Some(m) = self.manager {
+            m.close().await;
+        }
+    }
+}
+
+const PG_CONTENDERS: [(&str, Make); 8] = [
+    ("sqlx Pool (defaults)", Make::SqlxPg),
+    ("dbmanager acquire", Make::ManagedPg),
+    ("dbmanager raw pool", Make::RawPg),
+    ("dbmanager SeaORM view", Make::SeaPg),
+    ("dbmanager diesel view", Make::DieselPg),
+    ("deadpool-postgres", Make::Deadpool),
+    ("bb8-postgres", Make::Bb8),
+    ("sqlx connection per task", Make::BarePg),
+];
+
+const MY_CONTENDERS: [(&str, Make); 7] = [
+    ("sqlx Pool (defaults)", Make::SqlxMy),
+    ("dbmanager acquire", Make::ManagedMy),
+    ("dbmanager raw pool", Make::RawMy),
+    ("dbmanager SeaORM view", Make::SeaMy),
+    ("dbmanager diesel view", Make::DieselMy),
+    ("mysql_async Pool", Make::MysqlAsync),
+    ("sqlx connection per task", Make::BareMy),
+];
+
+/// Runs every contender at every concurrency, `rounds` times interleaved. Each cell builds
+/// its contender, warms it up to its size (untimed), runs, and closes it.
 async fn measure(
-    contenders: &[(&'static str, Contender)],
+    contenders: &[(&'static str, Make)],
     length: Duration,
     rounds: usize,
 ) -> Vec<(usize, Vec<(&'static str, Cell)>)> {
-    // Warm every pool up to its size.
-    for (_, c) in contenders {
-        run_cell(c, POOL as usize, Duration::from_millis(200)).await;
-    }
+    // For profiling one contender: HOTPATH_ONLY (a part of its name), HOTPATH_TASKS (a
+    // comma-separated list of concurrencies).
+    let only = std::env::var("HOTPATH_ONLY").unwrap_or_default();
+    let tasks_list: Vec<usize> = std::env::var("HOTPATH_TASKS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+        .unwrap_or_else(|| TASKS.to_vec());
     let mut out = Vec::new();
-    for tasks in TASKS {
+    for tasks in tasks_list {
         let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); contenders.len()];
         for _ in 0..rounds {
-            for (i, (_, c)) in contenders.iter().enumerate() {
-                cells[i].push(run_cell(c, tasks, length).await);
+            for (i, (name, make)) in contenders.iter().enumerate() {
+                if make.runs_at(tasks) && name.contains(only.as_str()) {
+                    let live = make.open().await;
+                    run_cell(&live.contender, POOL as usize, Duration::from_millis(100)).await;
+                    cells[i].push(run_cell(&live.contender, tasks, length).await);
+                    live.close().await;
+                }
             }
         }
         let row = contenders
             .iter()
             .zip(cells)
+            .filter(|(_, v)| !v.is_empty())
             .map(|((name, _), v)| (*name, median(v)))
             .collect();
         out.push((tasks, row));
@@ -373,8 +564,8 @@ fn main() {
         "# hotpath: acquire + SELECT 1 + release, pool {POOL}, {rounds} interleaved rounds of {length:?} per cell, median round"
     );
     let (pg, my) = rt.block_on(async {
-        let pg = measure(&contenders_pg().await, length, rounds).await;
-        let my = measure(&contenders_my().await, length, rounds).await;
+        let pg = measure(&PG_CONTENDERS, length, rounds).await;
+        let my = measure(&MY_CONTENDERS, length, rounds).await;
         (pg, my)
     });
     let pgbench_tps: Vec<(usize, Option<f64>)> = TASKS
@@ -425,15 +616,5 @@ fn main() {
             "contenders": row.iter().map(|(n, c)| serde_json::json!({"name": n, "cell": c})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let path = dir.join("hotpath.json");
-        match std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&json).unwrap_or_default(),
-        ) {
-            Ok(()) => println!("\nresults: {}", path.display()),
-            Err(e) => println!("\ncould not write {}: {e}", path.display()),
-        }
-    }
+    common::write_json("hotpath", &json);
 }

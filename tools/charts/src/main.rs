@@ -2,7 +2,10 @@
 //! range queries the Prometheus test (tests/prometheus.rs) writes when
 //! `DBMANAGER_CHART_DATA` is set. `scripts/charts.sh` runs both steps.
 //!
-//! Usage: `dbmanager-charts DATA.json OUT_DIR [FONT.ttf]`. The font defaults to Debian's
+//! Usage: `dbmanager-charts DATA.json OUT_DIR [FONT.ttf]`. With `--bench` first, DATA is the
+//! hot-path benchmark's `target/bench/hotpath.json` instead, and four charts are drawn:
+//! throughput and p99 latency against concurrency, per engine (docs/BENCHMARKS.md).
+//! The font defaults to Debian's
 //! DejaVu Sans (package `fonts-dejavu-core`); plotters draws text with `ab_glyph`, so no
 //! system font library is needed.
 #![forbid(unsafe_code)]
@@ -198,7 +201,148 @@ fn state_color(name: &str) -> RGBColor {
     }
 }
 
+/// One contender's figure at each concurrency of the hot-path benchmark.
+fn bench_series(engine: &Value, figure: &dyn Fn(&Value) -> Option<f64>) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for row in engine.as_array().into_iter().flatten() {
+        let Some(tasks) = row["tasks"].as_f64() else {
+            continue;
+        };
+        let x = tasks.log2();
+        for c in row["contenders"].as_array().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or_default();
+            let Some(y) = figure(&c["cell"]) else {
+                continue;
+            };
+            match out.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.points.push((x, y)),
+                None => out.push(Series {
+                    name: name.to_owned(),
+                    points: vec![(x, y)],
+                }),
+            }
+        }
+        if let Some(tps) = row["pgbench_tps"].as_f64()
+            && figure(&serde_json::json!({"ops_per_sec": 1.0})).is_some()
+        {
+            match out.iter_mut().find(|s| s.name == "pgbench") {
+                Some(s) => s.points.push((x, tps)),
+                None => out.push(Series {
+                    name: "pgbench".into(),
+                    points: vec![(x, tps)],
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// A chart of `series` against concurrency (x: log2 of the task count), log y when `log`.
+fn concurrency_chart(
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+    log: bool,
+    path: &Path,
+) -> Result<(), Failure> {
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT + 100)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let ys = || series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let y_max = ys().fold(1.0_f64, f64::max) * if log { 2.0 } else { 1.15 };
+    let y_min = ys().fold(f64::MAX, f64::min).max(1e-3) / 2.0;
+    let x_label = |x: &f64| format!("{}", 2f64.powf(*x).round());
+    let y_label = |y: &f64| {
+        if y.abs() >= 10.0 {
+            format!("{y:.0}")
+        } else {
+            format!("{y:.1}")
+        }
+    };
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc("concurrent tasks (pool of 16)")
+                .y_desc(y_desc)
+                .x_labels(9)
+                .x_label_formatter(&x_label)
+                .y_label_formatter(&y_label)
+                .label_style(("sans-serif", 12))
+                .draw()?;
+            for (i, s) in series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(
+                        s.points.iter().copied(),
+                        color.stroke_width(2),
+                    ))?
+                    .label(s.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                chart.draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 11))
+                .draw()?;
+        }};
+    }
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(70);
+    if log {
+        draw!(builder.build_cartesian_2d(-0.2..8.2_f64, (y_min..y_max).log_scale())?);
+    } else {
+        draw!(builder.build_cartesian_2d(-0.2..8.2_f64, 0.0..y_max)?);
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The hot-path benchmark's charts.
+fn bench_charts(value: &Value, out: &Path) -> Result<(), Failure> {
+    for (key, engine) in [("postgres", "PostgreSQL"), ("mariadb", "MariaDB")] {
+        let data = &value[key];
+        if data.is_null() {
+            continue;
+        }
+        let ops = bench_series(data, &|c| c["ops_per_sec"].as_f64());
+        let p99 = bench_series(data, &|c| c["p99_us"].as_f64().map(|us| us / 1e3));
+        let p99: Vec<Series> = p99.into_iter().filter(|s| s.name != "pgbench").collect();
+        let a = out.join(format!("hotpath-{key}-throughput.png"));
+        concurrency_chart(
+            &format!("{engine}: acquire + SELECT 1 + release, throughput"),
+            "operations / s",
+            &ops,
+            false,
+            &a,
+        )?;
+        let b = out.join(format!("hotpath-{key}-p99.png"));
+        concurrency_chart(
+            &format!("{engine}: acquire + SELECT 1 + release, p99 latency"),
+            "p99 latency, ms (log)",
+            &p99,
+            true,
+            &b,
+        )?;
+        println!("{}\n{}", a.display(), b.display());
+    }
+    Ok(())
+}
+
 fn run(args: &[String]) -> Result<(), Failure> {
+    let (bench, args) = match args.split_first() {
+        Some((flag, rest)) if flag == "--bench" => (true, rest),
+        _ => (false, args),
+    };
     let [data, out, rest @ ..] = args else {
         return Err("usage: dbmanager-charts DATA.json OUT_DIR [FONT.ttf]".into());
     };
@@ -213,6 +357,9 @@ fn run(args: &[String]) -> Result<(), Failure> {
         serde_json::from_str(&text).map_err(|e| format!("{data} is not JSON: {e}"))?;
     let out = PathBuf::from(out);
     std::fs::create_dir_all(&out)?;
+    if bench {
+        return bench_charts(&value, &out);
+    }
     for panel in panels(&value)? {
         let path = out.join(file_name(&panel.title));
         if panel.title.to_lowercase().contains("timeline") {
