@@ -37,18 +37,11 @@ const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
 const MY_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn cell() -> Duration {
-    let ms = std::env::var("HOTPATH_CELL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    Duration::from_millis(ms)
+    Duration::from_millis(common::env_or("HOTPATH_CELL_MS", 1000))
 }
 
 fn rounds() -> usize {
-    std::env::var("HOTPATH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+    common::env_or("HOTPATH_ROUNDS", 3)
 }
 
 /// One contender: something that runs acquire + `SELECT 1` + release once.
@@ -207,13 +200,7 @@ async fn run_cell(c: &Contender, tasks: usize, length: Duration) -> Cell {
     }
     let took = started.elapsed().as_secs_f64();
     all.sort_unstable();
-    let q = |p: f64| -> f64 {
-        if all.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
-        all[i].as_secs_f64() * 1e6
-    };
+    let q = |p: f64| common::quantile(&all, p, 1e6);
     Cell {
         ops_per_sec: all.len() as f64 / took,
         p50_us: q(0.5),

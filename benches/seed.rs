@@ -35,10 +35,7 @@ const BUDGET: u32 = 50;
 const TASK_LIMIT: Duration = Duration::from_secs(10);
 
 fn tasks() -> usize {
-    std::env::var("SEED_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
+    common::env_or("SEED_TASKS", 10_000)
 }
 
 #[derive(Clone)]
@@ -240,13 +237,7 @@ async fn run(name: &'static str, client: Client, n: usize, baseline: u64) -> Fig
         .map(|(_, d)| *d)
         .collect();
     ok.sort_unstable();
-    let q = |p: f64| -> f64 {
-        if ok.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((ok.len() as f64 - 1.0) * p).round() as usize;
-        ok[i].as_secs_f64() * 1e3
-    };
+    let q = |p: f64| common::quantile(&ok, p, 1e3);
     Figures {
         client: name,
         tasks: n,

@@ -1,4 +1,6 @@
-//! What every benchmark shares: where its machine-readable results go.
+//! What the benchmarks share: where their machine-readable results go, settings from the
+//! environment, quantiles. (Each benchmark uses only some of it.)
+#![allow(dead_code)]
 
 /// Writes `value` to `target/bench/NAME.json` (pretty-printed) and says where, or why not.
 pub fn write_json(name: &str, value: &serde_json::Value) {
@@ -14,4 +16,21 @@ pub fn write_json(name: &str, value: &serde_json::Value) {
         Ok(()) => println!("\nresults: target/bench/{name}.json"),
         Err(e) => println!("\ncould not write {}: {e}", path.display()),
     }
+}
+
+/// The environment variable `name` parsed, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p` quantile (0..=1) of `sorted`, in `unit`s per second (1e6: µs), NaN when empty.
+pub fn quantile(sorted: &[std::time::Duration], p: f64, unit: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * unit
 }
