@@ -38,9 +38,12 @@
 //! size of its own. Here the sqlx pool's semaphore must stay the only limit, so that the
 //! raw pool, SeaORM and this path share one budget.
 
+mod handle;
+
+pub use handle::{PooledConnection, Transaction};
+
 use crate::error::ProviderError;
 use crate::stats::PoolCounters;
-use futures_util::FutureExt;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Pool};
 use std::collections::VecDeque;
@@ -197,10 +200,7 @@ impl<DB: Database> Cache<DB> {
                     }
                 }
             }
-            return Ok(PooledConnection {
-                entry: Some(entry),
-                cache: Arc::clone(self),
-            });
+            return Ok(PooledConnection::new(entry, Arc::clone(self)));
         }
     }
 
@@ -210,6 +210,12 @@ impl<DB: Database> Cache<DB> {
         let max = self.pool.options().get_max_connections();
         let open = self.pool.size();
         usize::try_from(max.saturating_sub(open)).unwrap_or(0) + self.pool.num_idle()
+    }
+
+    /// Whether the sqlx pool may open another connection within `max_open_conns` (its
+    /// size counts connects under way).
+    pub(crate) fn has_room(&self) -> bool {
+        self.pool.size() < self.pool.options().get_max_connections()
     }
 
     /// Waits for a connection: one a release hands over (FIFO), or one borrowed from the
@@ -236,31 +242,7 @@ impl<DB: Database> Cache<DB> {
                 let (done, mut borrowed) = oneshot::channel();
                 let cache = Arc::clone(self);
                 tokio::spawn(async move {
-                    // `None`: interrupted by a kick; the caller borrows again.
-                    let borrow = cache.borrow(deadline, started);
-                    tokio::pin!(borrow);
-                    let slow = tokio::time::sleep(SLOW_BORROW);
-                    tokio::pin!(slow);
-                    let kicked = cache.kick.notified();
-                    tokio::pin!(kicked);
-                    kicked.as_mut().enable();
-                    let mut told = false;
-                    let r = loop {
-                        tokio::select! {
-                            r = &mut borrow => break Some(r),
-                            () = &mut kicked => break None,
-                            () = cache.cancel.cancelled() => break Some(Err(ProviderError::Closed)),
-                            () = &mut slow, if !told => {
-                                told = true;
-                                // A full pool means waiting for a permit, which is normal
-                                // under load; with room, sqlx is connecting, slowly.
-                                let max = cache.pool.options().get_max_connections();
-                                if cache.pool.size() < max {
-                                    cache.broken.notify_one();
-                                }
-                            }
-                        }
-                    };
+                    let r = cache.borrow_for_waiter(deadline, started).await;
                     cache.borrowing.fetch_sub(1, Ordering::AcqRel);
                     if let Err(Some(Ok(e))) = done.send(r) {
                         cache.put(e);
@@ -322,12 +304,9 @@ impl<DB: Database> Cache<DB> {
             // Retired by a swap, the sqlx pool still open: straight from it.
             return Taken::Borrow;
         }
-        while let Some(e) = state.idle.pop_back() {
-            if self.usable(&e) {
-                drop(state);
-                return Taken::Entry(e);
-            }
-            stale.push(e);
+        if let Some(e) = self.pop_usable(&mut state, &mut stale) {
+            drop(state);
+            return Taken::Entry(e);
         }
         let (tx, rx) = oneshot::channel();
         state.waiters.push_back(tx);
@@ -335,6 +314,50 @@ impl<DB: Database> Cache<DB> {
         // Back to sqlx, outside the lock (its release hooks close the cleared ones).
         drop(stale);
         Taken::Wait(rx)
+    }
+
+    /// A waiter's borrow, run in a task of its own: `None` when a kick interrupted it (the
+    /// waiter borrows again). A borrow still connecting after [`SLOW_BORROW`] while the
+    /// pool has room (so it is not waiting for a permit, which is normal under load) asks
+    /// the supervisor to look.
+    async fn borrow_for_waiter(
+        &self,
+        deadline: tokio::time::Instant,
+        started: Instant,
+    ) -> Option<Result<Entry<DB>, ProviderError>> {
+        let borrow = self.borrow(deadline, started);
+        tokio::pin!(borrow);
+        let slow = tokio::time::sleep(SLOW_BORROW);
+        tokio::pin!(slow);
+        let kicked = self.kick.notified();
+        tokio::pin!(kicked);
+        kicked.as_mut().enable();
+        let mut told = false;
+        loop {
+            tokio::select! {
+                r = &mut borrow => return Some(r),
+                () = &mut kicked => return None,
+                () = self.cancel.cancelled() => return Some(Err(ProviderError::Closed)),
+                () = &mut slow, if !told => {
+                    told = true;
+                    if self.has_room() {
+                        self.broken.notify_one();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the warmest usable idle connection off `state`. Stale ones go to `stale`, for
+    /// the caller to drop outside the lock (sqlx's release hooks close them).
+    fn pop_usable(&self, state: &mut State<DB>, stale: &mut Vec<Entry<DB>>) -> Option<Entry<DB>> {
+        while let Some(e) = state.idle.pop_back() {
+            if self.usable(&e) {
+                return Some(e);
+            }
+            stale.push(e);
+        }
+        None
     }
 
     /// Borrows a connection from the sqlx pool, by `deadline`.
@@ -427,28 +450,15 @@ impl<DB: Database> Cache<DB> {
     /// check). sqlx's own idle connections are not taken here: its `try_acquire` runs no
     /// hooks, so it could hand out one a clear made stale.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection<DB>> {
-        let entry = {
-            let mut state = self.lock();
-            if state.closed {
-                return None;
-            }
-            let mut found = None;
-            let mut stale = Vec::new();
-            while let Some(e) = state.idle.pop_back() {
-                if self.usable(&e) {
-                    found = Some(e);
-                    break;
-                }
-                stale.push(e);
-            }
-            drop(state);
-            drop(stale);
-            found?
-        };
-        Some(PooledConnection {
-            entry: Some(entry),
-            cache: Arc::clone(self),
-        })
+        let mut stale = Vec::new();
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let entry = self.pop_usable(&mut state, &mut stale);
+        drop(state);
+        drop(stale);
+        Some(PooledConnection::new(entry?, Arc::clone(self)))
     }
 
     /// Resolves when a connection leaves the cache for the sqlx pool (or closes).
@@ -533,186 +543,4 @@ enum Taken<DB: Database> {
     Borrow,
     Entry(Entry<DB>),
     Wait(oneshot::Receiver<Entry<DB>>),
-}
-
-/// A connection checked out through the manager's fast path. Dereferences to the driver's
-/// connection, so `&mut *conn` is an executor (`query.execute(&mut *conn)`).
-///
-/// Dropping it returns it to the pool without a round trip when the connection is idle;
-/// with work still pending (a transaction dropped without commit, a query cancelled
-/// mid-flight), it goes back through the sqlx pool, which finishes that work first.
-pub struct PooledConnection<DB: Database> {
-    entry: Option<Entry<DB>>,
-    cache: Arc<Cache<DB>>,
-}
-
-impl<DB: Database> PooledConnection<DB> {
-    /// Takes the connection out of the fast path as a plain sqlx `PoolConnection` (it goes
-    /// back through sqlx's release when dropped), for an API that needs one.
-    pub fn into_sqlx(mut self) -> PoolConnection<DB> {
-        match self.entry.take() {
-            Some(e) => e.conn,
-            // Unreachable: `entry` is only taken by this method and by drop.
-            None => unreachable_entry(),
-        }
-    }
-
-    fn conn(&self) -> &PoolConnection<DB> {
-        match &self.entry {
-            Some(e) => &e.conn,
-            None => unreachable_entry(),
-        }
-    }
-
-    fn conn_mut(&mut self) -> &mut PoolConnection<DB> {
-        match &mut self.entry {
-            Some(e) => &mut e.conn,
-            None => unreachable_entry(),
-        }
-    }
-}
-
-#[cold]
-fn unreachable_entry() -> ! {
-    unreachable!("a PooledConnection holds its connection until it is consumed or dropped")
-}
-
-impl<DB: Database> std::ops::Deref for PooledConnection<DB> {
-    type Target = DB::Connection;
-    fn deref(&self) -> &DB::Connection {
-        self.conn()
-    }
-}
-
-impl<DB: Database> std::ops::DerefMut for PooledConnection<DB> {
-    fn deref_mut(&mut self) -> &mut DB::Connection {
-        self.conn_mut()
-    }
-}
-
-impl<DB: Database> AsMut<DB::Connection> for PooledConnection<DB> {
-    fn as_mut(&mut self) -> &mut DB::Connection {
-        self.conn_mut()
-    }
-}
-
-impl<DB: Database> std::fmt::Debug for PooledConnection<DB> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledConnection")
-            .field("database", &DB::NAME)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<DB: Database> Drop for PooledConnection<DB> {
-    fn drop(&mut self) {
-        let Some(mut entry) = self.entry.take() else {
-            return;
-        };
-        // Work written by the caller but not sent yet: a ROLLBACK queued by a dropped
-        // transaction.
-        let queued = entry.conn.should_flush();
-        // Polled once: no I/O when nothing is pending.
-        match entry.conn.flush().now_or_never() {
-            Some(Ok(())) => return self.cache.put(entry),
-            Some(Err(_)) => {
-                entry.conn.close_on_drop();
-                PoolCounters::inc(&self.cache.counters.closed_broken);
-            }
-            // The ROLLBACK is on its way; sqlx's release waits for its answer in the
-            // background before the connection is handed out again.
-            None if queued => drop(entry),
-            // A reply still outstanding: an operation was cancelled mid-flight (a
-            // `pg_sleep` given up by a timeout, say). Waiting for it would keep the next
-            // caller waiting as long; the connection is closed instead.
-            // (Detached and dropped: sqlx's graceful close would write to it and wait.)
-            None => {
-                drop(entry.conn.detach());
-                PoolCounters::inc(&self.cache.counters.closed_broken);
-            }
-        }
-        // Gone to the sqlx pool, or closed: a waiter may borrow now.
-        self.cache.freed.notify_waiters();
-    }
-}
-
-/// A transaction on a [`PooledConnection`]: what `Connection::begin` returns. Dereferences
-/// to the driver's connection (`&mut *tx` is an executor), like `sqlx::Transaction`.
-///
-/// Dropped without [`commit`](Self::commit) or [`rollback`](Self::rollback), it rolls
-/// back: the ROLLBACK is written to the server at once, and the connection goes back
-/// through the sqlx pool, which waits for its answer before anyone else gets it.
-pub struct Transaction<DB: Database> {
-    conn: PooledConnection<DB>,
-    open: bool,
-}
-
-impl<DB: Database> Transaction<DB> {
-    /// Begins a transaction on `conn`.
-    pub async fn begin(mut conn: PooledConnection<DB>) -> Result<Self, sqlx::Error> {
-        <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::begin(
-            &mut conn, None,
-        )
-        .await?;
-        Ok(Transaction { conn, open: true })
-    }
-
-    /// Commits, and returns the connection to the pool.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::commit(
-            &mut self.conn,
-        )
-        .await?;
-        self.open = false;
-        Ok(())
-    }
-
-    /// Rolls back, and returns the connection to the pool.
-    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::rollback(
-            &mut self.conn,
-        )
-        .await?;
-        self.open = false;
-        Ok(())
-    }
-}
-
-impl<DB: Database> std::ops::Deref for Transaction<DB> {
-    type Target = DB::Connection;
-    fn deref(&self) -> &DB::Connection {
-        &self.conn
-    }
-}
-
-impl<DB: Database> std::ops::DerefMut for Transaction<DB> {
-    fn deref_mut(&mut self) -> &mut DB::Connection {
-        &mut self.conn
-    }
-}
-
-impl<DB: Database> AsMut<DB::Connection> for Transaction<DB> {
-    fn as_mut(&mut self) -> &mut DB::Connection {
-        &mut self.conn
-    }
-}
-
-impl<DB: Database> std::fmt::Debug for Transaction<DB> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transaction")
-            .field("database", &DB::NAME)
-            .field("open", &self.open)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<DB: Database> Drop for Transaction<DB> {
-    fn drop(&mut self) {
-        if self.open {
-            // Queues the ROLLBACK; the connection's drop (next) writes it.
-            <DB::TransactionManager as sqlx_core::transaction::TransactionManager>::start_rollback(
-                &mut self.conn,
-            );
-        }
-    }
 }
