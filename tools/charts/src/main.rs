@@ -85,6 +85,34 @@ fn unit_label(unit: &str) -> &str {
     }
 }
 
+/// Draws each series as a line in its own colour, with a legend entry (and a dot at each
+/// point when `dots`).
+fn draw_lines<'a, 'b, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    series: impl Iterator<Item = &'b Series>,
+    dots: bool,
+) -> Result<(), Failure>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    for (i, s) in series.enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+        if dots {
+            chart.draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        }
+    }
+    Ok(())
+}
+
 /// A line chart of every series that is not zero throughout (a panel of counters by
 /// reason has many that never moved; the caption says how many were left out).
 fn lines(panel: &Panel, path: &Path) -> Result<(), Failure> {
@@ -122,16 +150,7 @@ fn lines(panel: &Panel, path: &Path) -> Result<(), Failure> {
         .y_desc(unit_label(&panel.unit))
         .label_style(("sans-serif", 12))
         .draw()?;
-    for (i, s) in moving.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
-    }
+    draw_lines(&mut chart, moving.iter().copied(), false)?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -270,19 +289,7 @@ fn concurrency_chart(
                 .y_label_formatter(&y_label)
                 .label_style(("sans-serif", 12))
                 .draw()?;
-            for (i, s) in series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().copied(),
-                        color.stroke_width(2),
-                    ))?
-                    .label(s.name.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
-                chart.draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
-            }
+            draw_lines(&mut chart, series.iter(), true)?;
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperLeft)
