@@ -457,10 +457,16 @@ impl TempMariaDb {
             .tempdir_in("/tmp")
             .expect("tempdir");
         let data = dir.path().join("data");
+        // Each instance's own tmpdir: instances installed at once in the shared /tmp
+        // failed now and then on each other's temporary tables ("Error on delete of
+        // '/tmp/#sql-temptable-...'").
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("tmpdir");
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         if is_root() {
             install.arg("--user=root");
@@ -493,6 +499,7 @@ impl TempMariaDb {
             .arg(format!("--socket={}", d.join("sock").display()))
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--log-error={}", d.join("err.log").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!("--port={}", self.port))
             .args([
                 "--bind-address=127.0.0.1",
