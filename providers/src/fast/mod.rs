@@ -409,6 +409,20 @@ impl<DB: Database> Cache<DB> {
         }
     }
 
+    /// Returns every idle connection of the cache to the sqlx pool now if that pool has
+    /// none left to give (someone is about to use the sqlx pool itself).
+    pub(crate) fn give_back_if_exhausted(&self) {
+        if self.has_room() || self.pool.num_idle() > 0 {
+            return;
+        }
+        let idle: Vec<Entry<DB>> = self.lock().idle.drain(..).collect();
+        if !idle.is_empty() {
+            // Outside the lock: sqlx's release runs its hooks.
+            drop(idle);
+            self.freed.notify_waiters();
+        }
+    }
+
     /// The maintenance step: gives waiters that gave up no more thought; closes
     /// connections idle here past `conn_max_idle_time`; returns to the sqlx pool those due
     /// a recheck or cleared, and, while the sqlx pool has none left to give, those unused

@@ -267,8 +267,13 @@ impl<DB: Database> SqlPool<DB> {
 
     /// The sqlx pool. Every clone of it shares this pool's connections and limits (with
     /// the fast path too: see [`crate::fast`]).
+    ///
+    /// When the sqlx pool has nothing left to give at that moment, the fast path's idle
+    /// connections go back to it at once, so the caller about to use it does not wait for
+    /// the maintenance task.
     pub fn sqlx(&self) -> &Pool<DB> {
         self.inner.cache.raw_used.store(true, Ordering::Relaxed);
+        self.inner.cache.give_back_if_exhausted();
         &self.inner.pool
     }
 
