@@ -75,6 +75,14 @@ ensure_prometheus() {
   apt_install prometheus || die "could not install the prometheus package (needed by tests/prometheus.rs)"
 }
 
+ensure_pgbouncer() {
+  # tests/scaling runs its own PgBouncers (Debian package) in front of the shared
+  # PostgreSQL; the packaged service is not used.
+  if [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null; then return 0; fi
+  say "installing pgbouncer (Debian package)"
+  apt_install pgbouncer || die "could not install the pgbouncer package (needed by tests/scaling)"
+}
+
 ensure_secantus() {
   local installed=""
   if [ -x "$SECANTUS_VENV/bin/secantusd-py" ]; then
@@ -147,6 +155,7 @@ ensure_postgres
 ensure_mariadb
 ensure_build_deps
 ensure_prometheus
+ensure_pgbouncer
 say "promtool check rules docs/prometheus/alerts.yml"
 promtool check rules docs/prometheus/alerts.yml >/dev/null || die "docs/prometheus/alerts.yml does not pass promtool check rules"
 ensure_secantus

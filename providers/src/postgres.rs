@@ -60,6 +60,11 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
     if let Some(name) = &s.application_name {
         o = o.application_name(name);
     }
+    if s.pgbouncer {
+        // A statement prepared on one server connection of the bouncer is gone on the
+        // next: keep none (see `open`).
+        o = o.statement_cache_capacity(0);
+    }
     let mut session: Vec<(&str, String)> = Vec::new();
     if let Some(schema) = &s.schema {
         session.push(("search_path", schema.clone()));
@@ -222,7 +227,7 @@ impl Provider for PostgresProvider {
     fn rules(&self) -> Rules {
         Rules {
             sql_views: true,
-            ..Rules::server().with_extra(&["schema"])
+            ..Rules::server().with_extra(&["schema", "pgbouncer"])
         }
     }
 

@@ -141,6 +141,9 @@ pub struct ServerSettings {
     pub schema: Option<String>,
     /// Server-side statement timeout.
     pub query_timeout: Option<Duration>,
+    /// The server is a PgBouncer in transaction pooling mode (PostgreSQL): no prepared
+    /// statement may outlive one protocol exchange, and no session setting is sent.
+    pub pgbouncer: bool,
 }
 
 impl ServerSettings {
@@ -174,6 +177,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("tls", &self.tls)
             .field("application_name", &self.application_name)
             .field("schema", &self.schema)
+            .field("pgbouncer", &self.pgbouncer)
             .field("query_timeout", &self.query_timeout)
             .finish()
     }

@@ -7,6 +7,8 @@
 pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+#[cfg(feature = "postgres")]
+pub mod pgbouncer;
 pub mod proxy;
 pub mod tds;
 
@@ -81,6 +83,18 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port on 127.0.0.1")
+}
+
+/// Waits up to `limit` for something to accept TCP connections on 127.0.0.1:`port`.
+pub fn wait_tcp(port: u16, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 fn is_root() -> bool {

@@ -96,6 +96,7 @@ impl Merged<'_> {
 fn permissive(kind: DbType) -> Rules {
     let mut r = Rules::server().with_extra(&[
         "schema",
+        "pgbouncer",
         "auth_source",
         "replica_set",
         "read_preference",
@@ -118,6 +119,33 @@ pub(crate) fn inherited(value_path: &str, conn_path: &str) -> String {
 }
 
 impl<'r> Validator<'r> {
+    /// `pgbouncer: true` with a session setting PgBouncer cannot carry.
+    fn bouncer_conflicts(&mut self, s: &ServerSettings, m: &Merged<'_>, path: &str) {
+        let set = [
+            ("schema", s.schema.is_some()),
+            ("query_timeout", s.query_timeout.is_some()),
+        ];
+        for (field, _) in set.into_iter().filter(|(_, on)| *on) {
+            let (at, origin) = m.at(field, path);
+            let what = if field == "schema" {
+                "search_path"
+            } else {
+                "statement_timeout"
+            };
+            self.err(
+                &at,
+                &origin,
+                format!(
+                    "`{field}` cannot be combined with `pgbouncer: true`{}: PgBouncer refuses \
+                     session options at login and moves transactions between server \
+                     connections; set it on the database role instead (ALTER ROLE ... SET \
+                     {what} = ...)",
+                    inherited(&at, path)
+                ),
+            );
+        }
+    }
+
     pub(crate) fn new(registry: &'r Registry) -> Self {
         Validator {
             errors: Vec::new(),
@@ -445,11 +473,16 @@ impl<'r> Validator<'r> {
                 s.database = text("database");
                 s.tls = tls;
                 s.schema = text("schema");
+                s.pgbouncer = rules.extra.contains(&"pgbouncer")
+                    && matches!(vals.get("pgbouncer"), Some(Val::Bool(true)));
                 if rules.unsupported("application_name").is_none() {
                     s.application_name = application_name.clone();
                 }
                 if rules.unsupported("query_timeout").is_none() {
                     s.query_timeout = m.opt_duration("query_timeout");
+                }
+                if s.pgbouncer {
+                    self.bouncer_conflicts(&s, &m, path);
                 }
                 self.server_endpoint(&rules, &own, node, path);
                 Some(Endpoint::Server(s))

@@ -112,6 +112,8 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 /// Opens [`AsyncPgConnection`]s.
 pub struct PgConnector {
     config: tokio_postgres::Config,
+    /// `pgbouncer: true`: no statement cache.
+    pgbouncer: bool,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
@@ -196,6 +198,7 @@ impl PgConnector {
         config.ssl_mode(mode);
         Ok(PgConnector {
             config,
+            pgbouncer: server.pgbouncer,
             tls: connector.map(tokio_postgres_rustls::MakeRustlsConnect::new),
         })
     }
@@ -240,7 +243,13 @@ impl Connector for PgConnector {
                 AsyncPgConnection::try_from_client_and_connection(client, conn).await
             }
         };
-        built.map_err(|e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost))
+        let mut conn =
+            built.map_err(|e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost))?;
+        if self.pgbouncer {
+            use diesel_async::AsyncConnection;
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
+        Ok(conn)
     }
 
     async fn ping<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> Result<(), ProviderError> {

@@ -1,0 +1,8 @@
+//! Scale-out (issue 15): PgBouncer, connections added and removed at runtime, config
+//! reload, keyed pools and read replicas, each against real servers.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod config;
+mod pgbouncer;
