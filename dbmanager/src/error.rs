@@ -164,6 +164,13 @@ pub enum Error {
         source: ProviderError,
     },
 
+    /// `Manager::add` (or a keyed pool) was given a name that is already in use.
+    #[error("connection `{name}` already exists: remove it first, or reload")]
+    AlreadyExists {
+        /// The name.
+        name: String,
+    },
+
     /// `connect()` could not open one or more `startup: strict` connections.
     #[error("{} connection(s) failed to start: {}", failures.len(), failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Startup {
@@ -188,6 +195,7 @@ impl Error {
             | Error::Connect { name, .. }
             | Error::AcquireTimeout { name, .. }
             | Error::Closed { name }
+            | Error::AlreadyExists { name }
             | Error::Unavailable { name, .. }
             | Error::Database { name, .. } => Some(name),
             Error::Config(_) | Error::NoDefault { .. } | Error::Startup { .. } => None,

@@ -189,6 +189,15 @@ pub enum EventKind {
     },
     /// The connection was closed (`Manager::close`).
     Closed,
+    /// `Manager::remove` (or a reload that dropped it) took the connection out: it has
+    /// drained and closed, and its metrics series are gone.
+    Removed,
+    /// A reload changed the connection's settings: a pool with the new ones replaced the
+    /// old one (which then drained).
+    Reconfigured {
+        /// The YAML fields whose values changed (secrets by name only).
+        changed: Vec<&'static str>,
+    },
     /// `close()` gave up waiting for connections still in use after `close_timeout`; they
     /// close when they are returned.
     CloseTimedOut {
@@ -213,6 +222,8 @@ impl EventKind {
             EventKind::HealthChecked { .. } => "health_checked",
             EventKind::Closed => "closed",
             EventKind::CloseTimedOut { .. } => "close_timed_out",
+            EventKind::Removed => "removed",
+            EventKind::Reconfigured { .. } => "reconfigured",
         }
     }
 }

@@ -56,7 +56,9 @@ pub use dbmanager_providers::{
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Subscriber};
 pub use health::{Health, HealthState};
-pub use manager::Manager;
+#[cfg(feature = "watch")]
+pub use manager::{ConfigWatcher, WatchOutcome};
+pub use manager::{Manager, ReloadReport};
 pub use pools::SqlEngine;
 pub use registry::Registry;
 pub use stats::{View, ViewStats};

@@ -194,7 +194,7 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
         let mut rows = Vec::new();
         for (name, result) in results {
             let Ok(conn) = mgr.get(&name) else { continue };
-            let (pool, settings) = settings(conn.config());
+            let (pool, settings) = settings(&conn.config());
             // A driver's message may quote what it was given: scrub every error printed
             // of the connection's secrets (every spelling of its password and DSN).
             let secrets = conn.config().endpoint.secrets();

@@ -1,4 +1,13 @@
 //! [`Manager`]: every named connection of a service, built from one configuration.
+//! Changing the set while it runs (add, remove, reload) is in `runtime.rs`.
+
+mod runtime;
+#[cfg(feature = "watch")]
+mod watch;
+
+pub use runtime::ReloadReport;
+#[cfg(feature = "watch")]
+pub use watch::{ConfigWatcher, WatchOutcome};
 
 use crate::config::Config;
 use crate::connection::{Connection, Shared};
@@ -28,19 +37,25 @@ use tokio_util::task::TaskTracker;
 /// # Ok(()) }
 /// ```
 ///
-/// The set of connections is an immutable map behind an atomic pointer, so [`get`](Self::get)
-/// is a lock-free lookup; replacing a connection swaps the map without blocking readers.
+/// The set of connections is an immutable index behind an atomic pointer over an
+/// append-only list, so [`get`](Self::get) is a lock-free lookup, and
+/// [`add`](Self::add), [`remove`](Self::remove) and [`reload`](Self::reload) swap the index
+/// without blocking readers.
 #[derive(Clone)]
 pub struct Manager {
     inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    /// In configuration order.
-    order: ArcSwap<Vec<String>>,
-    /// Fixed when the manager is built, so [`Manager::connection`] can lend a `&Connection`
-    /// without touching a shared counter.
-    connections: HashMap<String, Connection, foldhash::fast::FixedState>,
+    /// The live connections: which slot holds each name, in configuration order.
+    index: ArcSwap<Index>,
+    /// Every connection this manager has held. Append-only, so [`Manager::connection`]
+    /// can lend a `&Connection` for as long as the manager is borrowed without touching a
+    /// shared counter. A removed connection's slot keeps its closed handle (settings and
+    /// counters, no pool, no task) until the manager is dropped.
+    slots: boxcar::Vec<Connection>,
+    /// One change of the set (add, remove, reload) at a time.
+    changing: tokio::sync::Mutex<()>,
     default: ArcSwapOption<String>,
     closed: AtomicBool,
     shared: Shared,
@@ -56,9 +71,34 @@ impl Drop for Inner {
     }
 }
 
+/// The live connections' names, each with its slot.
+#[derive(Default, Clone)]
+struct Index {
+    by_name: HashMap<String, usize, foldhash::fast::FixedState>,
+    /// In configuration order (then in the order they were added).
+    order: Vec<String>,
+}
+
+impl Index {
+    fn with(&self, name: &str, slot: usize) -> Index {
+        let mut next = self.clone();
+        if next.by_name.insert(name.to_owned(), slot).is_none() {
+            next.order.push(name.to_owned());
+        }
+        next
+    }
+
+    fn without(&self, name: &str) -> Index {
+        let mut next = self.clone();
+        next.by_name.remove(name);
+        next.order.retain(|n| n != name);
+        next
+    }
+}
+
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut list: Vec<&Connection> = self.inner.connections.values().collect();
+        let mut list = self.connections();
         list.sort_by(|a, b| a.name().cmp(b.name()));
         f.debug_struct("Manager")
             .field("default", &self.inner.default.load().as_deref())
@@ -86,22 +126,23 @@ impl Manager {
         for w in &config.warnings {
             tracing::warn!(path = %w.path, "{}", w.message);
         }
-        let order: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
         let monitor = config.monitor_interval;
         let shared = Shared {
             events: Bus::new(),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         };
-        let connections = config
-            .connections
-            .into_iter()
-            .map(|c| (c.name.clone(), Connection::new(c, &shared)))
-            .collect();
+        let slots = boxcar::Vec::new();
+        let mut index = Index::default();
+        for c in config.connections {
+            let name = c.name.clone();
+            index = index.with(&name, slots.push(Connection::new(c, &shared)));
+        }
         Manager {
             inner: Arc::new(Inner {
-                order: ArcSwap::from_pointee(order),
-                connections,
+                index: ArcSwap::from_pointee(index),
+                slots,
+                changing: tokio::sync::Mutex::new(()),
                 default: ArcSwapOption::new(config.default_connection.map(Arc::new)),
                 closed: AtomicBool::new(false),
                 shared,
@@ -232,13 +273,13 @@ impl Manager {
         if self.is_closed() {
             return Err(Error::Closed { name: name.into() });
         }
-        self.inner
-            .connections
-            .get(name)
-            .ok_or_else(|| Error::UnknownConnection {
+        match self.inner.index.load().by_name.get(name) {
+            Some(&slot) => Ok(&self.inner.slots[slot]),
+            None => Err(Error::UnknownConnection {
                 name: name.to_owned(),
                 known: self.names(),
-            })
+            }),
+        }
     }
 
     /// The default connection (`default_connection`, or the only one).
@@ -265,17 +306,17 @@ impl Manager {
 
     /// Connection names, in configuration order.
     pub fn names(&self) -> Vec<String> {
-        self.inner.order.load().as_ref().clone()
+        self.inner.index.load().order.clone()
     }
 
     /// Every connection, in configuration order.
     pub fn connections(&self) -> Vec<Connection> {
-        let map = &self.inner.connections;
-        self.inner
+        let index = self.inner.index.load();
+        index
             .order
-            .load()
             .iter()
-            .filter_map(|n| map.get(n).cloned())
+            .filter_map(|n| index.by_name.get(n))
+            .map(|&slot| self.inner.slots[slot].clone())
             .collect()
     }
 
@@ -321,6 +362,8 @@ impl Manager {
     pub async fn close(&self) -> bool {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.shared.cancel.cancel();
+        // An add or reload under way gives up (the token above ends its connects).
+        let _no_change = self.inner.changing.lock().await;
         let conns = self.connections();
         let results = futures_util::future::join_all(conns.iter().map(|c| c.close())).await;
         let tasks = &self.inner.shared.tasks;

@@ -114,6 +114,13 @@ impl Subscriber for Events {
         };
         let counted = || self.of(&event.connection);
         match &event.kind {
+            // Its series go with it; a connection added later under the name starts at 0.
+            EventKind::Removed => {
+                self.by_connection
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&event.connection);
+            }
             EventKind::ReconnectAttempt { result, .. } => {
                 let c = counted();
                 inc(if result.is_ok() {

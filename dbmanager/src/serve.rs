@@ -1,6 +1,7 @@
 //! `dbmanager serve`: connects every connection of a file and serves the HTTP endpoints
 //! (`/metrics`, `/healthz`, `/readyz`, `/stats`) until SIGTERM or SIGINT, then closes the
-//! manager and exits 0.
+//! manager and exits 0. Reloads the file on SIGHUP and when it changes, logging what
+//! changed (an invalid file is logged and the running configuration stays).
 
 use dbmanager::Manager;
 use dbmanager::prometheus_client::registry::Registry;
@@ -59,6 +60,14 @@ pub(crate) fn serve(path: &Path, listen: SocketAddr, format: LogFormat) -> ExitC
                 return ExitCode::from(1);
             }
         };
+        let _watcher = match mgr.watch(path) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "not watching the file; SIGHUP still reloads it");
+                None
+            }
+        };
+        tokio::spawn(reload_on_hangup(mgr.clone(), path.to_path_buf()));
         let bound = listener.local_addr().map_or(listen, |a| a);
         tracing::info!(listen = %bound, "serving /metrics /healthz /readyz /stats");
         let app = dbmanager::http::router(mgr.clone(), Arc::new(registry));
@@ -76,6 +85,29 @@ pub(crate) fn serve(path: &Path, listen: SocketAddr, format: LogFormat) -> ExitC
             }
         }
     })
+}
+
+/// Reloads the file on every SIGHUP, until the manager closes.
+async fn reload_on_hangup(mgr: Manager, path: std::path::PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() && !mgr.is_closed() {
+            match mgr.reload_file(&path).await {
+                Ok(report) => {
+                    tracing::info!(file = %path.display(), %report, "SIGHUP: configuration reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "SIGHUP: configuration rejected; the running one stays");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (mgr, path);
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

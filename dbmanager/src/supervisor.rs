@@ -84,9 +84,9 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
         return;
     };
     let Pace {
-        interval,
-        retry,
-        auto_reconnect: auto,
+        mut interval,
+        mut retry,
+        ..
     } = pace;
     let mut backoff: Option<Backoff> = None;
     // A strict connection is up already; a lazy one is probed at once.
@@ -132,6 +132,10 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
             r = target.probe() => r,
         };
         let class = target.observe(&result);
+        // A reload may have changed the settings.
+        let now = target.pace();
+        (interval, retry) = (now.interval, now.retry);
+        let auto = now.auto_reconnect;
         // The clear above (if any) notified `broken` on our behalf; that is not news.
         let _ = broken.notified().now_or_never();
         if was_down {

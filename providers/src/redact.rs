@@ -7,7 +7,7 @@ pub const REDACTED: &str = "<redacted>";
 
 /// A set of strings that must never appear in a message: passwords, whole DSNs and the
 /// password inside a DSN. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secrets(Vec<String>);
 
 impl std::fmt::Debug for Secrets {
@@ -20,6 +20,14 @@ impl Secrets {
     /// An empty set.
     pub fn new() -> Self {
         Secrets::default()
+    }
+
+    /// Adds every secret of `other`.
+    pub fn extend(&mut self, other: &Secrets) -> &mut Self {
+        for s in &other.0 {
+            self.add(s);
+        }
+        self
     }
 
     /// Adds a password (or any secret text). Empty strings are ignored.

@@ -6,3 +6,5 @@ mod support;
 
 mod config;
 mod pgbouncer;
+mod reload;
+mod runtime;

@@ -214,12 +214,38 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    /// One connection's settings from its YAML section (what would sit under
+    /// `connections.<name>`), validated as a file's are, with overrides and `${VAR}` from
+    /// the process environment. For [`Manager::add`](crate::Manager::add).
+    ///
+    /// ```
+    /// let c = dbmanager::config::ConnectionConfig::from_yaml("cache", "type: sqlite\nfilepath: ':memory:'\n").unwrap();
+    /// assert_eq!(c.name, "cache");
+    /// let err = dbmanager::config::ConnectionConfig::from_yaml("cache", "type: sqlite\nmax_open_conns: 0\n").unwrap_err();
+    /// assert!(err.to_string().contains("connections.cache.max_open_conns"), "{err}");
+    /// ```
+    pub fn from_yaml(name: &str, section: &str) -> Result<ConnectionConfig, ConfigErrors> {
+        ConfigLoader::new().load_connection(name, section)
+    }
+
     /// The provider's configuration rules (a plain server's when it has none).
     pub fn rules(&self) -> Rules {
         self.provider
             .as_ref()
             .map_or_else(Rules::server, |p| p.rules())
     }
+}
+
+/// Whether two endpoints name the same database the same way, secrets included.
+pub(crate) fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
+    // Debug shows every field but the secrets, which are compared apart.
+    format!("{a:?}") == format!("{b:?}") && a.secrets() == b.secrets()
+}
+
+/// Whether two connections' settings are the same, secrets included: a reload leaves such
+/// a connection untouched.
+pub(crate) fn same_settings(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
+    format!("{a:?}") == format!("{b:?}") && same_endpoint(&a.endpoint, &b.endpoint)
 }
 
 /// A validated configuration.
@@ -365,7 +391,39 @@ impl ConfigLoader {
         self.load(text, "<string>".to_owned())
     }
 
+    /// Loads one connection's section (the mapping that would sit under
+    /// `connections.<name>` in a file), for [`Manager::add`](crate::Manager::add). It is
+    /// validated with the file's rules and no top-level defaults; errors name
+    /// `connections.<name>.<field>`.
+    pub fn load_connection(
+        &self,
+        name: &str,
+        section: &str,
+    ) -> Result<ConnectionConfig, ConfigErrors> {
+        let source_name = format!("<connection {name}>");
+        let fail = |errors| ConfigErrors {
+            source_name: source_name.clone(),
+            errors,
+        };
+        let node = tree::parse(section).map_err(|e| fail(vec![e]))?;
+        let wrap = |key: &str, node: tree::Node| tree::Node {
+            origin: node.origin.clone(),
+            value: tree::Value::Map(vec![(key.to_owned(), node)]),
+        };
+        let root = wrap("connections", wrap(name, node));
+        let mut config = self.load_tree(root, source_name.clone())?;
+        Ok(config.connections.remove(0))
+    }
+
     fn load(&self, text: &str, source_name: String) -> Result<Config, ConfigErrors> {
+        let root = tree::parse(text).map_err(|e| ConfigErrors {
+            source_name: source_name.clone(),
+            errors: vec![e],
+        })?;
+        self.load_tree(root, source_name)
+    }
+
+    fn load_tree(&self, mut root: tree::Node, source_name: String) -> Result<Config, ConfigErrors> {
         let env: HashMap<String, String> = match &self.env {
             Some(env) => env.clone(),
             // Non-UTF-8 variables cannot be referenced from YAML; skip them.
@@ -377,7 +435,6 @@ impl ConfigLoader {
             source_name: source_name.clone(),
             errors,
         };
-        let mut root = tree::parse(text).map_err(|e| fail(vec![e]))?;
         let mut errors = Vec::new();
         // Overrides go into the `dbmanager:` section when the file has one.
         let has_section = root.get("dbmanager").is_some();

@@ -2,7 +2,7 @@
 //! checks and statistics, which read the current pool generation.
 
 use super::{Connection, Inner};
-use crate::config::{DefaultOrm, Startup};
+use crate::config::{ConnectionConfig, DefaultOrm, Startup};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::health::{Health, HealthState};
@@ -50,7 +50,7 @@ impl Inner {
         let Some(pools) = self.pools.load_full() else {
             return Err(ProviderError::Closed);
         };
-        let timeout = self.config.health_check_timeout;
+        let timeout = self.config.load().health_check_timeout;
         let down = self.health.load().state != HealthState::Healthy;
         let result = if down {
             pools.reconnect(timeout).await
@@ -68,7 +68,7 @@ impl Inner {
             return result;
         }
         match self.pools.load_full() {
-            Some(fresh) => fresh.ping(self.config.health_check_timeout).await,
+            Some(fresh) => fresh.ping(self.config.load().health_check_timeout).await,
             None => result,
         }
     }
@@ -107,7 +107,7 @@ impl Connection {
         let started = Instant::now();
         let span = self.inner.span("dbmanager.connect");
         let built = self
-            .build_unless_closed(eager)
+            .build_unless_closed(eager, false)
             .instrument(span.clone())
             .await;
         if let Err(e) = &built {
@@ -131,12 +131,12 @@ impl Connection {
     }
 
     /// [`build`](Self::build), abandoned when the connection is closed meanwhile.
-    async fn build_unless_closed(&self, eager: bool) -> Result<Arc<PoolSet>> {
+    async fn build_unless_closed(&self, eager: bool, fresh: bool) -> Result<Arc<PoolSet>> {
         let cancel = self.inner.ctx.cancel.clone();
         let built = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(self.closed()),
-            built = self.build(eager) => Arc::new(built?),
+            built = self.build(eager, fresh) => Arc::new(built?),
         };
         if self.is_closed() {
             built.close(Duration::ZERO).await;
@@ -147,8 +147,9 @@ impl Connection {
 
     /// Builds one pool generation through the connection's provider: the main pool with
     /// its share of the budget, then the view `default_orm` names (which is then the one
-    /// connected `eager`ly).
-    async fn build(&self, eager: bool) -> Result<PoolSet> {
+    /// connected `eager`ly). `fresh`: the endpoint changed, so open the new one rather than
+    /// the one the current generation has open.
+    async fn build(&self, eager: bool, fresh: bool) -> Result<PoolSet> {
         let c = self.config();
         let Some(provider) = &c.provider else {
             return Err(self.wrong_kind(c.kind));
@@ -158,8 +159,8 @@ impl Connection {
         // SQLite database that is what keeps its data across a swap (the new pool holds it
         // before the old one lets go).
         let endpoint = match self.inner.pools.load_full() {
-            Some(current) => current.endpoint.clone(),
-            None => c.endpoint.instance(),
+            Some(current) if !fresh => current.endpoint.clone(),
+            _ => c.endpoint.instance(),
         };
         let mut request = OpenRequest::new(
             &c.name,
@@ -226,11 +227,16 @@ impl Connection {
         }
         let started = Instant::now();
         let new = self
-            .build_unless_closed(true)
+            .build_unless_closed(true, false)
             .instrument(self.inner.span("dbmanager.swap"))
             .await?;
-        let connect = started.elapsed();
-        let old = self.inner.pools.swap(Some(Arc::clone(&new)));
+        self.swap_in(new, started.elapsed()).await;
+        Ok(())
+    }
+
+    /// Makes `new` the current generation and drains the one it replaces.
+    async fn swap_in(&self, new: Arc<PoolSet>, connect: Duration) {
+        let old = self.inner.pools.swap(Some(new));
         self.emit(EventKind::Swapped { connect });
         self.inner.observe(&Ok(connect));
         if let Some(old) = old {
@@ -244,7 +250,60 @@ impl Connection {
                 took: drain_started.elapsed(),
             });
         }
-        Ok(())
+    }
+
+    /// Takes new settings in place (a reload that changed them): builds a pool generation
+    /// with them (connected now unless `startup: lazy`), switches new acquires to it and
+    /// drains the old one, as [`reconnect`](Self::reconnect) does. Handles keep working.
+    /// If the new pool cannot be built or connect, the old settings and pool stay and the
+    /// error is returned.
+    pub(crate) async fn reconfigure(&self, new: ConnectionConfig) -> Result<()> {
+        let _one_at_a_time = self.inner.swap.lock().await;
+        if self.is_closed() {
+            return Err(self.closed());
+        }
+        let new = Arc::new(new);
+        let fresh = !crate::config::same_endpoint(&self.config().endpoint, &new.endpoint);
+        // Errors from the new settings are scrubbed of their secrets too, and the old
+        // ones stay scrubbed (a drained pool may still report).
+        let mut secrets = self.inner.secrets.load().as_ref().clone();
+        secrets.extend(&new.endpoint.secrets());
+        self.inner.secrets.store(Arc::new(secrets));
+        let old = self.inner.config.swap(Arc::clone(&new));
+        if !self.is_open() {
+            // Not opened yet: `open` will use the new settings.
+            self.after_reconfigure(&new);
+            return Ok(());
+        }
+        let started = Instant::now();
+        let eager = new.startup == Startup::Strict;
+        let built = self
+            .build_unless_closed(eager, fresh)
+            .instrument(self.inner.span("dbmanager.swap"))
+            .await;
+        match built {
+            Ok(pools) => {
+                self.after_reconfigure(&new);
+                self.swap_in(pools, started.elapsed()).await;
+                // The supervisor takes the new pace at its next probe: make that now.
+                self.inner.ctx.broken.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.config.store(old);
+                Err(e)
+            }
+        }
+    }
+
+    /// What the settings decide besides the pool: spans and the event log.
+    fn after_reconfigure(&self, new: &ConnectionConfig) {
+        self.inner
+            .target
+            .store(Arc::new(crate::spans::Target::of(new)));
+        self.inner
+            .events
+            .store(Arc::new(super::event_bus(&self.inner.shared_events, new)));
     }
 
     /// Replaces `seen`, a pool generation closed by something other than
@@ -260,7 +319,7 @@ impl Connection {
         if !current.is_some_and(|c| Arc::ptr_eq(&c, seen)) {
             return Ok(());
         }
-        let fresh = self.build_unless_closed(false).await?;
+        let fresh = self.build_unless_closed(false, false).await?;
         self.inner.pools.store(Some(fresh));
         self.emit(EventKind::Opened { lazy: true });
         // Its views (if any) may still be open.

@@ -58,7 +58,8 @@ pub struct Connection {
 pub(crate) struct Inner {
     /// Itself, so the supervisor's probe can rebuild a pool user code closed.
     me: std::sync::Weak<Inner>,
-    config: ConnectionConfig,
+    /// Replaced in place by a reload that changes the settings (`reconfigure`).
+    config: ArcSwap<ConnectionConfig>,
     name: Arc<str>,
     pools: ArcSwapOption<PoolSet>,
     health: ArcSwap<Health>,
@@ -67,14 +68,17 @@ pub(crate) struct Inner {
     failures: AtomicU32,
     closed: AtomicBool,
     ctx: PoolContext,
+    /// The manager's bus, to rebuild `events` when `enable_logging` changes.
+    shared_events: Bus,
     /// The diesel view's pools share the tasks, token and signal but count apart.
     #[cfg_attr(not(feature = "diesel"), allow(dead_code))]
     view_ctx: PoolContext,
-    events: Bus,
+    events: ArcSwap<Bus>,
     /// One swap at a time.
     swap: tokio::sync::Mutex<()>,
-    /// What must never appear in an error kept or published.
-    secrets: Secrets,
+    /// What must never appear in an error kept or published: the current settings'
+    /// secrets and every earlier one's (a reload may change a password).
+    secrets: ArcSwap<Secrets>,
     /// Acquires waiting for the connection to come back (`on_unavailable: wait`).
     waiters: AtomicUsize,
     /// Signalled when the first waiter arrives, so the supervisor can probe sooner.
@@ -82,7 +86,7 @@ pub(crate) struct Inner {
     /// A read-only check is running (see `report_class`).
     checking_read_only: AtomicBool,
     /// What its tracing spans say about it (`enable_tracing`).
-    target: crate::spans::Target,
+    target: ArcSwap<crate::spans::Target>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -91,7 +95,7 @@ impl std::fmt::Debug for Connection {
             .field("name", &self.name())
             .field("kind", &self.kind())
             .field("health", &self.health().state)
-            .field("config", &self.inner.config)
+            .field("config", &self.inner.config.load())
             .finish()
     }
 }
@@ -122,30 +126,27 @@ impl Connection {
                 broken: Arc::clone(&ctx.broken),
                 on_driver_clear: None,
             };
-            let events = if config.enable_logging {
-                shared.events.with([Arc::new(crate::logging::Log) as _])
-            } else {
-                shared.events.clone()
-            };
+            let events = event_bus(&shared.events, &config);
             let target = crate::spans::Target::of(&config);
             Inner {
                 me: me.clone(),
                 view_ctx,
                 name: Arc::from(config.name.as_str()),
-                secrets: config.endpoint.secrets(),
-                config,
+                secrets: ArcSwap::from_pointee(config.endpoint.secrets()),
+                config: ArcSwap::from_pointee(config),
+                shared_events: shared.events.clone(),
                 pools: ArcSwapOption::empty(),
                 health: ArcSwap::from_pointee(Health::new(HealthState::Connecting)),
                 changed: watch::Sender::new(0),
                 failures: AtomicU32::new(0),
                 closed: AtomicBool::new(false),
                 ctx,
-                events,
+                events: ArcSwap::from_pointee(events),
                 swap: tokio::sync::Mutex::new(()),
                 waiters: AtomicUsize::new(0),
                 waiter_arrived: Notify::new(),
                 checking_read_only: AtomicBool::new(false),
-                target,
+                target: ArcSwap::from_pointee(target),
             }
         });
         Connection { inner }
@@ -158,17 +159,18 @@ impl Connection {
 
     /// Its engine.
     pub fn kind(&self) -> DbType {
-        self.inner.config.kind
+        self.inner.config.load().kind
     }
 
     /// Its tags.
-    pub fn tags(&self) -> &BTreeMap<String, String> {
-        &self.inner.config.tags
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        self.inner.config.load().tags.clone()
     }
 
-    /// Its validated settings.
-    pub fn config(&self) -> &ConnectionConfig {
-        &self.inner.config
+    /// Its validated settings: the current ones (a [`Manager::reload`](crate::Manager::reload)
+    /// that changes them replaces them in place).
+    pub fn config(&self) -> Arc<ConnectionConfig> {
+        self.inner.config.load_full()
     }
 
     /// Its last observed health: an atomic load, no lock, no I/O.
@@ -195,11 +197,21 @@ impl Connection {
 impl Inner {
     /// A tracing span of this connection (disabled unless `enable_tracing`).
     pub(crate) fn span(&self, op: &'static str) -> tracing::Span {
-        self.target.span(op)
+        self.target.load().span(op)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// The connection's event bus: the manager's, plus a log line per event with
+/// `enable_logging`.
+fn event_bus(shared: &Bus, config: &ConnectionConfig) -> Bus {
+    if config.enable_logging {
+        shared.with([Arc::new(crate::logging::Log) as _])
+    } else {
+        shared.clone()
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 impl Inner {
     /// Publishes an event of this connection.
     pub(crate) fn emit(&self, kind: EventKind) {
-        self.events.publish(Event {
+        self.events.load().publish(Event {
             connection: Arc::clone(&self.name),
             at: SystemTime::now(),
             kind,
@@ -23,7 +23,7 @@ impl Inner {
 
     /// Removes every secret of this connection from `text`.
     pub(crate) fn redact(&self, text: String) -> String {
-        self.secrets.scrub(text)
+        self.secrets.load().scrub(text)
     }
 
     pub(crate) fn set_health(&self, health: Health) {
@@ -67,7 +67,7 @@ impl Inner {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 let current = self.health.load_full();
                 let down = class.is_fatal()
-                    || failures >= self.config.failure_threshold
+                    || failures >= self.config.load().failure_threshold
                     || current.state != HealthState::Healthy;
                 let mut h = Health::new(if down {
                     HealthState::Unhealthy
@@ -128,7 +128,10 @@ impl Inner {
         let Some(pools) = self.pools.load_full() else {
             return false;
         };
-        let answer = pools.main.read_only(self.config.health_check_timeout).await;
+        let answer = pools
+            .main
+            .read_only(self.config.load().health_check_timeout)
+            .await;
         !matches!(answer, Ok(false))
     }
 
@@ -217,7 +220,7 @@ impl Connection {
                 HealthState::Healthy => return Ok(()),
                 HealthState::Closed => return Err(self.closed()),
                 HealthState::Connecting | HealthState::Unhealthy => {
-                    if self.inner.config.on_unavailable == OnUnavailable::FailFast
+                    if self.inner.config.load().on_unavailable == OnUnavailable::FailFast
                         || health.is_fatal()
                     {
                         return Err(self.unavailable(started.elapsed()));
@@ -259,6 +262,7 @@ impl Connection {
         let pause = self
             .inner
             .config
+            .load()
             .retry
             .delay
             .min(deadline.saturating_duration_since(Instant::now()));
@@ -277,7 +281,7 @@ impl Connection {
         let started = Instant::now();
         self.ready(
             started,
-            deadline(started, self.inner.config.pool.acquire_timeout),
+            deadline(started, self.inner.config.load().pool.acquire_timeout),
         )
         .await
     }

@@ -12,10 +12,11 @@ use tokio::sync::Notify;
 
 impl Supervised for Inner {
     fn pace(&self) -> Pace {
+        let c = self.config.load();
         Pace {
-            interval: self.config.health_check_interval,
-            retry: self.config.retry,
-            auto_reconnect: self.config.enable_auto_reconnect,
+            interval: c.health_check_interval,
+            retry: c.retry,
+            auto_reconnect: c.enable_auto_reconnect,
         }
     }
 

@@ -1,0 +1,256 @@
+//! Configuration reload: `Manager::reload`, `Manager::watch` and `dbmanager serve`'s
+//! SIGHUP, against the machine's PostgreSQL.
+
+use crate::support::{self, Recorder};
+use dbmanager::{Config, EventKind, Manager, WatchOutcome};
+use std::time::Duration;
+
+fn pg(name: &str, app: &str, extra: &str) -> String {
+    format!(
+        "  {name}:\n    type: postgres\n    host: 127.0.0.1\n    user: postgres\n    database: test\n    \
+         sslmode: disable\n    application_name: {app}\n    drain_timeout: 10s\n{extra}"
+    )
+}
+
+fn file(sections: &[String]) -> String {
+    format!("connections:\n{}", sections.concat())
+}
+
+/// Events of one connection, by name.
+fn events_of(rec: &Recorder, name: &str) -> Vec<&'static str> {
+    rec.0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| &*e.connection == name)
+        .map(|e| e.kind.name())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_removes_swaps_changed_and_leaves_the_rest_untouched() {
+    let observer = support::require_postgres().await;
+    let [keep_app, change_app, changed_app, drop_app, fresh_app] =
+        ["keep", "chg", "chg2", "drop", "fresh"].map(support::unique);
+    let before = file(&[
+        pg("keep", &keep_app, ""),
+        pg("change", &change_app, "    max_open_conns: 2\n"),
+        pg("gone", &drop_app, ""),
+    ]);
+    let mgr = Manager::new(Config::from_yaml_str(&before).unwrap());
+    mgr.connect().await.unwrap();
+    let keep_stats = mgr.get("keep").unwrap().stats().pool;
+
+    // A handle taken before the reload, and a query in flight on the changed connection.
+    let handle = mgr.get("change").unwrap();
+    let mut held = handle.acquire::<sqlx::Postgres>().await.unwrap();
+    let in_flight = tokio::spawn(async move {
+        sqlx::query_scalar::<_, i32>("select 5 from pg_sleep(0.8)")
+            .fetch_one(&mut *held)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let rec = Recorder::start(&mgr);
+    let after = file(&[
+        pg("fresh", &fresh_app, ""),
+        pg("keep", &keep_app, ""),
+        pg("change", &changed_app, "    max_open_conns: 5\n"),
+    ]);
+    let report = mgr
+        .reload(Config::from_yaml_str(&after).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.added, ["fresh"]);
+    assert_eq!(report.removed, ["gone"]);
+    assert_eq!(report.unchanged, ["keep"]);
+    assert_eq!(report.changed.len(), 1, "{report}");
+    assert_eq!(report.changed[0].0, "change");
+    assert_eq!(
+        report.changed[0].1,
+        [
+            "endpoint",
+            "max_open_conns",
+            "max_idle_conns",
+            "application_name"
+        ],
+        "{report}"
+    );
+    assert!(report.failed.is_empty(), "{report}");
+    assert_eq!(
+        mgr.names(),
+        ["fresh", "keep", "change"],
+        "the new file's order"
+    );
+
+    // The query in flight on the old pool finished; the handle from before works and
+    // sees the new settings.
+    assert_eq!(in_flight.await.unwrap().unwrap(), 5);
+    assert_eq!(handle.config().pool.max_open, 5);
+    let mut c = handle.acquire::<sqlx::Postgres>().await.unwrap();
+    let app: String = sqlx::query_scalar("select current_setting('application_name')")
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(app, changed_app);
+    drop(c);
+    assert_eq!(
+        support::pg_sessions(&observer, &change_app)().await,
+        0,
+        "the old pool drained and closed"
+    );
+    assert_eq!(
+        support::pg_sessions(&observer, &drop_app)().await,
+        0,
+        "the removed connection closed"
+    );
+    assert!(mgr.get("gone").is_err());
+    assert!(
+        support::pg_sessions(&observer, &fresh_app)().await >= 1,
+        "the added connection opened"
+    );
+
+    // Untouched: no event, no new connection, same counters.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(events_of(&rec, "keep"), Vec::<&str>::new());
+    let keep_now = mgr.get("keep").unwrap().stats().pool;
+    assert_eq!(keep_now.opened_total, keep_stats.opened_total);
+    assert!(events_of(&rec, "change").contains(&"reconfigured"));
+    assert!(events_of(&rec, "gone").contains(&"removed"));
+    assert!(rec.count(|k| matches!(k, EventKind::Reconfigured { changed } if changed.contains(&"max_open_conns"))) == 1);
+
+    // The same file again changes nothing.
+    let again = mgr
+        .reload(Config::from_yaml_str(&after).unwrap())
+        .await
+        .unwrap();
+    assert!(again.is_noop(), "{again}");
+    mgr.close().await;
+}
+
+/// A change of password is a change: the connection reconnects with the new one, and the
+/// report names the field, not the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_secret_is_detected_and_never_shown() {
+    let yaml = |pw: &str| {
+        format!(
+            "connections:\n  lite:\n    type: sqlite\n    filepath: ':memory:'\n  pg:\n    type: postgres\n    host: 127.0.0.1\n    user: postgres\n    database: test\n    password: '{pw}'\n"
+        )
+    };
+    let mgr = Manager::new(Config::from_yaml_str(&yaml("first-S3cret")).unwrap());
+    mgr.connect().await.unwrap();
+    let report = mgr
+        .reload(Config::from_yaml_str(&yaml("second-S3cret")).unwrap())
+        .await
+        .unwrap();
+    let text = format!("{report} {report:?}");
+    assert_eq!(report.changed.len(), 1, "{text}");
+    assert_eq!(report.changed[0].1, ["password/dsn"]);
+    assert!(!text.contains("S3cret"), "{text}");
+    mgr.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_on_change_and_keeps_the_running_config_when_the_file_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.yaml");
+    let one = "connections:\n  a:\n    type: sqlite\n    filepath: ':memory:'\n";
+    std::fs::write(&path, one).unwrap();
+    let mgr = Manager::from_yaml_file(&path).unwrap();
+    mgr.connect().await.unwrap();
+    let mut watcher = mgr.watch(&path).unwrap();
+
+    // Invalid: rejected with the startup errors; nothing changes.
+    std::fs::write(
+        &path,
+        "connections:\n  a:\n    type: sqlite\n    filepath: ':memory:'\n  b:\n    type: sqlite\n    filepath: ':memory:'\n    max_open_conns: 0\n",
+    )
+    .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), watcher.next())
+        .await
+        .expect("no reload after the file changed")
+        .unwrap();
+    match outcome {
+        WatchOutcome::Rejected(e) => assert!(e.contains("connections.b.max_open_conns"), "{e}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(mgr.names(), ["a"]);
+
+    // Valid, written the way deploy tools do (a new file renamed over the old one).
+    let tmp = dir.path().join("db.yaml.tmp");
+    std::fs::write(
+        &tmp,
+        "connections:\n  a:\n    type: sqlite\n    filepath: ':memory:'\n  b:\n    type: sqlite\n    filepath: ':memory:'\n",
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), watcher.next())
+        .await
+        .expect("no reload after the rename")
+        .unwrap();
+    assert!(
+        matches!(&outcome, WatchOutcome::Reloaded(r) if r.contains("added: [b]")),
+        "{outcome:?}"
+    );
+    assert_eq!(mgr.names(), ["a", "b"]);
+    drop(watcher);
+    mgr.close().await;
+}
+
+/// `dbmanager serve` reloads its file on SIGHUP and logs what changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("serve.yaml");
+    std::fs::write(
+        &file,
+        "connections:\n  a:\n    type: sqlite\n    filepath: ':memory:'\n",
+    )
+    .unwrap();
+    let port = support::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dbmanager"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        support::blocking(move || support::wait_for_port(port, Duration::from_secs(20))).await,
+        "serve did not listen"
+    );
+    std::fs::write(
+        &file,
+        "connections:\n  a:\n    type: sqlite\n    filepath: ':memory:'\n  b:\n    type: sqlite\n    filepath: ':memory:'\n",
+    )
+    .unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stats = String::new();
+    for _ in 0..100 {
+        stats = support::http_get(addr, "/stats").await.unwrap().2;
+        if stats.contains("\"b\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stats.contains("\"b\""), "{stats}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = support::blocking(move || child.wait_with_output().unwrap()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("SIGHUP: configuration reloaded"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,185 @@
+//! Connections added and removed while the manager runs, against the machine's
+//! PostgreSQL.
+
+use crate::support::{self, metrics::scrape};
+use dbmanager::config::ConnectionConfig;
+use dbmanager::prometheus_client::registry::Registry;
+use dbmanager::{Error, Manager};
+use std::time::{Duration, Instant};
+
+fn pg_section(app: &str) -> String {
+    format!(
+        "type: postgres\nhost: 127.0.0.1\nuser: postgres\ndatabase: test\nsslmode: disable\n\
+         application_name: {app}\nmax_open_conns: 4\nclose_timeout: 10s\n"
+    )
+}
+
+/// A manager with one SQLite connection, metrics registered.
+async fn manager() -> (Manager, Registry) {
+    let mgr = Manager::from_yaml_str(
+        "connections:\n  cache:\n    type: sqlite\n    filepath: ':memory:'\n",
+    )
+    .unwrap();
+    let mut registry = Registry::default();
+    mgr.register_metrics(&mut registry);
+    mgr.connect().await.unwrap();
+    (mgr, registry)
+}
+
+fn series_of(registry: &Registry, name: &str) -> usize {
+    let label = format!("connection=\"{name}\"");
+    scrape(registry)
+        .iter()
+        .filter(|(s, _)| s.contains(&label))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_validates_opens_supervises_and_exports_the_new_connection() {
+    let observer = support::require_postgres().await;
+    let (mgr, registry) = manager().await;
+    let app = support::unique("dbm_add");
+    let tasks_before = mgr.task_count();
+
+    // Validated as the file is: the error names the YAML path.
+    let bad =
+        ConnectionConfig::from_yaml("primary", "type: postgres\nhost: h\nmax_open_conns: 0\n")
+            .unwrap_err()
+            .to_string();
+    assert!(bad.contains("connections.primary.max_open_conns"), "{bad}");
+    assert!(bad.contains("connections.primary.database"), "{bad}");
+
+    let config = ConnectionConfig::from_yaml("primary", &pg_section(&app)).unwrap();
+    let conn = mgr.add(config.clone()).await.unwrap();
+    assert_eq!(mgr.names(), ["cache", "primary"]);
+    let got = mgr.get("primary").unwrap();
+    let n: i32 = sqlx::query_scalar("select 41 + 1")
+        .fetch_one(&mut *got.acquire::<sqlx::Postgres>().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(n, 42);
+    assert_eq!(conn.health().state, dbmanager::HealthState::Healthy);
+    assert!(mgr.task_count() > tasks_before, "a supervisor was started");
+    assert!(
+        series_of(&registry, "primary") > 0,
+        "the new connection is exported"
+    );
+    let sessions = support::pg_sessions(&observer, &app);
+    assert!(sessions().await >= 1);
+
+    // The name is taken.
+    match mgr.add(config).await {
+        Err(Error::AlreadyExists { name }) => assert_eq!(name, "primary"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // A strict connection that cannot connect is not added.
+    let refused = ConnectionConfig::from_yaml(
+        "nowhere",
+        &format!(
+            "type: postgres\nhost: 127.0.0.1\nport: {}\ndatabase: test\nconnect_timeout: 2s\n",
+            support::free_port()
+        ),
+    )
+    .unwrap();
+    let err = mgr.add(refused).await.unwrap_err();
+    assert!(err.to_string().contains("nowhere"), "{err}");
+    assert!(mgr.get("nowhere").is_err());
+    mgr.close().await;
+    assert_eq!(mgr.task_count(), 0);
+    assert_eq!(sessions().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_drains_in_flight_work_then_closes_and_drops_the_series() {
+    let observer = support::require_postgres().await;
+    let (mgr, registry) = manager().await;
+    let app = support::unique("dbm_remove");
+    let config = ConnectionConfig::from_yaml("primary", &pg_section(&app)).unwrap();
+    let kept = mgr.add(config).await.unwrap();
+    let tasks_with = mgr.task_count();
+    let sessions = support::pg_sessions(&observer, &app);
+
+    // A query in flight when the removal starts.
+    let mut held = kept.acquire::<sqlx::Postgres>().await.unwrap();
+    let query = tokio::spawn(async move {
+        sqlx::query_scalar::<_, i32>("select 7 from pg_sleep(0.6)")
+            .fetch_one(&mut *held)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let removing = {
+        let mgr = mgr.clone();
+        tokio::spawn(async move { mgr.remove("primary").await })
+    };
+    // Gone from the manager at once, while the query still runs.
+    assert!(
+        support::eventually(Duration::from_millis(300), || mgr.get("primary").is_err()).await,
+        "get still finds a connection being removed"
+    );
+    assert!(!query.is_finished());
+    assert_eq!(
+        query.await.unwrap().unwrap(),
+        7,
+        "the in-flight query finished"
+    );
+    let drained = removing.await.unwrap().unwrap();
+    assert!(drained, "removal drained in time");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(
+        mgr.get("primary"),
+        Err(Error::UnknownConnection { .. })
+    ));
+    // A handle taken before fails cleanly.
+    assert!(matches!(
+        kept.acquire::<sqlx::Postgres>().await,
+        Err(Error::Closed { .. })
+    ));
+    assert_eq!(sessions().await, 0, "its server sessions are closed");
+    assert!(mgr.task_count() < tasks_with, "its supervisor ended");
+    assert_eq!(series_of(&registry, "primary"), 0, "its series are gone");
+    assert!(series_of(&registry, "cache") > 0);
+    // The name can be used again, with fresh counters.
+    let again = ConnectionConfig::from_yaml("primary", &pg_section(&app)).unwrap();
+    mgr.add(again).await.unwrap();
+    assert!(mgr.get("primary").is_ok());
+    assert!(matches!(
+        mgr.remove("missing").await,
+        Err(Error::UnknownConnection { .. })
+    ));
+    mgr.close().await;
+}
+
+/// `get` never waits for a change of the set: an add stuck connecting to a server that
+/// never answers does not hold up lookups of the other connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_does_not_wait_for_an_add_in_progress() {
+    let (mgr, _registry) = manager().await;
+    let proxy = support::proxy::FaultProxy::start(5432).await;
+    proxy.black_hole(true);
+    let config = ConnectionConfig::from_yaml(
+        "stuck",
+        &format!(
+            "type: postgres\nhost: 127.0.0.1\nport: {}\nuser: postgres\ndatabase: test\n\
+             sslmode: disable\nconnect_timeout: 3s\n",
+            proxy.port()
+        ),
+    )
+    .unwrap();
+    let adding = {
+        let mgr = mgr.clone();
+        tokio::spawn(async move { mgr.add(config).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..1000 {
+        assert!(mgr.get("cache").is_ok());
+        assert!(mgr.connection("cache").is_ok());
+    }
+    assert!(
+        !adding.is_finished(),
+        "the add was still connecting during the lookups"
+    );
+    let err = adding.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("stuck"), "{err}");
+    mgr.close().await;
+}
