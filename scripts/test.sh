@@ -182,6 +182,9 @@ MONGO_URL="$DBMANAGER_TEST_MONGO_URL" cargo run -q -p dbmanager --all-features -
 say "example: custom_provider (a provider of the service's own, pooled and supervised)"
 cargo run -q -p dbmanager --all-features --example custom_provider
 
+say "example: keyed_devices (one pool per device, created on first use, closed when idle)"
+cargo run -q -p dbmanager --all-features --example keyed_devices
+
 for view in sqlx_view sea_orm_view diesel_view; do
   say "example: $view (PostgreSQL)"
   cargo run -q -p dbmanager --all-features --example "$view"

@@ -164,6 +164,15 @@ pub enum Error {
         source: ProviderError,
     },
 
+    /// `Manager::keyed` was given a group name the configuration has no `keyed` entry for.
+    #[error("unknown keyed group `{name}` (configured: {})", known.join(", "))]
+    UnknownGroup {
+        /// The name asked for.
+        name: String,
+        /// The configured groups.
+        known: Vec<String>,
+    },
+
     /// `Manager::add` (or a keyed pool) was given a name that is already in use.
     #[error("connection `{name}` already exists: remove it first, or reload")]
     AlreadyExists {
@@ -198,7 +207,10 @@ impl Error {
             | Error::AlreadyExists { name }
             | Error::Unavailable { name, .. }
             | Error::Database { name, .. } => Some(name),
-            Error::Config(_) | Error::NoDefault { .. } | Error::Startup { .. } => None,
+            Error::Config(_)
+            | Error::NoDefault { .. }
+            | Error::Startup { .. }
+            | Error::UnknownGroup { .. } => None,
         }
     }
 

@@ -58,7 +58,7 @@ pub use events::{Event, EventKind, Subscriber};
 pub use health::{Health, HealthState};
 #[cfg(feature = "watch")]
 pub use manager::{ConfigWatcher, WatchOutcome};
-pub use manager::{Manager, ReloadReport};
+pub use manager::{KeyStats, KeyedPools, Manager, ReloadReport, Resolver};
 pub use pools::SqlEngine;
 pub use registry::Registry;
 pub use stats::{View, ViewStats};

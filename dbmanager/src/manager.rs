@@ -1,10 +1,12 @@
 //! [`Manager`]: every named connection of a service, built from one configuration.
 //! Changing the set while it runs (add, remove, reload) is in `runtime.rs`.
 
+mod keyed;
 mod runtime;
 #[cfg(feature = "watch")]
 mod watch;
 
+pub use keyed::{KeyStats, KeyedPools, Resolver};
 pub use runtime::ReloadReport;
 #[cfg(feature = "watch")]
 pub use watch::{ConfigWatcher, WatchOutcome};
@@ -56,6 +58,8 @@ pub(crate) struct Inner {
     slots: boxcar::Vec<Connection>,
     /// One change of the set (add, remove, reload) at a time.
     changing: tokio::sync::Mutex<()>,
+    /// The `keyed:` groups, fixed at startup.
+    keyed: HashMap<String, Arc<keyed::KeyedPools>>,
     default: ArcSwapOption<String>,
     closed: AtomicBool,
     shared: Shared,
@@ -132,6 +136,11 @@ impl Manager {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         };
+        let keyed = config
+            .keyed
+            .into_iter()
+            .map(|k| (k.name.clone(), keyed::KeyedPools::new(k, shared.clone())))
+            .collect();
         let slots = boxcar::Vec::new();
         let mut index = Index::default();
         for c in config.connections {
@@ -143,6 +152,7 @@ impl Manager {
                 index: ArcSwap::from_pointee(index),
                 slots,
                 changing: tokio::sync::Mutex::new(()),
+                keyed,
                 default: ArcSwapOption::new(config.default_connection.map(Arc::new)),
                 closed: AtomicBool::new(false),
                 shared,
@@ -282,6 +292,22 @@ impl Manager {
         }
     }
 
+    /// The keyed group `name` (`keyed.<name>` in the file): connections created per key
+    /// on first use ([`KeyedPools`]).
+    pub fn keyed(&self, name: &str) -> Result<&KeyedPools> {
+        if self.is_closed() {
+            return Err(Error::Closed { name: name.into() });
+        }
+        self.inner.keyed.get(name).map(|k| &**k).ok_or_else(|| {
+            let mut known: Vec<String> = self.inner.keyed.keys().cloned().collect();
+            known.sort();
+            Error::UnknownGroup {
+                name: name.to_owned(),
+                known,
+            }
+        })
+    }
+
     /// The default connection (`default_connection`, or the only one).
     pub fn default(&self) -> Result<Connection> {
         match self.inner.default.load_full() {
@@ -365,7 +391,12 @@ impl Manager {
         // An add or reload under way gives up (the token above ends its connects).
         let _no_change = self.inner.changing.lock().await;
         let conns = self.connections();
-        let results = futures_util::future::join_all(conns.iter().map(|c| c.close())).await;
+        let keyed =
+            futures_util::future::join_all(self.inner.keyed.values().map(|k| k.close_all()));
+        let (results, _) = tokio::join!(
+            futures_util::future::join_all(conns.iter().map(|c| c.close())),
+            keyed
+        );
         let tasks = &self.inner.shared.tasks;
         tasks.close();
         // Every task watches the cancellation token, so this is quick.

@@ -34,3 +34,44 @@ fn pgbouncer_refuses_session_settings_and_other_engines() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn keyed_groups_are_validated_at_startup_with_their_paths() {
+    let e = errors(
+        "connections:\n  c:\n    type: sqlite\n    filepath: ':memory:'\nkeyed:\n  devices:\n    template:\n      \
+         type: postgres\n      host: h\n      database: d\n      max_open_conns: 0\n    max_keys: 0\n    \
+         idle_evict_afer: 1m\n    keys:\n      a: 5\n  'bad name':\n    template: {}\n  empty: {}\n",
+    );
+    for needle in [
+        "keyed.devices.template.max_open_conns",
+        "keyed.devices.max_keys",
+        "keyed.devices.idle_evict_afer (line 13, column 22): unknown field `idle_evict_afer` (did you mean `idle_evict_after`?)",
+        "keyed.devices.keys.a",
+        "keyed.bad name",
+        "keyed.empty",
+        "missing `template`",
+    ] {
+        assert!(e.contains(needle), "`{needle}` not in:\n{e}");
+    }
+    let ok = Config::loader()
+        .env(Vec::<(String, String)>::new())
+        .load_str(
+            "connections:\n  c:\n    type: sqlite\n    filepath: ':memory:'\nmax_open_conns: 3\nkeyed:\n  t:\n    \
+             template: {type: postgres, host: h, database: d}\n    idle_evict_after: none\n",
+        )
+        .unwrap();
+    let k = &ok.keyed[0];
+    assert_eq!(
+        (k.name.as_str(), k.idle_evict_after, k.max_keys),
+        ("t", None, 1000)
+    );
+    assert_eq!(
+        k.template.pool.max_open, 3,
+        "top-level defaults apply to the template"
+    );
+    let key = k
+        .for_key("x1", &[("database".into(), "other".into())])
+        .unwrap();
+    assert_eq!(key.name, "t.x1");
+    assert_eq!(key.pool.max_open, 3, "and to every key");
+}

@@ -5,6 +5,7 @@
 mod support;
 
 mod config;
+mod keyed;
 mod pgbouncer;
 mod reload;
 mod runtime;

@@ -50,6 +50,7 @@ pub use dbmanager_providers::settings::{
     TlsSettings,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin};
+pub use validate::KeyedConfig;
 
 use crate::registry::Registry;
 use dbmanager_providers::{Provider, Rules};
@@ -260,6 +261,8 @@ pub struct Config {
     pub monitor_interval: Option<Duration>,
     /// The connections, in file order.
     pub connections: Vec<ConnectionConfig>,
+    /// The groups of keyed connections (`keyed:`), created per key on demand.
+    pub keyed: Vec<KeyedConfig>,
     /// Valid but suspicious settings (a setting an engine does not apply, a DSN that
     /// overrides other fields...). `Manager::new` logs each one.
     pub warnings: Vec<ConfigWarning>,

@@ -17,6 +17,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "keyed.rs"]
+mod keyed;
+pub use keyed::KeyedConfig;
+
 /// One layer of defaultable settings (the top level, or one connection), by field name.
 pub(crate) type Layer = BTreeMap<&'static str, Src<Val>>;
 
@@ -233,6 +237,7 @@ impl<'r> Validator<'r> {
         let mut default_connection: Option<Src<String>> = None;
         let mut monitor_interval = None;
         let mut connections_node: Option<(&Node, String)> = None;
+        let mut keyed_node: Option<(&Node, String)> = None;
         for (key, node) in fields {
             let path = join(prefix, key);
             match key {
@@ -240,6 +245,7 @@ impl<'r> Validator<'r> {
                     default_connection = Self::src(self.nonempty_string(node, &path), &path, node);
                 }
                 "connections" => connections_node = Some((node, path)),
+                "keyed" => keyed_node = Some((node, path)),
                 "monitor_interval" => {
                     if let Some(field) = fields::field(key)
                         && let Some(Val::OptDuration(d)) = self.read(field, node, &path)
@@ -314,10 +320,16 @@ impl<'r> Validator<'r> {
             None => None,
         };
 
+        let keyed = match keyed_node {
+            Some((node, path)) => self.keyed(node, &path, section, &global),
+            None => Vec::new(),
+        };
+
         Some(Config {
             default_connection,
             monitor_interval,
             connections,
+            keyed,
             warnings: Vec::new(),
         })
     }

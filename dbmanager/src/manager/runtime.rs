@@ -256,7 +256,7 @@ impl Manager {
 }
 
 impl Connection {
-    fn emit_removed(&self) {
+    pub(crate) fn emit_removed(&self) {
         self.emit(EventKind::Removed);
     }
 
