@@ -164,6 +164,14 @@ pub enum Error {
         source: ProviderError,
     },
 
+    /// `reader()` found no healthy, caught-up replica and the connection says
+    /// `fallback: error`.
+    #[error("connection `{name}`: no replica is healthy and within max_replica_lag")]
+    NoReplica {
+        /// The connection.
+        name: String,
+    },
+
     /// `Manager::keyed` was given a group name the configuration has no `keyed` entry for.
     #[error("unknown keyed group `{name}` (configured: {})", known.join(", "))]
     UnknownGroup {
@@ -205,6 +213,7 @@ impl Error {
             | Error::AcquireTimeout { name, .. }
             | Error::Closed { name }
             | Error::AlreadyExists { name }
+            | Error::NoReplica { name }
             | Error::Unavailable { name, .. }
             | Error::Database { name, .. } => Some(name),
             Error::Config(_)

@@ -91,6 +91,8 @@ pub const EVENT_CAPACITY: usize = 1024;
 pub struct Event {
     /// The connection's name.
     pub connection: Arc<str>,
+    /// For an event of one of the connection's read replicas, the replica's name.
+    pub replica: Option<Arc<str>>,
     /// When it happened.
     pub at: SystemTime,
     /// What happened.
@@ -198,6 +200,14 @@ pub enum EventKind {
         /// The YAML fields whose values changed (secrets by name only).
         changed: Vec<&'static str>,
     },
+    /// A replica's replication lag crossed `max_replica_lag`: it is skipped by
+    /// `reader()` (`lagging`) or serves reads again.
+    ReplicaLag {
+        /// The lag measured.
+        lag: Duration,
+        /// Whether it is now past the limit.
+        lagging: bool,
+    },
     /// `close()` gave up waiting for connections still in use after `close_timeout`; they
     /// close when they are returned.
     CloseTimedOut {
@@ -223,6 +233,7 @@ impl EventKind {
             EventKind::Closed => "closed",
             EventKind::CloseTimedOut { .. } => "close_timed_out",
             EventKind::Removed => "removed",
+            EventKind::ReplicaLag { .. } => "replica_lag",
             EventKind::Reconfigured { .. } => "reconfigured",
         }
     }

@@ -142,5 +142,15 @@ fn connection(c: &ConnectionStats) -> Value {
         "type": c.kind.to_string(),
         "health": c.health.as_str(),
         "pools": pools,
+        "replicas": c.replicas.iter().map(|r| json!({
+            "replica": r.name,
+            "weight": r.weight,
+            "health": r.connection.health.as_str(),
+            "lag_seconds": r.lag.map(|l| l.as_secs_f64()),
+            "lagging": r.lagging,
+            "reads": r.selected_total,
+            "open": r.connection.pool.open,
+            "in_use": r.connection.pool.in_use,
+        })).collect::<Vec<_>>(),
     })
 }

@@ -45,7 +45,7 @@ pub mod stats;
 mod supervisor;
 
 pub use config::{Config, DbType, OnUnavailable};
-pub use connection::Connection;
+pub use connection::{Connection, ReplicaStats};
 pub use dbmanager_providers::fast::{PooledConnection, Transaction};
 pub use dbmanager_providers::managed::{self, Connector, ManagedPool};
 pub use dbmanager_providers::pool::{PoolContext, SqlPool};

@@ -15,7 +15,11 @@ pub(crate) struct Log;
 
 impl Subscriber for Log {
     fn on_event(&self, event: &Event) {
-        let name = &*event.connection;
+        // A replica's events: `<connection>/<replica>`.
+        let name = match &event.replica {
+            Some(r) => std::borrow::Cow::Owned(format!("{}/{r}", event.connection)),
+            None => std::borrow::Cow::Borrowed(&*event.connection),
+        };
         let kind = &event.kind;
         match kind {
             EventKind::HealthChanged { from, to, error } => {

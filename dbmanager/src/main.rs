@@ -212,8 +212,9 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
                     ),
                 ),
             };
+            let replicas = conn.replicas();
             rows.push(Row {
-                name,
+                name: name.clone(),
                 kind: conn.kind().to_string(),
                 status,
                 latency,
@@ -221,6 +222,29 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
                 pool,
                 settings,
             });
+            // Each read replica, under its connection.
+            for replica in replicas {
+                let rname = format!("{name}/{}", replica.replica_name().unwrap_or("?"));
+                let (pool, settings) = crate::settings(&replica.config());
+                let secrets = replica.config().endpoint.secrets();
+                let (status, latency, error) = match replica.health_check().await {
+                    Ok(l) => (HealthState::Healthy, Some(l), None),
+                    Err(e) => (
+                        HealthState::Unhealthy,
+                        None,
+                        Some(secrets.scrub(e.to_string())),
+                    ),
+                };
+                rows.push(Row {
+                    name: rname,
+                    kind: replica.kind().to_string(),
+                    status,
+                    latency,
+                    error,
+                    pool,
+                    settings,
+                });
+            }
         }
         mgr.close().await;
         rows

@@ -112,14 +112,19 @@ impl Subscriber for Events {
         let inc = |c: &AtomicU64| {
             c.fetch_add(1, Ordering::Relaxed);
         };
-        let counted = || self.of(&event.connection);
+        // A replica's events count apart from its connection's.
+        let key = match &event.replica {
+            Some(r) => Arc::from(format!("{}/{r}", event.connection)),
+            None => Arc::clone(&event.connection),
+        };
+        let counted = || self.of(&key);
         match &event.kind {
             // Its series go with it; a connection added later under the name starts at 0.
             EventKind::Removed => {
                 self.by_connection
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&event.connection);
+                    .remove(&key);
             }
             EventKind::ReconnectAttempt { result, .. } => {
                 let c = counted();
@@ -163,6 +168,7 @@ struct Row {
     health: HealthState,
     pools: Vec<(&'static str, PoolStats)>,
     counted: Arc<Counted>,
+    replicas: Vec<crate::connection::ReplicaStats>,
 }
 
 impl Row {
@@ -204,6 +210,7 @@ impl Scrape {
                         .map(|v| (v.view.as_str(), v.pool))
                         .collect(),
                     counted: self.events.of(&Arc::from(c.name())),
+                    replicas: c.replica_stats(),
                 }
             })
             .collect()
@@ -474,8 +481,81 @@ impl Collector for Scrape {
                 })
             }),
         )?;
-        Ok(())
+        encode_replicas(&mut e, &rows)
     }
+}
+
+/// The read replicas' families: one series per replica, labelled `replica`.
+fn encode_replicas(e: &mut DescriptorEncoder, rows: &[Row]) -> Result<(), std::fmt::Error> {
+    use MetricType::{Counter, Gauge};
+    let replicas = || {
+        rows.iter().flat_map(|r| {
+            r.replicas
+                .iter()
+                .map(move |s| (r.with(("replica", s.name.clone())), s))
+        })
+    };
+    family(
+        e,
+        "dbmanager_replica_up",
+        "1 when the read replica is healthy, else 0",
+        Gauge,
+        replicas().map(|(l, s)| {
+            (
+                l,
+                gauge(u64::from(s.connection.health == HealthState::Healthy)),
+            )
+        }),
+    )?;
+    family(
+        e,
+        "dbmanager_replica_lagging",
+        "1 while the replica is past max_replica_lag (reader() skips it)",
+        Gauge,
+        replicas().map(|(l, s)| (l, gauge(u64::from(s.lagging)))),
+    )?;
+    family(
+        e,
+        "dbmanager_replica_lag_milliseconds",
+        "the replica's replication lag at its last health check (with max_replica_lag)",
+        Gauge,
+        replicas().filter_map(|(l, s)| {
+            let ms = u64::try_from(s.lag?.as_millis()).unwrap_or(u64::MAX);
+            Some((l, gauge(ms)))
+        }),
+    )?;
+    family(
+        e,
+        "dbmanager_replica_reads",
+        "reads reader() sent to the replica",
+        Counter,
+        replicas().map(|(l, s)| (l, count(s.selected_total))),
+    )?;
+    family(
+        e,
+        "dbmanager_replica_connections",
+        "the replica's open connections, by state (idle, in_use)",
+        Gauge,
+        replicas().flat_map(|(l, s)| {
+            let [a, b, c] = l;
+            let p = &s.connection.pool;
+            [
+                (
+                    [
+                        a.clone(),
+                        b.clone(),
+                        c.clone(),
+                        ("state", "idle".to_owned()),
+                    ],
+                    gauge(u64::from(p.idle)),
+                ),
+                (
+                    [a, b, c, ("state", "in_use".to_owned())],
+                    gauge(u64::from(p.in_use)),
+                ),
+            ]
+        }),
+    )
 }
 
 impl Manager {

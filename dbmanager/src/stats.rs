@@ -20,6 +20,8 @@ pub struct ConnectionStats {
     /// Per pool: [`View::Main`] (the sqlx pool, which the sqlx and SeaORM views share; or
     /// the MongoDB/SQL Server pool), then [`View::Diesel`] once that view was created.
     pub views: Vec<ViewStats>,
+    /// Its read replicas (`replicas`), each with its own health and pool.
+    pub replicas: Vec<crate::connection::ReplicaStats>,
 }
 
 /// Which pool of a connection a [`ViewStats`] describes.

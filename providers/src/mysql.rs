@@ -126,10 +126,12 @@ impl Provider for MySqlProvider {
         Rules {
             refused: &[("schema", " (a MySQL schema is a database: set `database`)")],
             sql_views: true,
-            ..Rules::server().with_unsupported(&[(
-                "application_name",
-                "sqlx's MySQL driver sends no connection attributes (filter by `user` instead)",
-            )])
+            ..Rules::server()
+                .with_extra(&["replicas", "load_balancing", "fallback", "max_replica_lag"])
+                .with_unsupported(&[(
+                    "application_name",
+                    "sqlx's MySQL driver sends no connection attributes (filter by `user` instead)",
+                )])
         }
     }
 

@@ -227,7 +227,14 @@ impl Provider for PostgresProvider {
     fn rules(&self) -> Rules {
         Rules {
             sql_views: true,
-            ..Rules::server().with_extra(&["schema", "pgbouncer"])
+            ..Rules::server().with_extra(&[
+                "schema",
+                "pgbouncer",
+                "replicas",
+                "load_balancing",
+                "fallback",
+                "max_replica_lag",
+            ])
         }
     }
 

@@ -75,3 +75,63 @@ fn keyed_groups_are_validated_at_startup_with_their_paths() {
     assert_eq!(key.name, "t.x1");
     assert_eq!(key.pool.max_open, 3, "and to every key");
 }
+
+#[test]
+fn replicas_are_validated_with_their_paths_and_inherit_the_connection() {
+    let e = errors(
+        "connections:\n  main:\n    type: postgres\n    host: h\n    database: d\n    load_balancing: random\n    \
+         replicas:\n      - host: r1\n        weight: 0\n      - port: 5433\n      - name: x\n        host: a\n      - name: x\n        host: b\n        \
+         bogus: 1\n  lite:\n    type: sqlite\n    filepath: ':memory:'\n    replicas: []\n",
+    );
+    let lb = errors(
+        "connections:\n  main:\n    type: postgres\n    host: h\n    database: d\n    load_balancing: fastest\n",
+    );
+    assert!(lb.contains("connections.main.load_balancing (line 6, column 21): unknown load balancing strategy `fastest`"), "{lb}");
+    for needle in [
+        "connections.main.replicas[0].weight",
+        "connections.main.replicas[1] (line 10, column 9): a replica needs `host` or `dsn`",
+        "connections.main.replicas[3]",
+        "a second replica named `x`",
+        "connections.main.replicas[3].bogus",
+        "connections.lite.replicas",
+    ] {
+        assert!(e.contains(needle), "`{needle}` not in:\n{e}");
+    }
+    let ok = Config::loader()
+        .env(Vec::<(String, String)>::new())
+        .load_str(
+            "connections:\n  main:\n    type: postgres\n    host: h\n    database: d\n    password: pw\n    max_open_conns: 7\n    \
+             max_replica_lag: 2s\n    fallback: error\n    replicas:\n      - host: r1\n      - name: east\n        dsn: 'postgres://u:p@e/db'\n        weight: 3\n",
+        )
+        .unwrap();
+    let main = &ok.connections[0];
+    assert_eq!(main.fallback, dbmanager::config::Fallback::Error);
+    let [a, b] = &main.replicas[..] else {
+        panic!("{:?}", main.replicas)
+    };
+    assert_eq!(
+        (a.name.as_str(), a.weight, b.name.as_str(), b.weight),
+        ("replica-1", 1, "east", 3)
+    );
+    assert_eq!(a.config.pool.max_open, 7, "settings are inherited");
+    assert_eq!(
+        a.config.max_replica_lag,
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert_eq!(a.config.startup, dbmanager::config::Startup::Lazy);
+    match (&a.config.endpoint, &b.config.endpoint) {
+        (dbmanager::config::Endpoint::Server(x), dbmanager::config::Endpoint::Server(y)) => {
+            assert_eq!(
+                (x.host.as_deref(), x.database.as_deref()),
+                (Some("r1"), Some("d"))
+            );
+            assert!(x.password.is_some(), "credentials are inherited");
+            assert!(
+                y.dsn.is_some() && y.host.is_none(),
+                "a dsn replaces the address"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(a.config.replicas.is_empty());
+}

@@ -8,4 +8,5 @@ mod config;
 mod keyed;
 mod pgbouncer;
 mod reload;
+mod replicas;
 mod runtime;

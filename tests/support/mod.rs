@@ -10,6 +10,7 @@ pub mod mongo;
 #[cfg(feature = "postgres")]
 pub mod pgbouncer;
 pub mod proxy;
+pub mod replica;
 pub mod tds;
 
 use std::net::TcpListener;

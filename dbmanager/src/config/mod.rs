@@ -50,7 +50,7 @@ pub use dbmanager_providers::settings::{
     TlsSettings,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin};
-pub use validate::KeyedConfig;
+pub use validate::{KeyedConfig, ReplicaConfig};
 
 use crate::registry::Registry;
 use dbmanager_providers::{Provider, Rules};
@@ -112,6 +112,30 @@ impl OnUnavailable {
             OnUnavailable::FailFast => "fail_fast",
         }
     }
+}
+
+/// How `Connection::reader()` picks among healthy replicas (`load_balancing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoadBalancing {
+    /// In turn, each replica as often as its weight.
+    #[default]
+    RoundRobin,
+    /// The replica with the fewest connections in use per unit of weight.
+    LeastConnections,
+    /// At random, in proportion to the weights.
+    Random,
+}
+
+/// What `Connection::reader()` returns when no replica is healthy and caught up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fallback {
+    /// The connection itself (the primary).
+    #[default]
+    Primary,
+    /// `Error::NoReplica`.
+    Error,
 }
 
 /// Which view of a SQL connection is created eagerly (`default_orm`).
@@ -208,6 +232,15 @@ pub struct ConnectionConfig {
     /// Free-form settings for a service's own provider (`options`). Not for secrets: put
     /// those in `password` or `dsn`, which are redacted everywhere.
     pub options: BTreeMap<String, String>,
+    /// Read replicas (`replicas`), each a connection of its own settings.
+    pub replicas: Vec<ReplicaConfig>,
+    /// How `reader()` picks a replica (`load_balancing`).
+    pub load_balancing: LoadBalancing,
+    /// What `reader()` does when no replica can serve (`fallback`).
+    pub fallback: Fallback,
+    /// Replicas further behind are skipped (`max_replica_lag`; on a replica's own
+    /// settings, the limit its health checks apply).
+    pub max_replica_lag: Option<Duration>,
     /// The provider that opens this connection's pools: the engine's, from the registry
     /// the configuration was loaded with. `None` when the engine was not compiled in
     /// (opening then fails with `Error::NotBuilt`).
@@ -246,7 +279,13 @@ pub(crate) fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
 /// Whether two connections' settings are the same, secrets included: a reload leaves such
 /// a connection untouched.
 pub(crate) fn same_settings(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
-    format!("{a:?}") == format!("{b:?}") && same_endpoint(&a.endpoint, &b.endpoint)
+    format!("{a:?}") == format!("{b:?}")
+        && same_endpoint(&a.endpoint, &b.endpoint)
+        && a.replicas.len() == b.replicas.len()
+        && a.replicas
+            .iter()
+            .zip(&b.replicas)
+            .all(|(x, y)| same_endpoint(&x.config.endpoint, &y.config.endpoint))
 }
 
 /// A validated configuration.

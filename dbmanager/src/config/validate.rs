@@ -8,7 +8,10 @@ use super::error::{ConfigError, ConfigWarning, Origin};
 use super::fields::{self, Default as Def, Scope};
 use super::read::{Src, Val, join, quote};
 use super::tree::{Node, Value};
-use super::{Config, ConnectionConfig, DbType, Endpoint, MongoSettings, OnUnavailable, Startup};
+use super::{
+    Config, ConnectionConfig, DbType, Endpoint, Fallback, LoadBalancing, MongoSettings,
+    OnUnavailable, Startup,
+};
 use crate::registry::Registry;
 use dbmanager_providers::settings::{ServerSettings, SslMode, TlsSettings};
 use dbmanager_providers::{EndpointKind, Provider, Rules, SecretString};
@@ -19,7 +22,10 @@ use std::time::Duration;
 
 #[path = "keyed.rs"]
 mod keyed;
+#[path = "replicas.rs"]
+mod replicas;
 pub use keyed::KeyedConfig;
+pub use replicas::ReplicaConfig;
 
 /// One layer of defaultable settings (the top level, or one connection), by field name.
 pub(crate) type Layer = BTreeMap<&'static str, Src<Val>>;
@@ -101,6 +107,10 @@ fn permissive(kind: DbType) -> Rules {
     let mut r = Rules::server().with_extra(&[
         "schema",
         "pgbouncer",
+        "replicas",
+        "load_balancing",
+        "fallback",
+        "max_replica_lag",
         "auth_source",
         "replica_set",
         "read_preference",
@@ -515,7 +525,33 @@ impl<'r> Validator<'r> {
         if self.errors.len() > errors_before {
             return None;
         }
+        let max_replica_lag = match vals.get("max_replica_lag") {
+            Some(Val::OptDuration(d)) => *d,
+            _ => None,
+        };
+        let mut replicas = if rules.extra.contains(&"replicas") {
+            self.replicas(name, node, path, global)
+        } else {
+            Vec::new()
+        };
+        for r in &mut replicas {
+            r.config.max_replica_lag = max_replica_lag;
+        }
+        if self.errors.len() > errors_before {
+            return None;
+        }
         Some(ConnectionConfig {
+            replicas,
+            load_balancing: match vals.get("load_balancing") {
+                Some(Val::Text(s)) if s == "least_connections" => LoadBalancing::LeastConnections,
+                Some(Val::Text(s)) if s == "random" => LoadBalancing::Random,
+                _ => LoadBalancing::RoundRobin,
+            },
+            fallback: match vals.get("fallback") {
+                Some(Val::Text(s)) if s == "error" => Fallback::Error,
+                _ => Fallback::Primary,
+            },
+            max_replica_lag,
             name: name.to_owned(),
             kind,
             endpoint: endpoint?,

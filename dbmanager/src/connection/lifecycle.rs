@@ -32,6 +32,9 @@ impl Inner {
         let span = self.span(op);
         let started = Instant::now();
         let result = self.probe_once().instrument(span.clone()).await;
+        if result.is_ok() {
+            self.check_lag().await;
+        }
         span.record("dbmanager.ok", result.is_ok());
         if let Err(e) = &result {
             span.record("error.type", e.class().as_str());
@@ -121,6 +124,7 @@ impl Connection {
                     self.inner.observe(&Ok(started.elapsed()));
                 }
                 self.supervise();
+                self.open_replicas().await;
                 Ok(())
             }
             Err(e) => {
@@ -263,6 +267,7 @@ impl Connection {
             return Err(self.closed());
         }
         let new = Arc::new(new);
+        let replicas_changed = !super::replicas::same_replicas(&self.config(), &new);
         let fresh = !crate::config::same_endpoint(&self.config().endpoint, &new.endpoint);
         // Errors from the new settings are scrubbed of their secrets too, and the old
         // ones stay scrubbed (a drained pool may still report).
@@ -273,6 +278,12 @@ impl Connection {
         if !self.is_open() {
             // Not opened yet: `open` will use the new settings.
             self.after_reconfigure(&new);
+            if replicas_changed {
+                self.inner.replicas.store(Arc::new(super::replicas::build(
+                    &new.replicas,
+                    &self.inner.shared,
+                )));
+            }
             return Ok(());
         }
         let started = Instant::now();
@@ -285,6 +296,9 @@ impl Connection {
             Ok(pools) => {
                 self.after_reconfigure(&new);
                 self.swap_in(pools, started.elapsed()).await;
+                if replicas_changed {
+                    self.replace_replicas(&new, &self.inner.shared).await;
+                }
                 // The supervisor takes the new pace at its next probe: make that now.
                 self.inner.ctx.broken.notify_one();
                 Ok(())
@@ -303,7 +317,7 @@ impl Connection {
             .store(Arc::new(crate::spans::Target::of(new)));
         self.inner
             .events
-            .store(Arc::new(super::event_bus(&self.inner.shared_events, new)));
+            .store(Arc::new(super::event_bus(&self.inner.shared.events, new)));
     }
 
     /// Replaces `seen`, a pool generation closed by something other than
@@ -369,6 +383,7 @@ impl Connection {
             health: self.health().state,
             pool,
             views,
+            replicas: self.replica_stats(),
         }
     }
 
@@ -376,6 +391,13 @@ impl Connection {
     /// for up to `close_timeout`, the supervisor and the pool's background task end.
     /// Returns whether everything drained in time.
     pub(crate) async fn close(&self) -> bool {
+        let replicas = self.replica_conns();
+        let closing = futures_util::future::join_all(replicas.iter().map(|r| Box::pin(r.close())));
+        let (replicas_drained, drained) = tokio::join!(closing, self.close_self());
+        drained && replicas_drained.into_iter().all(|d| d)
+    }
+
+    async fn close_self(&self) -> bool {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.ctx.cancel.cancel();
         let was = self.inner.health.load().state;

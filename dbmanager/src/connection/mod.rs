@@ -16,6 +16,10 @@
 mod accessors;
 mod checkout;
 mod lifecycle;
+mod replicas;
+
+pub use replicas::ReplicaStats;
+pub(crate) use replicas::same_replicas;
 mod retry;
 mod state;
 mod supervised;
@@ -30,7 +34,7 @@ use dbmanager_providers::Secrets;
 use dbmanager_providers::pool::{Hook, PoolContext};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,8 +72,24 @@ pub(crate) struct Inner {
     failures: AtomicU32,
     closed: AtomicBool,
     ctx: PoolContext,
-    /// The manager's bus, to rebuild `events` when `enable_logging` changes.
-    shared_events: Bus,
+    /// The manager's bus, tasks and token: to rebuild `events` when `enable_logging`
+    /// changes, and to build replicas.
+    shared: Shared,
+    /// Read replicas (each a connection of its own), replaced whole by a reload.
+    replicas: ArcSwap<Vec<Arc<replicas::Replica>>>,
+    /// Set on a replica's own connection: its replica name.
+    replica_of: Option<Arc<str>>,
+    /// `reader()`'s round-robin position.
+    next_read: AtomicUsize,
+    /// On a replica: reads `reader()` sent it.
+    selected: AtomicU64,
+    /// On a replica: its lag at the last check, in ms (`LAG_UNKNOWN` before one).
+    lag_ms: AtomicU64,
+    /// On a replica: past `max_replica_lag`.
+    lagging: AtomicBool,
+    /// On a replica behind its primary: the applied position last seen and since when it
+    /// has not moved.
+    stalled: std::sync::Mutex<Option<(String, std::time::Instant)>>,
     /// The diesel view's pools share the tasks, token and signal but count apart.
     #[cfg_attr(not(feature = "diesel"), allow(dead_code))]
     view_ctx: PoolContext,
@@ -102,6 +122,16 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     pub(crate) fn new(config: ConnectionConfig, shared: &Shared) -> Self {
+        Connection::with_role(config, shared, None)
+    }
+
+    /// A connection, or (with `replica_of`) a replica's own connection.
+    pub(crate) fn with_role(
+        config: ConnectionConfig,
+        shared: &Shared,
+        replica_of: Option<Arc<str>>,
+    ) -> Self {
+        let replicas = replicas::build(&config.replicas, shared);
         let inner = Arc::new_cyclic(|me: &std::sync::Weak<Inner>| {
             let weak = me.clone();
             // A driver that clears its own pool (MongoDB) tells the connection's subscribers.
@@ -134,7 +164,14 @@ impl Connection {
                 name: Arc::from(config.name.as_str()),
                 secrets: ArcSwap::from_pointee(config.endpoint.secrets()),
                 config: ArcSwap::from_pointee(config),
-                shared_events: shared.events.clone(),
+                shared: shared.clone(),
+                replicas: ArcSwap::from_pointee(replicas),
+                replica_of,
+                next_read: AtomicUsize::new(0),
+                selected: AtomicU64::new(0),
+                lag_ms: AtomicU64::new(replicas::LAG_UNKNOWN),
+                lagging: AtomicBool::new(false),
+                stalled: std::sync::Mutex::new(None),
                 pools: ArcSwapOption::empty(),
                 health: ArcSwap::from_pointee(Health::new(HealthState::Connecting)),
                 changed: watch::Sender::new(0),

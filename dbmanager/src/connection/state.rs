@@ -16,6 +16,7 @@ impl Inner {
     pub(crate) fn emit(&self, kind: EventKind) {
         self.events.load().publish(Event {
             connection: Arc::clone(&self.name),
+            replica: self.replica_of.clone(),
             at: SystemTime::now(),
             kind,
         });
@@ -114,7 +115,10 @@ impl Inner {
             return class;
         }
         if class == ErrorClass::ReadOnly {
-            self.check_read_only_in_background();
+            // A replica refuses writes by design: that is no failover.
+            if self.replica_of.is_none() {
+                self.check_read_only_in_background();
+            }
         } else if class.clears_pool() {
             self.clear_with(ClearReason::ErrorReported(class));
         }

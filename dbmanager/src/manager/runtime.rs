@@ -64,7 +64,7 @@ impl std::fmt::Display for ReloadReport {
 pub(crate) fn changed_fields(a: &ConnectionConfig, b: &ConnectionConfig) -> Vec<&'static str> {
     let (p, q) = (&a.pool, &b.pool);
     let d = |x: &dyn std::fmt::Debug, y: &dyn std::fmt::Debug| format!("{x:?}") != format!("{y:?}");
-    let checks: [(&'static str, bool); 26] = [
+    let checks: [(&'static str, bool); 27] = [
         ("type", a.kind != b.kind),
         ("endpoint", d(&a.endpoint, &b.endpoint)),
         ("password/dsn", a.endpoint.secrets() != b.endpoint.secrets()),
@@ -107,11 +107,18 @@ pub(crate) fn changed_fields(a: &ConnectionConfig, b: &ConnectionConfig) -> Vec<
         ("required", a.required != b.required),
         ("application_name", a.application_name != b.application_name),
         (
-            "mongodb/tags/options/replicas",
+            "mongodb/tags/options",
             d(
                 &(&a.mongo, &a.tags, &a.options),
                 &(&b.mongo, &b.tags, &b.options),
             ),
+        ),
+        (
+            "replicas",
+            d(
+                &(&a.replicas, a.load_balancing, a.fallback, a.max_replica_lag),
+                &(&b.replicas, b.load_balancing, b.fallback, b.max_replica_lag),
+            ) || !crate::connection::same_replicas(a, b),
         ),
     ];
     let mut out: Vec<&'static str> = checks

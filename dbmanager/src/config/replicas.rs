@@ -1,0 +1,144 @@
+//! A connection's `replicas:` list. A child of `validate`: each replica is the
+//! connection's own section with the replica's address (and, optionally, credentials)
+//! put in, validated as a connection, so it inherits every pool and health setting.
+
+use super::{Layer, Validator, check_name};
+use crate::config::read::join;
+use crate::config::tree::{Node, Value};
+use crate::config::{ConnectionConfig, Startup};
+
+/// What a replica entry may set.
+const REPLICA_FIELDS: &[&str] = &[
+    "name", "host", "port", "dsn", "user", "password", "database", "sslmode", "weight",
+];
+/// The connection's fields a replica does not inherit.
+const NOT_INHERITED: &[&str] = &[
+    "name",
+    "replicas",
+    "load_balancing",
+    "fallback",
+    "max_replica_lag",
+];
+/// The endpoint fields a `dsn` replaces.
+const ADDRESS: &[&str] = &["host", "port", "user", "password", "database", "sslmode"];
+
+/// One read replica of a connection, validated.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReplicaConfig {
+    /// Its name (`name`, default `replica-<n>` counting from 1): the `replica` label in
+    /// metrics and events.
+    pub name: String,
+    /// Its share of reads under `round_robin` and `random`, and the divisor of its
+    /// in-use count under `least_connections` (`weight`, default 1).
+    pub weight: u32,
+    /// Its settings: the connection's, with the replica's address. Always
+    /// `startup: lazy` (a replica that is down at startup does not fail `connect()`), and
+    /// `max_replica_lag` copied from the connection.
+    pub config: ConnectionConfig,
+}
+
+impl Validator<'_> {
+    /// The `replicas` list of the connection `name` (its section `node` at `path`).
+    pub(crate) fn replicas(
+        &mut self,
+        name: &str,
+        node: &Node,
+        path: &str,
+        global: &Layer,
+    ) -> Vec<ReplicaConfig> {
+        let Some(list) = node.get("replicas") else {
+            return Vec::new();
+        };
+        let lpath = join(path, "replicas");
+        let items = match &list.value {
+            Value::Seq(items) => items,
+            Value::Null => return Vec::new(),
+            _ => {
+                self.err(
+                    &lpath,
+                    &list.origin,
+                    format!("expected a list of replicas, found {}", list.kind_name()),
+                );
+                return Vec::new();
+            }
+        };
+        let Value::Map(base) = &node.value else {
+            return Vec::new();
+        };
+        let mut out: Vec<ReplicaConfig> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{lpath}[{i}]");
+            let fields = self.entries(item, &ipath, REPLICA_FIELDS);
+            let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+            let rname = match get("name") {
+                Some(n) => self.nonempty_string(n, &join(&ipath, "name")),
+                None => Some(format!("replica-{}", i + 1)),
+            };
+            let Some(rname) = rname else { continue };
+            if let Err(why) = check_name(&rname) {
+                self.err(
+                    &ipath,
+                    &item.origin,
+                    why.replace("connection name", "replica name"),
+                );
+                continue;
+            }
+            if out.iter().any(|r| r.name == rname) {
+                self.err(
+                    &ipath,
+                    &item.origin,
+                    format!("a second replica named `{rname}`"),
+                );
+                continue;
+            }
+            let weight = match get("weight") {
+                Some(w) => match self.count(w, &join(&ipath, "weight"), 1) {
+                    Some(w) => w,
+                    None => continue,
+                },
+                None => 1,
+            };
+            if get("host").is_none() && get("dsn").is_none() {
+                self.err(&ipath, &item.origin, "a replica needs `host` or `dsn`");
+                continue;
+            }
+            // The connection's section, its address replaced by the replica's.
+            let own_dsn = get("dsn").is_some();
+            let mut entries: Vec<(String, Node)> = base
+                .iter()
+                .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()))
+                .filter(|(k, _)| {
+                    if own_dsn {
+                        !ADDRESS.contains(&k.as_str())
+                    } else {
+                        k != "dsn"
+                    }
+                })
+                .cloned()
+                .collect();
+            for (k, v) in &fields {
+                if matches!(*k, "name" | "weight") {
+                    continue;
+                }
+                match entries.iter_mut().find(|(e, _)| e == k) {
+                    Some((_, old)) => *old = (*v).clone(),
+                    None => entries.push(((*k).to_owned(), (*v).clone())),
+                }
+            }
+            let rnode = Node {
+                value: Value::Map(entries),
+                origin: item.origin.clone(),
+            };
+            if let Some(mut config) = self.connection(name, &rnode, &ipath, global) {
+                config.startup = Startup::Lazy;
+                out.push(ReplicaConfig {
+                    name: rname,
+                    weight,
+                    config,
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,324 @@
+//! Read replicas: [`Connection::reader`] picks one by the `load_balancing` strategy among
+//! those healthy and caught up. Each replica is a [`Connection`] of its own (supervised,
+//! health-checked, reconnected), built from the connection's settings with the replica's
+//! address; its supervisor also measures its replication lag when `max_replica_lag` is
+//! set.
+
+use super::{Connection, Inner};
+use crate::config::{ConnectionConfig, DbType, Fallback, LoadBalancing, ReplicaConfig};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::health::HealthState;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// One replica of a connection.
+pub(crate) struct Replica {
+    pub(crate) name: Arc<str>,
+    pub(crate) weight: u32,
+    pub(crate) conn: Connection,
+}
+
+/// The lag a replica has not measured yet (or cannot).
+pub(crate) const LAG_UNKNOWN: u64 = u64::MAX;
+
+/// A replica's state as `reader()` and the stats see it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ReplicaStats {
+    /// Its name.
+    pub name: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Its replication lag at the last health check (`None` before the first one, or
+    /// without `max_replica_lag`).
+    pub lag: Option<Duration>,
+    /// Whether it is past `max_replica_lag` (and so skipped).
+    pub lagging: bool,
+    /// Reads `reader()` has sent it.
+    pub selected_total: u64,
+    /// Its connection's statistics (health, pool).
+    pub connection: crate::stats::ConnectionStats,
+}
+
+pub(crate) fn build(configs: &[ReplicaConfig], shared: &super::Shared) -> Vec<Arc<Replica>> {
+    configs
+        .iter()
+        .map(|r| {
+            Arc::new(Replica {
+                name: Arc::from(r.name.as_str()),
+                weight: r.weight,
+                conn: Connection::with_role(
+                    r.config.clone(),
+                    shared,
+                    Some(Arc::from(r.name.as_str())),
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Whether two settings have the same replicas (secrets included).
+pub(crate) fn same_replicas(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
+    a.replicas.len() == b.replicas.len()
+        && a.replicas.iter().zip(&b.replicas).all(|(x, y)| {
+            x.name == y.name
+                && x.weight == y.weight
+                && crate::config::same_settings(&x.config, &y.config)
+        })
+}
+
+impl Replica {
+    fn usable(&self) -> bool {
+        self.conn.health().state == HealthState::Healthy
+            && !self.conn.inner.lagging.load(Ordering::Acquire)
+    }
+}
+
+impl Connection {
+    /// A connection for reads: one of the `replicas` that is healthy and within
+    /// `max_replica_lag`, picked by `load_balancing`; when none is, the connection itself
+    /// (`fallback: primary`, the default) or [`Error::NoReplica`] (`fallback: error`).
+    /// Without replicas, the connection itself. Use it as any connection:
+    /// `conn.reader()?.acquire::<sqlx::Postgres>()`, `.postgres()`, `.sea_orm()`...
+    /// A replica refuses writes (PostgreSQL SQLSTATE 25006); writes go to the connection
+    /// itself.
+    pub fn reader(&self) -> Result<Connection> {
+        let replicas = self.inner.replicas.load();
+        if replicas.is_empty() {
+            return Ok(self.clone());
+        }
+        let usable: Vec<&Arc<Replica>> = replicas.iter().filter(|r| r.usable()).collect();
+        let total: u64 = usable.iter().map(|r| u64::from(r.weight)).sum();
+        let config = self.inner.config.load();
+        let picked = if total == 0 {
+            None
+        } else {
+            match config.load_balancing {
+                LoadBalancing::RoundRobin => {
+                    let n = self.inner.next_read.fetch_add(1, Ordering::Relaxed) as u64 % total;
+                    by_weight(&usable, n)
+                }
+                LoadBalancing::Random => by_weight(&usable, fastrand::u64(0..total)),
+                LoadBalancing::LeastConnections => usable
+                    .iter()
+                    .min_by(|a, b| {
+                        // in_use / weight, compared without division.
+                        let load = |r: &Replica| u64::from(r.conn.stats().pool.in_use);
+                        (load(a) * u64::from(b.weight)).cmp(&(load(b) * u64::from(a.weight)))
+                    })
+                    .copied(),
+            }
+        };
+        match (picked, config.fallback) {
+            (Some(r), _) => {
+                r.conn.inner.selected.fetch_add(1, Ordering::Relaxed);
+                Ok(r.conn.clone())
+            }
+            (None, Fallback::Primary) => Ok(self.clone()),
+            (None, Fallback::Error) => Err(Error::NoReplica {
+                name: self.name().to_owned(),
+            }),
+        }
+    }
+
+    /// The replica called `name` (for its health, stats, or a direct query).
+    pub fn replica(&self, name: &str) -> Option<Connection> {
+        self.inner
+            .replicas
+            .load()
+            .iter()
+            .find(|r| &*r.name == name)
+            .map(|r| r.conn.clone())
+    }
+
+    /// This connection's replica name, if it is a replica.
+    pub fn replica_name(&self) -> Option<&str> {
+        self.inner.replica_of.as_deref()
+    }
+
+    /// Every replica's state.
+    pub fn replica_stats(&self) -> Vec<ReplicaStats> {
+        self.inner
+            .replicas
+            .load()
+            .iter()
+            .map(|r| {
+                let lag = r.conn.inner.lag_ms.load(Ordering::Acquire);
+                ReplicaStats {
+                    name: r.name.to_string(),
+                    weight: r.weight,
+                    lag: (lag != LAG_UNKNOWN).then(|| Duration::from_millis(lag)),
+                    lagging: r.conn.inner.lagging.load(Ordering::Acquire),
+                    selected_total: r.conn.inner.selected.load(Ordering::Relaxed),
+                    connection: r.conn.stats(),
+                }
+            })
+            .collect()
+    }
+
+    /// Every replica's connection, in the order of `replicas`.
+    pub fn replicas(&self) -> Vec<Connection> {
+        self.replica_conns()
+    }
+
+    /// Every replica's connection.
+    pub(crate) fn replica_conns(&self) -> Vec<Connection> {
+        self.inner
+            .replicas
+            .load()
+            .iter()
+            .map(|r| r.conn.clone())
+            .collect()
+    }
+
+    /// Opens every replica (lazily: one that is down comes up in the background).
+    pub(crate) async fn open_replicas(&self) {
+        let conns = self.replica_conns();
+        for (c, r) in conns
+            .iter()
+            .zip(futures_util::future::join_all(conns.iter().map(|c| c.open())).await)
+        {
+            if let Err(e) = r {
+                tracing::warn!(connection = %self.name(), replica = c.replica_name().unwrap_or(""), error = %e, "replica not opened");
+            }
+        }
+    }
+
+    /// Replaces the replicas by new ones built from `new` (a reload changed them): the new
+    /// ones open, then the old ones drain and close.
+    pub(crate) async fn replace_replicas(&self, new: &ConnectionConfig, shared: &super::Shared) {
+        let fresh = build(&new.replicas, shared);
+        let old = self.inner.replicas.swap(Arc::new(fresh));
+        self.open_replicas().await;
+        futures_util::future::join_all(old.iter().map(|r| r.conn.close())).await;
+    }
+}
+
+/// The replica at position `n` of the weighted cycle.
+fn by_weight<'a>(usable: &[&'a Arc<Replica>], mut n: u64) -> Option<&'a Arc<Replica>> {
+    for r in usable {
+        let w = u64::from(r.weight);
+        if n < w {
+            return Some(r);
+        }
+        n -= w;
+    }
+    None
+}
+
+impl Inner {
+    /// After a successful health check of a replica with `max_replica_lag`: measures its
+    /// lag and marks it lagging (skipped) or caught up. A failed measurement keeps the
+    /// last verdict.
+    pub(crate) async fn check_lag(&self) {
+        if self.replica_of.is_none() {
+            return;
+        }
+        let config = self.config.load_full();
+        let Some(limit) = config.max_replica_lag else {
+            return;
+        };
+        let Some(pools) = self.pools.load_full() else {
+            return;
+        };
+        let measured =
+            tokio::time::timeout(config.health_check_timeout, sample(config.kind, &pools)).await;
+        let Ok(Some(sample)) = measured else {
+            return;
+        };
+        let lag = self.lag_from(sample);
+        let ms = u64::try_from(lag.as_millis()).unwrap_or(LAG_UNKNOWN - 1);
+        self.lag_ms.store(ms, Ordering::Release);
+        let lagging = lag > limit;
+        if self.lagging.swap(lagging, Ordering::AcqRel) != lagging {
+            self.emit(EventKind::ReplicaLag { lag, lagging });
+        }
+    }
+}
+
+/// What one lag check reads off a replica.
+struct Sample {
+    /// Everything received is applied.
+    caught_up: bool,
+    /// How far it has applied (PostgreSQL: the replay LSN), to see it stall.
+    applied: Option<String>,
+    /// The server's own figure (PostgreSQL: age of the last replayed transaction;
+    /// MySQL: `Seconds_Behind_Master`), when it has one.
+    server_lag: Option<Duration>,
+}
+
+impl Inner {
+    /// The lag a sample means. Behind, the lag is at least the server's figure and at
+    /// least how long the applied position has not moved: PostgreSQL has no replay
+    /// timestamp until a standby replays its first transaction, so a standby paused
+    /// since it started reports none.
+    fn lag_from(&self, s: Sample) -> Duration {
+        let mut stalled = self
+            .stalled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if s.caught_up {
+            *stalled = None;
+            return Duration::ZERO;
+        }
+        let since = match (&*stalled, &s.applied) {
+            (Some((at, since)), Some(now)) if at == now => *since,
+            _ => std::time::Instant::now(),
+        };
+        *stalled = s.applied.clone().map(|a| (a, since));
+        s.server_lag.unwrap_or_default().max(since.elapsed())
+    }
+}
+
+/// One lag sample of a replica, or `None` if it could not be read.
+async fn sample(kind: DbType, pools: &crate::pools::PoolSet) -> Option<Sample> {
+    match kind {
+        #[cfg(feature = "postgres")]
+        DbType::Postgres => {
+            let pool = pools.main_as::<dbmanager_providers::pool::SqlPool<sqlx::Postgres>>()?;
+            // Caught up when everything received is replayed (an idle primary sends
+            // nothing, so the last replay's age alone would grow forever).
+            let (caught_up, applied, secs): (bool, Option<String>, Option<f64>) = sqlx::query_as(
+                "select not pg_is_in_recovery() \
+                   or pg_last_wal_receive_lsn() is not distinct from pg_last_wal_replay_lsn(), \
+                 pg_last_wal_replay_lsn()::text, \
+                 extract(epoch from now() - pg_last_xact_replay_timestamp())::float8",
+            )
+            .fetch_one(pool.sqlx())
+            .await
+            .ok()?;
+            Some(Sample {
+                caught_up,
+                applied,
+                server_lag: secs.map(|s| Duration::from_secs_f64(s.max(0.0))),
+            })
+        }
+        #[cfg(feature = "mysql")]
+        DbType::MySql => {
+            use sqlx::Row;
+            let pool = pools.main_as::<dbmanager_providers::pool::SqlPool<sqlx::MySql>>()?;
+            let row = sqlx::query("SHOW SLAVE STATUS")
+                .fetch_optional(pool.sqlx())
+                .await
+                .ok()?;
+            let Some(row) = row else {
+                // Not a replica at all: nothing to lag behind.
+                return Some(Sample {
+                    caught_up: true,
+                    applied: None,
+                    server_lag: None,
+                });
+            };
+            // NULL while replication is stopped or broken: as far behind as can be.
+            let behind: Option<u64> = row.try_get("Seconds_Behind_Master").ok()?;
+            Some(Sample {
+                caught_up: behind == Some(0),
+                applied: None,
+                server_lag: Some(behind.map_or(Duration::MAX, Duration::from_secs)),
+            })
+        }
+        _ => None,
+    }
+}
