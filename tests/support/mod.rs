@@ -86,24 +86,25 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
-/// Waits up to `limit` for something to accept TCP connections on 127.0.0.1:`port`.
-pub fn wait_tcp(port: u16, limit: Duration) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// Gives `path` (recursively) to the `postgres` user when we are root: PostgreSQL's and
+/// PgBouncer's binaries refuse to run as root and must read what the tests write.
+fn chown_to_postgres(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of {} failed", path.display());
+    }
 }
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -158,14 +159,7 @@ impl TempPostgres {
             .tempdir_in("/tmp")
             .expect("tempdir");
         let root = dir.path();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(root)
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of {} failed", root.display());
-        }
+        chown_to_postgres(root);
         let pwfile = root.join("pw");
         std::fs::write(&pwfile, format!("{password}\n")).expect("write pwfile");
         if is_root() {

@@ -1,7 +1,7 @@
 //! A throwaway PgBouncer (Debian package `pgbouncer`, installed by scripts/test.sh) on a
 //! free port in front of the machine's PostgreSQL. Stopped on drop.
 
-use super::{free_port, is_root, wait_tcp};
+use super::{chown_to_postgres, free_port, is_root, wait_for_port};
 use std::process::{Child, Command, Stdio};
 
 /// A PgBouncer in `pool_mode` (`transaction`, `session`) with `pool_size` server
@@ -52,12 +52,8 @@ impl TempPgBouncer {
         // PgBouncer refuses to run as root: `-u` drops to the `postgres` user, which must
         // be able to read the directory.
         let mut cmd = Command::new(bin);
+        chown_to_postgres(dir.path());
         if is_root() {
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
             cmd.args(["-u", "postgres"]);
         }
         let child = cmd
@@ -68,7 +64,7 @@ impl TempPgBouncer {
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let bouncer = TempPgBouncer { dir, child, port };
         assert!(
-            wait_tcp(port, std::time::Duration::from_secs(10)),
+            wait_for_port(port, std::time::Duration::from_secs(10)),
             "PgBouncer did not listen on {port}: {}",
             bouncer.log()
         );

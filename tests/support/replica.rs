@@ -1,7 +1,7 @@
 //! A streaming standby of a throwaway PostgreSQL: `pg_basebackup -R` of the primary,
 //! started on a free port. It is a [`TempPostgres`] itself (kill, restart, stop).
 
-use super::{TempPostgres, is_root, pg_bin};
+use super::{TempPostgres, chown_to_postgres, is_root, pg_bin};
 use std::process::Command;
 
 impl TempPostgres {
@@ -11,13 +11,7 @@ impl TempPostgres {
             .prefix("dbm-standby-")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        if is_root() {
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-        }
+        chown_to_postgres(dir.path());
         let data = dir.path().join("data");
         let mut cmd = if is_root() {
             let mut c = Command::new("runuser");

@@ -453,8 +453,14 @@ impl ConfigLoader {
             value: tree::Value::Map(vec![(key.to_owned(), node)]),
         };
         let root = wrap("connections", wrap(name, node));
-        let mut config = self.load_tree(root, source_name.clone())?;
-        Ok(config.connections.remove(0))
+        let config = self.load_tree(root, source_name.clone())?;
+        config.connections.into_iter().next().ok_or_else(|| {
+            fail(vec![ConfigError::new(
+                "connections",
+                Origin::Unknown,
+                "expected one connection's settings",
+            )])
+        })
     }
 
     fn load(&self, text: &str, source_name: String) -> Result<Config, ConfigErrors> {

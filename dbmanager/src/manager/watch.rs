@@ -64,9 +64,11 @@ impl Manager {
     /// [`reload`](Self::reload), and logged (what changed, or why the file was rejected).
     /// Keep the returned watcher: dropping it stops the watching.
     ///
-    /// Must be called inside a Tokio runtime.
+    /// Must be called inside a Tokio runtime (it fails otherwise).
     pub fn watch(&self, path: impl AsRef<Path>) -> Result<ConfigWatcher> {
         use notify::Watcher;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|e| watch_error(path.as_ref(), &e))?;
         let path =
             std::fs::canonicalize(path.as_ref()).map_err(|e| watch_error(path.as_ref(), &e))?;
         let dir = path
@@ -97,7 +99,7 @@ impl Manager {
         let stop = self.inner.shared.cancel.child_token();
         let ended = stop.clone();
         let weak = self.downgrade();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut attempts = 0u64;
             loop {
                 tokio::select! {
