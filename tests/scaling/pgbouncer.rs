@@ -222,3 +222,86 @@ async fn sqlx_statements_outside_transactions_fail_behind_pgbouncer_1_18_in_tran
     eprintln!("sqlx and SeaORM behind a transaction-mode PgBouncer: {tally:?} (last: {last})");
     assert!(tally.prepared.load(Ordering::Relaxed) > 0, "{tally:?}");
 }
+
+/// sqlx and SeaORM inside transactions behind a transaction-mode PgBouncer 1.18: a
+/// transaction keeps its server connection, so `Parse` and `Bind` meet; what is left is
+/// sqlx's statement names (`sqlx_s_N`, per client connection, never closed with the cache
+/// off), which collide with another client's on the same server connection. A bouncer
+/// that runs `DEALLOCATE ALL` after every transaction (`server_reset_query_always = 1`)
+/// clears them: then every transaction answers.
+async fn sqlx_transactions(reset: bool) -> (Arc<Tally>, String) {
+    crate::support::require_postgres().await.close().await;
+    let extra = if reset {
+        "server_reset_query = DEALLOCATE ALL\nserver_reset_query_always = 1\n"
+    } else {
+        ""
+    };
+    let bouncer = TempPgBouncer::start_with("transaction", 4, extra);
+    let mgr = Manager::from_yaml_str(&config(&bouncer.url(), true)).unwrap();
+    mgr.connect().await.unwrap();
+    let tally = Arc::new(Tally::default());
+    let last = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..50 {
+        let conn = mgr.get("bounced").unwrap();
+        let (tally, last) = (Arc::clone(&tally), Arc::clone(&last));
+        set.spawn(async move {
+            for i in 0..20 {
+                let arg = i + t;
+                let r = if i % 2 == 0 {
+                    async {
+                        let mut tx = conn
+                            .begin::<sqlx::Postgres>()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let n = sqlx::query_scalar::<_, i32>("select $1::int4 + 1")
+                            .bind(arg)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        tx.commit().await.map_err(|e| e.to_string())?;
+                        Ok::<_, String>(n)
+                    }
+                    .await
+                } else {
+                    use dbmanager::sea_orm::TransactionTrait;
+                    async {
+                        let db = conn.sea_orm().map_err(|e| e.to_string())?;
+                        let tx = db.begin().await.map_err(|e| e.to_string())?;
+                        let row = tx
+                            .query_one_raw(Statement::from_sql_and_values(
+                                tx.get_database_backend(),
+                                "select $1::int4 + 1 as n",
+                                [arg.into()],
+                            ))
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .ok_or("no row")?;
+                        let n: i32 = row.try_get("", "n").map_err(|e| e.to_string())?;
+                        tx.commit().await.map_err(|e| e.to_string())?;
+                        Ok(n)
+                    }
+                    .await
+                };
+                tally.record(r, arg + 1, &last);
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task");
+    }
+    mgr.close().await;
+    let last = last.lock().unwrap().clone();
+    (tally, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlx_transactions_work_behind_pgbouncer_that_deallocates_after_each_transaction() {
+    let (tally, last) = sqlx_transactions(true).await;
+    assert_eq!(tally.prepared.load(Ordering::Relaxed), 0, "{last}");
+    assert_eq!(tally.other.load(Ordering::Relaxed), 0, "{last}");
+    assert_eq!(tally.ok.load(Ordering::Relaxed), 50 * 20);
+    let (tally, last) = sqlx_transactions(false).await;
+    eprintln!("without the bouncer's reset: {tally:?} (last: {last})");
+    assert!(tally.prepared.load(Ordering::Relaxed) > 0, "{tally:?}");
+}

@@ -385,3 +385,46 @@ async fn check_lists_replicas_under_their_connection() {
         "{text}"
     );
 }
+
+/// A reload that changes the replicas (here, their weights) swaps the replica set; the
+/// connection itself is untouched by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_the_replicas_takes_effect() {
+    let c = cluster(2);
+    let mgr = c.manager("", &[1, 1]).await;
+    let main = mgr.get("main").unwrap();
+    let yaml = |w1: u32| {
+        format!(
+            "connections:\n  main:\n    type: postgres\n    dsn: '{}'\n    health_check_interval: 200ms\n    \
+             health_check_timeout: 1s\n    retry_delay: 50ms\n    retry_max_delay: 200ms\n    acquire_timeout: 5s\n    \
+             replicas:\n      - name: r1\n        dsn: '{}'\n        weight: {w1}\n      - name: r2\n        dsn: '{}'\n        weight: 1\n",
+            Cluster::url(&c.primary),
+            Cluster::url(&c.standbys[0]),
+            Cluster::url(&c.standbys[1]),
+        )
+    };
+    let opened = main.stats().pool.opened_total;
+    let report = mgr
+        .reload(dbmanager::Config::from_yaml_str(&yaml(4)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        main.stats().pool.opened_total,
+        opened,
+        "the primary's pool was rebuilt"
+    );
+    assert_eq!(report.changed.len(), 1, "{report}");
+    assert_eq!(report.changed[0].1, ["replicas"], "{report}");
+    let up = support::eventually(Duration::from_secs(15), || {
+        main.replicas()
+            .iter()
+            .all(|r| r.health().state == dbmanager::HealthState::Healthy)
+    })
+    .await;
+    assert!(up, "{:?}", main.replica_stats());
+    assert_eq!(main.replica_stats()[0].weight, 4);
+    let counts = spread(&c, &main, 1000).await;
+    within(&counts, "r1", 800, 80);
+    within(&counts, "r2", 200, 20);
+    mgr.close().await;
+}

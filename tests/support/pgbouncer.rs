@@ -15,6 +15,11 @@ pub struct TempPgBouncer {
 
 impl TempPgBouncer {
     pub fn start(pool_mode: &str, pool_size: u32) -> TempPgBouncer {
+        TempPgBouncer::start_with(pool_mode, pool_size, "")
+    }
+
+    /// As [`start`](Self::start), with more `[pgbouncer]` settings (`key = value` lines).
+    pub fn start_with(pool_mode: &str, pool_size: u32, extra: &str) -> TempPgBouncer {
         let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -44,7 +49,8 @@ impl TempPgBouncer {
                  default_pool_size = {pool_size}\n\
                  max_client_conn = 500\n\
                  ignore_startup_parameters = extra_float_digits\n\
-                 logfile = {log}\n",
+                 logfile = {log}\n\
+                 {extra}",
                 log = dir.path().join("log").display()
             ),
         )

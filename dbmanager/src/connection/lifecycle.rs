@@ -274,7 +274,13 @@ impl Connection {
         let mut secrets = self.inner.secrets.load().as_ref().clone();
         secrets.extend(&new.endpoint.secrets());
         self.inner.secrets.store(Arc::new(secrets));
+        let only_replicas = super::replicas::same_but_replicas(&self.config(), &new);
         let old = self.inner.config.swap(Arc::clone(&new));
+        if self.is_open() && only_replicas {
+            // The connection's own pool stays as it is.
+            self.replace_replicas(&new, &self.inner.shared).await;
+            return Ok(());
+        }
         if !self.is_open() {
             // Not opened yet: `open` will use the new settings.
             self.after_reconfigure(&new);

@@ -69,6 +69,19 @@ pub(crate) fn same_replicas(a: &ConnectionConfig, b: &ConnectionConfig) -> bool 
         })
 }
 
+/// Whether two settings differ in their replicas (and how reads pick them) at most.
+pub(crate) fn same_but_replicas(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
+    let strip = |c: &ConnectionConfig| {
+        let mut c = c.clone();
+        c.replicas.clear();
+        c.load_balancing = LoadBalancing::default();
+        c.fallback = Fallback::default();
+        c.max_replica_lag = None;
+        c
+    };
+    crate::config::same_settings(&strip(a), &strip(b))
+}
+
 impl Replica {
     fn usable(&self) -> bool {
         self.conn.health().state == HealthState::Healthy
@@ -273,6 +286,10 @@ impl Inner {
 }
 
 /// One lag sample of a replica, or `None` if it could not be read.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(unused_variables)
+)]
 async fn sample(kind: DbType, pools: &crate::pools::PoolSet) -> Option<Sample> {
     match kind {
         #[cfg(feature = "postgres")]
