@@ -125,6 +125,35 @@ async fn hammer(
     (tally, last)
 }
 
+/// 50 tasks, each running `op(conn, round, arg)` `rounds` times (it must answer
+/// `arg + 1`); then closes the manager. The errors seen, by kind, and the last one.
+async fn fifty_tasks<F, Fut>(mgr: &Manager, rounds: i32, op: F) -> (Arc<Tally>, String)
+where
+    F: Fn(dbmanager::Connection, i32, i32) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<i32, String>> + Send,
+{
+    let tally = Arc::new(Tally::default());
+    let last = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..50 {
+        let conn = mgr.get("bounced").unwrap();
+        let (tally, last, op) = (Arc::clone(&tally), Arc::clone(&last), op.clone());
+        set.spawn(async move {
+            for i in 0..rounds {
+                let arg = i + t;
+                let r = op(conn.clone(), i, arg).await;
+                tally.record(r, arg + 1, &last);
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task");
+    }
+    mgr.close().await;
+    let last = last.lock().unwrap().clone();
+    (tally, last)
+}
+
 fn config(url: &str, pgbouncer: bool) -> String {
     format!(
         "connections:\n  bounced:\n    type: postgres\n    dsn: '{url}'\n    pgbouncer: {pgbouncer}\n    \
@@ -157,38 +186,19 @@ async fn diesel_transactions(pgbouncer: bool) -> (Arc<Tally>, String) {
     let bouncer = TempPgBouncer::start("transaction", 4);
     let mgr = Manager::from_yaml_str(&config(&bouncer.url(), pgbouncer)).unwrap();
     mgr.connect().await.unwrap();
-    let tally = Arc::new(Tally::default());
-    let last = Arc::new(std::sync::Mutex::new(String::new()));
-    let mut set = tokio::task::JoinSet::new();
-    for t in 0..50 {
-        let conn = mgr.get("bounced").unwrap();
-        let (tally, last) = (Arc::clone(&tally), Arc::clone(&last));
-        set.spawn(async move {
-            for i in 0..20 {
-                let arg = i + t;
-                let r = async {
-                    let mut d = conn.diesel_postgres().await.map_err(|e| e.to_string())?;
-                    d.transaction::<_, diesel::result::Error, _>(async move |c| {
-                        // A query diesel caches (`sql_query` text is never cached).
-                        use diesel::IntoSql;
-                        diesel::select(arg.into_sql::<diesel::sql_types::Integer>() + 1)
-                            .get_result::<i32>(c)
-                            .await
-                    })
-                    .await
-                    .map_err(|e| e.to_string())
-                }
-                .await;
-                tally.record(r, arg + 1, &last);
-            }
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.expect("task");
-    }
-    mgr.close().await;
-    let last = last.lock().unwrap().clone();
-    (tally, last)
+    fifty_tasks(&mgr, 20, |conn, _, arg| async move {
+        let mut d = conn.diesel_postgres().await.map_err(|e| e.to_string())?;
+        d.transaction::<_, diesel::result::Error, _>(async move |c| {
+            // A query diesel caches (`sql_query` text is never cached).
+            use diesel::IntoSql;
+            diesel::select(arg.into_sql::<diesel::sql_types::Integer>() + 1)
+                .get_result::<i32>(c)
+                .await
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,60 +249,38 @@ async fn sqlx_transactions(reset: bool) -> (Arc<Tally>, String) {
     let bouncer = TempPgBouncer::start_with("transaction", 4, extra);
     let mgr = Manager::from_yaml_str(&config(&bouncer.url(), true)).unwrap();
     mgr.connect().await.unwrap();
-    let tally = Arc::new(Tally::default());
-    let last = Arc::new(std::sync::Mutex::new(String::new()));
-    let mut set = tokio::task::JoinSet::new();
-    for t in 0..50 {
-        let conn = mgr.get("bounced").unwrap();
-        let (tally, last) = (Arc::clone(&tally), Arc::clone(&last));
-        set.spawn(async move {
-            for i in 0..20 {
-                let arg = i + t;
-                let r = if i % 2 == 0 {
-                    async {
-                        let mut tx = conn
-                            .begin::<sqlx::Postgres>()
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let n = sqlx::query_scalar::<_, i32>("select $1::int4 + 1")
-                            .bind(arg)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        tx.commit().await.map_err(|e| e.to_string())?;
-                        Ok::<_, String>(n)
-                    }
-                    .await
-                } else {
-                    use dbmanager::sea_orm::TransactionTrait;
-                    async {
-                        let db = conn.sea_orm().map_err(|e| e.to_string())?;
-                        let tx = db.begin().await.map_err(|e| e.to_string())?;
-                        let row = tx
-                            .query_one_raw(Statement::from_sql_and_values(
-                                tx.get_database_backend(),
-                                "select $1::int4 + 1 as n",
-                                [arg.into()],
-                            ))
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .ok_or("no row")?;
-                        let n: i32 = row.try_get("", "n").map_err(|e| e.to_string())?;
-                        tx.commit().await.map_err(|e| e.to_string())?;
-                        Ok(n)
-                    }
-                    .await
-                };
-                tally.record(r, arg + 1, &last);
-            }
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.expect("task");
-    }
-    mgr.close().await;
-    let last = last.lock().unwrap().clone();
-    (tally, last)
+    fifty_tasks(&mgr, 20, |conn, i, arg| async move {
+        if i % 2 == 0 {
+            let mut tx = conn
+                .begin::<sqlx::Postgres>()
+                .await
+                .map_err(|e| e.to_string())?;
+            let n = sqlx::query_scalar::<_, i32>("select $1::int4 + 1")
+                .bind(arg)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok(n)
+        } else {
+            use dbmanager::sea_orm::TransactionTrait;
+            let db = conn.sea_orm().map_err(|e| e.to_string())?;
+            let tx = db.begin().await.map_err(|e| e.to_string())?;
+            let row = tx
+                .query_one_raw(Statement::from_sql_and_values(
+                    tx.get_database_backend(),
+                    "select $1::int4 + 1 as n",
+                    [arg.into()],
+                ))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no row")?;
+            let n: i32 = row.try_get("", "n").map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok(n)
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
