@@ -397,7 +397,7 @@ impl Connection {
     /// for up to `close_timeout`, the supervisor and the pool's background task end.
     /// Returns whether everything drained in time.
     pub(crate) async fn close(&self) -> bool {
-        let replicas = self.replica_conns();
+        let replicas = self.replicas();
         let closing = futures_util::future::join_all(replicas.iter().map(|r| Box::pin(r.close())));
         let (replicas_drained, drained) = tokio::join!(closing, self.close_self());
         drained && replicas_drained.into_iter().all(|d| d)

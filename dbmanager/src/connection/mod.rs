@@ -224,6 +224,12 @@ impl Connection {
         self.inner.pools.load().is_some()
     }
 
+    /// Connections of the current pool generation in use now (every view): an atomic
+    /// load, for `reader()` and the keyed sweeper rather than the full `stats()`.
+    pub(crate) fn in_use(&self) -> u32 {
+        self.inner.pools.load().as_ref().map_or(0, |p| p.in_use())
+    }
+
     /// The diesel view's pool context (its own counters, the connection's tasks).
     #[cfg_attr(not(feature = "diesel"), allow(dead_code))]
     pub(crate) fn view_ctx(&self) -> &PoolContext {

@@ -83,9 +83,16 @@ pub(crate) fn same_but_replicas(a: &ConnectionConfig, b: &ConnectionConfig) -> b
 }
 
 impl Replica {
+    /// Healthy and caught up: two atomic loads (no `Health` clone), as `reader()` asks
+    /// it of every replica on every read.
     fn usable(&self) -> bool {
-        self.conn.health().state == HealthState::Healthy
-            && !self.conn.inner.lagging.load(Ordering::Acquire)
+        let inner = &self.conn.inner;
+        inner.health.load().state == HealthState::Healthy && !inner.lagging.load(Ordering::Acquire)
+    }
+
+    /// Connections in use now, without building the full statistics.
+    fn in_use(&self) -> u64 {
+        self.conn.in_use().into()
     }
 }
 
@@ -118,8 +125,7 @@ impl Connection {
                     .iter()
                     .min_by(|a, b| {
                         // in_use / weight, compared without division.
-                        let load = |r: &Replica| u64::from(r.conn.stats().pool.in_use);
-                        (load(a) * u64::from(b.weight)).cmp(&(load(b) * u64::from(a.weight)))
+                        (a.in_use() * u64::from(b.weight)).cmp(&(b.in_use() * u64::from(a.weight)))
                     })
                     .copied(),
             }
@@ -173,11 +179,6 @@ impl Connection {
 
     /// Every replica's connection, in the order of `replicas`.
     pub fn replicas(&self) -> Vec<Connection> {
-        self.replica_conns()
-    }
-
-    /// Every replica's connection.
-    pub(crate) fn replica_conns(&self) -> Vec<Connection> {
         self.inner
             .replicas
             .load()
@@ -188,7 +189,7 @@ impl Connection {
 
     /// Opens every replica (lazily: one that is down comes up in the background).
     pub(crate) async fn open_replicas(&self) {
-        let conns = self.replica_conns();
+        let conns = self.replicas();
         for (c, r) in conns
             .iter()
             .zip(futures_util::future::join_all(conns.iter().map(|c| c.open())).await)

@@ -242,7 +242,7 @@ impl KeyedPools {
             .iter()
             .filter(|(_, s)| {
                 now.saturating_sub(s.last_used.load(Ordering::Relaxed)) >= limit
-                    && s.conn.get().is_some_and(|c| c.stats().pool.in_use == 0)
+                    && s.conn.get().is_some_and(|c| c.in_use() == 0)
             })
             .map(|(k, _)| k.clone())
             .collect()
@@ -255,7 +255,8 @@ impl KeyedPools {
         let Some(limit) = self.config.idle_evict_after else {
             return;
         };
-        if self.sweeping.swap(true, Ordering::AcqRel) {
+        // Every `get` passes here: a plain load first keeps that a read of a shared line.
+        if self.sweeping.load(Ordering::Acquire) || self.sweeping.swap(true, Ordering::AcqRel) {
             return;
         }
         let every = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
