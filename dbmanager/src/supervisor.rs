@@ -150,6 +150,9 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
                 backoff = None;
                 interval
             }
+            // Busy while up: callers' round trips are proof of life; check again at the
+            // usual pace.
+            (Err(ProviderError::Busy { .. }), _) if !was_down => interval,
             // Waiting will not fix credentials or settings: retry slowly.
             (Err(_), Some(c)) if c.is_fatal() => retry.max_delay,
             (Err(_), _) if !auto => interval,

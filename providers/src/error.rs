@@ -43,6 +43,13 @@ pub enum ProviderError {
         /// How long the caller waited.
         waited: Duration,
     },
+    /// A health check found every connection in use for its whole time: the server may
+    /// be answering callers as fast as they ask, so this is no verdict on its health.
+    #[error("every connection was in use for the whole health check ({waited:?})")]
+    Busy {
+        /// How long the health check waited for a connection.
+        waited: Duration,
+    },
     /// The pool was closed; no new connections are handed out.
     #[error("pool is closed")]
     Closed,
@@ -134,7 +141,9 @@ impl ProviderError {
             ProviderError::Connect(e) | ProviderError::Database(e) => classify(e),
             ProviderError::Driver { class, .. } => *class,
             ProviderError::Timeout { .. } => ErrorClass::ConnectionLost,
-            ProviderError::AcquireTimeout { .. } => ErrorClass::Transient,
+            ProviderError::AcquireTimeout { .. } | ProviderError::Busy { .. } => {
+                ErrorClass::Transient
+            }
             ProviderError::Closed => ErrorClass::Permanent,
             ProviderError::InvalidDsn { .. } | ProviderError::InvalidSetting { .. } => {
                 ErrorClass::Config

@@ -410,10 +410,18 @@ impl<K: Connector> ManagedPool<K> {
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ProviderError> {
         let started = Instant::now();
         let mut conn = self.acquire_within(timeout).await.map_err(|e| match e {
-            ProviderError::AcquireTimeout { .. } => ProviderError::Timeout {
-                phase: "health check",
-                after: timeout,
-            },
+            // Every connection in use the whole time: busy, not dead (no verdict).
+            ProviderError::AcquireTimeout { waited } => {
+                let s = self.pool.status();
+                if s.size >= s.max_size && s.available == 0 {
+                    ProviderError::Busy { waited }
+                } else {
+                    ProviderError::Timeout {
+                        phase: "health check",
+                        after: timeout,
+                    }
+                }
+            }
             other => other,
         })?;
         let left = timeout.saturating_sub(started.elapsed());

@@ -65,6 +65,16 @@ pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
     /// only real use. The default does nothing.
     fn retire(&self) {}
 
+    /// Renews every session in place, within this pool's own budget: new connections
+    /// take `fresh`'s settings (a pool of the same kind, built lazily from the new
+    /// configuration, which never connected), and every connection open now is closed
+    /// as it becomes idle. Returns `false`, changing nothing, when this pool cannot (the
+    /// default): the manager then builds a new pool and drains this one.
+    fn renew(&self, fresh: &dyn EnginePool) -> bool {
+        let _ = fresh;
+        false
+    }
+
     /// The concrete pool, for typed accessors to downcast.
     fn as_any(&self) -> &dyn Any;
 }
@@ -290,6 +300,9 @@ macro_rules! engine_pool {
             }
             fn retire(&self) {
                 Self::retire(self);
+            }
+            fn renew(&self, fresh: &dyn $crate::provider::EnginePool) -> bool {
+                Self::renew(self, fresh)
             }
             fn reconnect(
                 &self,

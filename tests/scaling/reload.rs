@@ -254,3 +254,86 @@ async fn serve_reloads_on_sighup() {
         "{stderr}"
     );
 }
+
+/// Tags, health, retry and timeout settings apply in place: no session is opened or
+/// closed for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_of_settings_sessions_do_not_depend_on_keeps_every_session() {
+    support::require_postgres().await;
+    let app = support::unique("inplace");
+    let before = file(&[pg("db", &app, "    health_check_interval: 30s\n")]);
+    let mgr = Manager::new(Config::from_yaml_str(&before).unwrap());
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let opened = conn.stats().pool.opened_total;
+    let rec = Recorder::start(&mgr);
+    let after = file(&[pg(
+        "db",
+        &app,
+        "    health_check_interval: 20s\n    failure_threshold: 5\n    tags:\n      team: payments\n",
+    )]);
+    let report = mgr
+        .reload(Config::from_yaml_str(&after).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.changed.len(), 1, "{report}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let events = events_of(&rec, "db");
+    assert!(!events.contains(&"swapped"), "{events:?}");
+    assert_eq!(conn.stats().pool.opened_total, opened, "{events:?}");
+    assert_eq!(conn.config().failure_threshold, 5);
+    mgr.close().await;
+}
+
+/// A reload that changes what sessions are opened with (here the application name)
+/// renews them within the one budget: the server never sees more than
+/// `max_open_conns`, old and new together, while connections are held across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_that_renews_sessions_stays_within_the_budget() {
+    let observer = support::require_postgres().await;
+    let (old_app, new_app) = (support::unique("renew_a"), support::unique("renew_b"));
+    let limits = "    max_open_conns: 2\n    acquire_timeout: 10s\n";
+    let mgr = Manager::new(Config::from_yaml_str(&file(&[pg("db", &old_app, limits)])).unwrap());
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let (old_count, new_count) = (
+        support::pg_sessions(&observer, &old_app),
+        support::pg_sessions(&observer, &new_app),
+    );
+    let both = move || {
+        let (a, b) = (old_count(), new_count());
+        Box::pin(async move { a.await + b.await }) as support::SessionCount
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn(support::max_while(stop.clone(), both));
+    let a = conn.acquire::<sqlx::Postgres>().await.unwrap();
+    let b = conn.acquire::<sqlx::Postgres>().await.unwrap();
+    let reload = async {
+        let report = mgr
+            .reload(Config::from_yaml_str(&file(&[pg("db", &new_app, limits)])).unwrap())
+            .await
+            .unwrap();
+        assert!(report.failed.is_empty(), "{report}");
+    };
+    let more = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
+        let mut d = conn.acquire::<sqlx::Postgres>().await.unwrap();
+        for x in [&mut c, &mut d] {
+            let name: String = sqlx::query_scalar("select current_setting('application_name')")
+                .fetch_one(&mut **x)
+                .await
+                .unwrap();
+            assert_eq!(name, new_app);
+        }
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop((a, b));
+    };
+    tokio::join!(reload, more, release);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let max = sampler.await.unwrap();
+    assert!(max <= 2, "the server saw {max} sessions for a budget of 2");
+    mgr.close().await;
+}

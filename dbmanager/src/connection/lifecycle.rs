@@ -8,7 +8,7 @@ use crate::events::EventKind;
 use crate::health::{Health, HealthState};
 use crate::pools::PoolSet;
 use crate::stats::{ConnectionStats, ViewStats};
-use dbmanager_providers::settings::PoolSettings;
+use dbmanager_providers::settings::{Endpoint, PoolSettings};
 use dbmanager_providers::{OpenRequest, ProviderError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -155,10 +155,24 @@ impl Connection {
     /// the one the current generation has open.
     async fn build(&self, eager: bool, fresh: bool) -> Result<PoolSet> {
         let c = self.config();
+        let diesel_first = c.default_orm == DefaultOrm::Diesel;
+        let (main, endpoint) = self.open_main(eager && !diesel_first, fresh).await?;
+        let set = PoolSet::new(main, endpoint, diesel_first);
+        super::views::prepare(self, &set, eager).await?;
+        Ok(set)
+    }
+
+    /// Opens the main pool through the connection's provider, with the current settings:
+    /// connected now when `eager`, else lazily (no session until first use).
+    async fn open_main(
+        &self,
+        eager: bool,
+        fresh: bool,
+    ) -> Result<(Arc<dyn dbmanager_providers::EnginePool>, Endpoint)> {
+        let c = self.config();
         let Some(provider) = &c.provider else {
             return Err(self.wrong_kind(c.kind));
         };
-        let diesel_first = c.default_orm == DefaultOrm::Diesel;
         // A new generation opens the database the current one has open: for an in-memory
         // SQLite database that is what keeps its data across a swap (the new pool holds it
         // before the old one lets go).
@@ -170,7 +184,7 @@ impl Connection {
             &c.name,
             &endpoint,
             self.main_settings(),
-            eager && !diesel_first,
+            eager,
             self.inner.ctx.clone(),
         );
         request.mongo = &c.mongo;
@@ -182,9 +196,68 @@ impl Connection {
                 name: c.name.clone(),
                 source,
             })?;
-        let set = PoolSet::new(main, endpoint, diesel_first);
-        super::views::prepare(self, &set, eager).await?;
-        Ok(set)
+        Ok((main, endpoint))
+    }
+
+    /// Renews the current generation's sessions in place, within its one budget, when its
+    /// pool can ([`EnginePool::renew`](dbmanager_providers::EnginePool::renew): the SQL
+    /// pools, while no diesel pool was created): a pool built lazily with the current
+    /// settings (no session) hands over its connect options, every open session is
+    /// marked stale, and this waits (within `drain_timeout`) until the sessions open
+    /// before have closed. Publishes `Swapped` and `Drained` as a swap does. `None` when
+    /// the pool cannot renew: the caller swaps pools then.
+    async fn renew_in_place(&self, fresh: bool) -> Option<Result<()>> {
+        let current = self.inner.pools.load_full()?;
+        if current.diesel.get().is_some() {
+            return None;
+        }
+        let started = Instant::now();
+        let (lazy, endpoint) = match self.open_main(false, fresh).await {
+            Ok(built) => built,
+            Err(e) => return Some(Err(e)),
+        };
+        let before = current.main.stats();
+        let renewed = current.main.renew(&*lazy);
+        // It never connected: nothing to drain.
+        lazy.close(Duration::ZERO).await;
+        if !renewed {
+            return None;
+        }
+        if fresh {
+            // Same pool, new endpoint: views made from now on open the new one.
+            let set = PoolSet::new(Arc::clone(&current.main), endpoint, current.diesel_first);
+            self.inner.pools.store(Some(Arc::new(set)));
+        }
+        self.emit(EventKind::Swapped {
+            connect: started.elapsed(),
+        });
+        let drain_started = Instant::now();
+        let deadline = dbmanager_providers::time::deadline_in(self.config().drain_timeout);
+        let cancel = self.inner.ctx.cancel.clone();
+        // Sessions fully open at the renew (a connect still under way then is not
+        // counted: it finishes as a new session), and closes counted by reason since.
+        let closes = |s: &dbmanager_providers::stats::PoolStats| {
+            s.closed_max_lifetime
+                + s.closed_idle_timeout
+                + s.closed_max_idle
+                + s.closed_broken
+                + s.closed_shutdown
+                + s.closed_cleared
+        };
+        let live_before = before.opened_total.saturating_sub(closes(&before));
+        let gone = |now: &dbmanager_providers::stats::PoolStats| {
+            closes(now).saturating_sub(closes(&before)) >= live_before
+        };
+        let mut complete = gone(&current.main.stats());
+        while !complete && Instant::now() < deadline && !cancel.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            complete = gone(&current.main.stats());
+        }
+        self.emit(EventKind::Drained {
+            complete,
+            took: drain_started.elapsed(),
+        });
+        Some(Ok(()))
     }
 
     /// The main pool's settings: `max_open_conns` less the diesel view's part.
@@ -216,18 +289,33 @@ impl Connection {
         result.map_err(|e| Error::from_provider(self.name(), e))
     }
 
-    /// Replaces the pool without dropping work in flight: builds and connects a new pool
-    /// (one connect, bounded by `connect_timeout`), switches new acquires to it atomically,
-    /// lets work on the old pool finish (up to `drain_timeout`), then closes the old pool.
-    /// If the new pool cannot connect, the old one stays and the error is returned.
+    /// Replaces every session without dropping work in flight, within `max_open_conns`.
     ///
-    /// Returns once the old pool is closed. Callers see no error and no pause beyond what
-    /// the swap itself takes; a raw sqlx pool kept from before the swap fails with
-    /// `PoolClosed` once drained (take it from the connection per use instead).
+    /// On PostgreSQL, MySQL/MariaDB and file SQLite (while the diesel view has no pool of
+    /// its own), the sessions are renewed in place: the pool keeps its one budget, idle
+    /// sessions close at once, sessions in use close when returned, and new ones open
+    /// with the current settings as callers need them. The server never sees the old and
+    /// the new sessions together beyond the budget, and a raw sqlx pool or SeaORM handle
+    /// kept from before keeps working. Returns once the old sessions have closed (or
+    /// `drain_timeout` passed).
+    ///
+    /// Other pools (SQL Server, MongoDB, custom providers, a created diesel pool, an
+    /// in-memory SQLite database) are swapped: a new pool is built and connected (one
+    /// connect, bounded by `connect_timeout`), new acquires switch to it atomically, work
+    /// on the old pool finishes (up to `drain_timeout`), then the old pool closes. If the
+    /// new pool cannot connect, the old one stays and the error is returned. During such
+    /// a swap, the old and the new pool each have the full budget.
     pub async fn reconnect(&self) -> Result<()> {
         let _one_at_a_time = self.inner.swap.lock().await;
         if self.is_closed() {
             return Err(self.closed());
+        }
+        if let Some(renewed) = self
+            .renew_in_place(false)
+            .instrument(self.inner.span("dbmanager.swap"))
+            .await
+        {
+            return renewed;
         }
         let started = Instant::now();
         let new = self
@@ -292,6 +380,35 @@ impl Connection {
             }
             return Ok(());
         }
+        if !sessions_change(&old, &new) {
+            // Tags, health, retry, outage and timeout settings: read where they are used,
+            // so they apply in place; no session changes.
+            self.after_reconfigure(&new);
+            if replicas_changed {
+                self.replace_replicas(&new, &self.inner.shared).await;
+            }
+            // The supervisor takes the new pace at its next probe: make that now.
+            self.inner.ctx.broken.notify_one();
+            return Ok(());
+        }
+        if let Some(renewed) = self.renew_in_place(fresh).await {
+            let verified = match renewed {
+                Ok(()) if fresh => self.verify_renewed().await,
+                other => other,
+            };
+            if let Err(e) = verified {
+                // Back to the settings that worked (their sessions were renewed too).
+                self.inner.config.store(old);
+                let _ = self.renew_in_place(fresh).await;
+                return Err(e);
+            }
+            self.after_reconfigure(&new);
+            if replicas_changed {
+                self.replace_replicas(&new, &self.inner.shared).await;
+            }
+            self.inner.ctx.broken.notify_one();
+            return Ok(());
+        }
         let started = Instant::now();
         let eager = new.startup == Startup::Strict;
         let built = self
@@ -313,6 +430,22 @@ impl Connection {
                 self.inner.config.store(old);
                 Err(e)
             }
+        }
+    }
+
+    /// One round trip through the renewed pool (a new session with the new endpoint or
+    /// credentials), bounded by `connect_timeout`. A pool busy the whole time cannot be
+    /// checked and passes: callers' connects will show a wrong setting.
+    async fn verify_renewed(&self) -> Result<()> {
+        let Some(pools) = self.inner.pools.load_full() else {
+            return Ok(());
+        };
+        match pools.main.ping(self.config().pool.connect_timeout).await {
+            Ok(_) | Err(ProviderError::Busy { .. }) => Ok(()),
+            Err(source) => Err(Error::Connect {
+                name: self.name().to_owned(),
+                source,
+            }),
         }
     }
 
@@ -424,4 +557,19 @@ impl Connection {
         }
         drained
     }
+}
+
+/// Whether going from `a` to `b` needs new sessions (or a new pool): what a session is
+/// opened with (engine, address, credentials, TLS, session options, the pool's limits
+/// and the views' split). Everything else is read where it is used and applies in place.
+fn sessions_change(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
+    a.kind != b.kind
+        || !crate::config::same_endpoint(&a.endpoint, &b.endpoint)
+        || a.endpoint.secrets() != b.endpoint.secrets()
+        || a.pool != b.pool
+        || a.application_name != b.application_name
+        || a.options != b.options
+        || a.mongo != b.mongo
+        || a.default_orm != b.default_orm
+        || a.diesel_conns != b.diesel_conns
 }

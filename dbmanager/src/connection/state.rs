@@ -56,6 +56,9 @@ impl Inner {
                 }
                 None
             }
+            // Every connection in use the whole time: no verdict either way (callers'
+            // round trips are what kept them busy).
+            Err(ProviderError::Busy { .. }) => None,
             Err(e) => {
                 let class = e.class();
                 if class.clears_pool() {

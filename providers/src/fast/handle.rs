@@ -37,6 +37,15 @@ impl<DB: Database> PooledConnection<DB> {
         }
     }
 
+    /// Closes the connection instead of returning it (a ping failed or did not answer),
+    /// counted as broken.
+    pub(crate) fn close_broken(self) {
+        let counters = Arc::clone(&self.cache.counters);
+        let mut conn = self.into_sqlx();
+        conn.close_on_drop();
+        PoolCounters::inc(&counters.closed_broken);
+    }
+
     fn conn(&self) -> &PoolConnection<DB> {
         match &self.entry {
             Some(e) => &e.conn,
@@ -103,13 +112,13 @@ impl<DB: Database> Drop for PooledConnection<DB> {
             // background before the connection is handed out again.
             None if queued => drop(entry),
             // A reply still outstanding: an operation was cancelled mid-flight (a
-            // `pg_sleep` given up by a timeout, say). Waiting for it would keep the next
-            // caller waiting as long; the connection is closed instead.
-            // (Detached and dropped: sqlx's graceful close would write to it and wait.)
-            None => {
-                drop(entry.conn.detach());
-                PoolCounters::inc(&self.cache.counters.closed_broken);
-            }
+            // `pg_sleep` given up by a timeout, say). The server runs that query to its
+            // end whatever the client does, so the session exists until then: the
+            // connection keeps its place in the budget while sqlx's release waits for the
+            // reply in the background (its release ping), then goes back to the pool.
+            // Closing it instead would let the pool open a replacement while the server
+            // still runs the old session: one session over the budget per cancellation.
+            None => drop(entry),
         }
         // Gone to the sqlx pool, or closed: a waiter may borrow now.
         self.cache.freed.notify_waiters();

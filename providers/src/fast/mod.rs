@@ -18,10 +18,12 @@
 //!   - a transaction dropped without commit has its ROLLBACK queued. The poll writes it
 //!     at once, and the connection goes back through sqlx's release, which waits for the
 //!     answer in the background before anyone else gets the connection;
-//!   - a query cancelled mid-flight still has a reply outstanding. The connection is
-//!     closed, because draining it would make the next caller wait as long as the query
-//!     runs. The server finishes that query on its own, so for that long it may count
-//!     one session more than the budget.
+//!   - a query cancelled mid-flight still has a reply outstanding, and the server runs
+//!     that query to its end whatever the client does. The connection goes back through
+//!     sqlx's release, which waits for the reply in the background; it keeps its place
+//!     in the budget until then, so the server never sees more than `max_open_conns`
+//!     sessions (closing it instead let the pool open one replacement per
+//!     cancellation while the server still ran the old session).
 //! - **Checkout without a round trip,** unless the connection sat idle past
 //!   `ping_idle_after`.
 //! - **FIFO waiters.** A waiting caller registers here and, at the same time, borrows
@@ -90,6 +92,9 @@ pub(crate) struct Cache<DB: Database> {
     max_idle: usize,
     max_idle_time: Option<Duration>,
     ping_idle_after: Option<Duration>,
+    /// How long the ping of a connection that sat idle past `ping_idle_after` may take
+    /// (`connect_timeout`) before the connection counts as broken.
+    ping_limit: Duration,
     counters: Arc<PoolCounters>,
     /// Set once someone took the sqlx pool itself (the raw accessor, SeaORM): only then
     /// can a caller be waiting in the sqlx pool for a connection this cache holds.
@@ -116,6 +121,7 @@ impl<DB: Database> Cache<DB> {
         max_idle: u32,
         max_idle_time: Option<Duration>,
         ping_idle_after: Option<Duration>,
+        ping_limit: Duration,
         counters: Arc<PoolCounters>,
         idle_count: Arc<AtomicUsize>,
         broken: Arc<tokio::sync::Notify>,
@@ -131,6 +137,7 @@ impl<DB: Database> Cache<DB> {
             max_idle: usize::try_from(max_idle).unwrap_or(usize::MAX),
             max_idle_time,
             ping_idle_after,
+            ping_limit,
             counters,
             raw_used: std::sync::atomic::AtomicBool::new(false),
             cancel: tokio_util::sync::CancellationToken::new(),
@@ -188,8 +195,10 @@ impl<DB: Database> Cache<DB> {
                 .ping_idle_after
                 .is_some_and(|p| entry.idle_since.elapsed() >= p)
             {
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match tokio::time::timeout(left, entry.conn.ping()).await {
+                // Bounded by its own limit, not by what is left of the caller's wait: a
+                // caller whose wait ran out must not get a healthy connection closed as
+                // broken for it.
+                match tokio::time::timeout(self.ping_limit, entry.conn.ping()).await {
                     Ok(Ok(())) => {}
                     _ => {
                         entry.conn.close_on_drop();
@@ -458,26 +467,6 @@ impl<DB: Database> Cache<DB> {
             drop(back);
             self.freed.notify_waiters();
         }
-    }
-
-    /// An idle connection of the cache now, without waiting or connecting (the health
-    /// check). sqlx's own idle connections are not taken here: its `try_acquire` runs no
-    /// hooks, so it could hand out one a clear made stale.
-    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection<DB>> {
-        let mut stale = Vec::new();
-        let mut state = self.lock();
-        if state.closed {
-            return None;
-        }
-        let entry = self.pop_usable(&mut state, &mut stale);
-        drop(state);
-        drop(stale);
-        Some(PooledConnection::new(entry?, Arc::clone(self)))
-    }
-
-    /// Resolves when a connection leaves the cache for the sqlx pool (or closes).
-    pub(crate) fn freed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.freed.notified()
     }
 
     /// The server is back after an outage: borrows under way stop and start again.

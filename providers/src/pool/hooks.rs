@@ -1,7 +1,7 @@
 //! The sqlx pool's hooks (connect, acquire, release: lifetime, generation, idle limits,
 //! counting every close by reason) and the pool's maintenance task.
 
-use super::{Generation, InitFn, Inner};
+use super::{Generation, Inner, SharedInit};
 use crate::classify::classify;
 use crate::settings::PoolSettings;
 use crate::stats::PoolCounters;
@@ -110,11 +110,12 @@ pub(super) fn pool_options<DB: Database>(
     broken: &Arc<Notify>,
     slot: &Arc<ArcSwapOption<Pool<DB>>>,
     cache_idle: &Arc<AtomicUsize>,
-    init: Option<InitFn<DB>>,
+    init: SharedInit<DB>,
 ) -> PoolOptions<DB> {
     let lifetime = s.max_lifetime;
     let idle_time = s.max_idle_time;
     let ping_after = s.ping_idle_after;
+    let ping_limit = s.connect_timeout;
     let max_idle = s.max_idle as usize;
 
     let on_connect = Arc::clone(counters);
@@ -140,7 +141,10 @@ pub(super) fn pool_options<DB: Database>(
         .after_connect(move |conn, _meta| {
             let counters = Arc::clone(&on_connect);
             let generation = Arc::clone(&gen_connect);
-            let init = init.clone();
+            let init = init
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             Box::pin(async move {
                 if let Some(init) = init {
                     init(conn).await?;
@@ -168,7 +172,9 @@ pub(super) fn pool_options<DB: Database>(
                     return Ok(false);
                 }
                 if ping_after.is_some_and(|p| meta.idle_for >= p)
-                    && let Err(e) = conn.ping().await
+                    && let Err(e) = tokio::time::timeout(ping_limit, conn.ping())
+                        .await
+                        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
                 {
                     PoolCounters::inc(&counters.closed_broken);
                     if classify(&e).clears_pool() {

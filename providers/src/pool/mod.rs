@@ -134,7 +134,12 @@ struct Inner<DB: Database> {
     read_only: Option<ReadOnlyFn<DB>>,
     /// The fast path: connections the manager's checkouts borrowed from `pool`.
     cache: Arc<Cache<DB>>,
+    /// The session setup every new connection runs; replaced by [`SqlPool::renew`].
+    init: SharedInit<DB>,
 }
+
+/// The session setup step, shared with the connect hook so that a renew can replace it.
+pub(crate) type SharedInit<DB> = Arc<std::sync::RwLock<Option<InitFn<DB>>>>;
 
 /// The pool's clear mark: connections created at or before it are stale.
 #[derive(Debug)]
@@ -201,6 +206,7 @@ impl<DB: Database> SqlPool<DB> {
         let generation = Arc::new(Generation::new());
         let slot: Arc<ArcSwapOption<Pool<DB>>> = Arc::new(ArcSwapOption::empty());
         let cache_idle = Arc::new(AtomicUsize::new(0));
+        let init = Arc::new(std::sync::RwLock::new(init));
         let options = pool_options(
             &settings,
             &counters,
@@ -208,7 +214,7 @@ impl<DB: Database> SqlPool<DB> {
             &ctx.broken,
             &slot,
             &cache_idle,
-            init,
+            Arc::clone(&init),
         );
 
         let anchor = if anchored {
@@ -241,6 +247,7 @@ impl<DB: Database> SqlPool<DB> {
             settings.max_idle,
             settings.max_idle_time,
             settings.ping_idle_after,
+            settings.connect_timeout,
             Arc::clone(&counters),
             cache_idle,
             Arc::clone(&ctx.broken),
@@ -257,6 +264,7 @@ impl<DB: Database> SqlPool<DB> {
             anchor: tokio::sync::Mutex::new(anchor),
             read_only,
             cache,
+            init,
         });
         if eager {
             fill_min_idle(&inner).await;
@@ -338,6 +346,43 @@ impl<DB: Database> SqlPool<DB> {
             closed += 1;
         }
         closed
+    }
+
+    /// Renews every session in place, within this pool's budget: new connections use
+    /// `fresh`'s connect options and session setup (a pool built lazily with the new
+    /// settings, which never connected), and every connection open now is marked stale
+    /// (idle ones close at once, checked-out ones when returned), as by
+    /// [`clear`](Self::clear). One sqlx pool, and so one semaphore, serves before and
+    /// after: the server never sees the old and the new sessions together beyond
+    /// `max_open_conns`. Returns `false`, changing nothing, when `fresh` is not a pool of
+    /// the same engine with the same limits (or this one anchors an in-memory SQLite
+    /// database): the caller then swaps pools.
+    pub fn renew(&self, fresh: &dyn crate::EnginePool) -> bool {
+        let Some(fresh) = fresh.as_any().downcast_ref::<SqlPool<DB>>() else {
+            return false;
+        };
+        let anchored = match self.inner.anchor.try_lock() {
+            Ok(anchor) => anchor.is_some(),
+            Err(_) => true,
+        };
+        if anchored || fresh.inner.settings != self.inner.settings || self.is_closed() {
+            return false;
+        }
+        let options = fresh.inner.pool.connect_options().as_ref().clone();
+        self.inner.pool.set_connect_options(options);
+        let init = fresh
+            .inner
+            .init
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        *self
+            .inner
+            .init
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = init;
+        self.clear();
+        true
     }
 
     /// The pool was replaced: the fast path gives its idle connections back to the sqlx
