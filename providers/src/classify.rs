@@ -89,7 +89,10 @@ pub fn classify_io(e: &io::Error) -> ErrorClass {
         // DNS failures surface as `Other`/`Uncategorized` with no stable kind; a name that
         // does not resolve now may resolve after a failover, so treat it as transient.
         K::NotFound | K::PermissionDenied => ErrorClass::Config,
-        _ => ErrorClass::Transient,
+        // Any other failure of the socket: the connection is suspect and what the server
+        // did with the last request is unknown (a COMMIT may have been applied), so it is
+        // a lost connection, which only idempotent work retries.
+        _ => ErrorClass::ConnectionLost,
     }
 }
 
@@ -202,6 +205,25 @@ mod tests {
         assert!(classify(&sqlx::Error::Io(lost)).clears_pool());
         let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
         assert_eq!(classify_io(&eof), ErrorClass::ConnectionLost);
+    }
+
+    /// An I/O failure of a kind not listed (say, during COMMIT) leaves the outcome unknown:
+    /// it must not be a class that a non-idempotent retry runs again.
+    #[test]
+    fn unlisted_io_kinds_are_a_lost_connection_not_transient() {
+        for kind in [
+            io::ErrorKind::Other,
+            io::ErrorKind::InvalidData,
+            io::ErrorKind::WriteZero,
+        ] {
+            let e = io::Error::from(kind);
+            assert_eq!(classify_io(&e), ErrorClass::ConnectionLost, "{kind:?}");
+            assert_ne!(
+                classify(&sqlx::Error::Io(e)),
+                ErrorClass::Transient,
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

@@ -100,6 +100,9 @@ impl Connection {
             let again = match class {
                 // A failover clears the pool and is worth a retry; a read-only
                 // transaction of the caller's own is not.
+                // A replica refuses writes by design: no failover, nothing to clear, and
+                // the same write would be refused again.
+                ErrorClass::ReadOnly if self.inner.replica_of.is_some() => false,
                 ErrorClass::ReadOnly => {
                     let failover = self.inner.server_is_read_only().await;
                     if failover {
