@@ -17,8 +17,10 @@ pub struct ReloadReport {
     pub added: Vec<String>,
     /// Connections no longer in the configuration: drained and closed.
     pub removed: Vec<String>,
-    /// Connections whose settings changed, with the fields that did: a pool with the new
-    /// settings replaced the old one, which drained.
+    /// Connections whose settings changed, with the fields that did. Settings no session
+    /// depends on applied in place; a change of what sessions are opened with renewed
+    /// them within the budget; a change of the pool's limits (or another engine's pool)
+    /// built a new pool, and the old one drained (docs/resilience.md).
     pub changed: Vec<(String, Vec<&'static str>)>,
     /// Connections left exactly as they were (no reconnect, no metric reset).
     pub unchanged: Vec<String>,
