@@ -4,7 +4,7 @@
 
 use super::{Layer, Validator, check_name};
 use crate::config::error::{ConfigError, ConfigErrors};
-use crate::config::read::join;
+use crate::config::read::{SECRET_FIELDS, join};
 use crate::config::tree::{Node, Value};
 use crate::config::{ConnectionConfig, fields};
 use crate::registry::Registry;
@@ -17,18 +17,22 @@ const DEFAULT_IDLE_EVICT: Duration = Duration::from_secs(10 * 60);
 /// Default `max_keys`.
 const DEFAULT_MAX_KEYS: u32 = 1000;
 
-/// One group of keyed connections (`keyed.<name>`), validated.
-#[derive(Debug, Clone)]
+/// One group of keyed connections (`keyed.<name>`), validated. Its `Debug` shows the
+/// template and the file's overrides with `password` and `dsn` redacted, as
+/// [`ConnectionConfig`]'s does.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct KeyedConfig {
     /// The group's name (its key under `keyed`).
     pub name: String,
-    /// A key whose pool has had no connection in use for this long is closed and
-    /// forgotten by the background sweeper (`idle_evict_after`, default 10m; `none`:
-    /// never).
+    /// A key not asked for, with no checkout and nothing in use for this long is closed
+    /// and forgotten by the background sweeper (`idle_evict_after`, default 10m;
+    /// `none`: never).
     pub idle_evict_after: Option<Duration>,
-    /// At most this many keys are open at once (`max_keys`, default 1000); opening one
-    /// more first evicts the least recently used, after its work in flight drains.
+    /// At most this many keys are open or being opened at once (`max_keys`, default
+    /// 1000); opening one more first evicts the least recently used open key (one with
+    /// nothing in use first; a busy one after its work in flight drains), or waits for a
+    /// key being opened to finish when no key is open yet.
     pub max_keys: u32,
     /// The template, validated on its own (top-level defaults merged).
     pub template: ConnectionConfig,
@@ -85,6 +89,72 @@ impl KeyedConfig {
             Some(c) if v.errors.is_empty() => Ok(c),
             _ => Err(fail(v.errors)),
         }
+    }
+}
+
+impl std::fmt::Debug for KeyedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedConfig")
+            .field("name", &self.name)
+            .field("idle_evict_after", &self.idle_evict_after)
+            .field("max_keys", &self.max_keys)
+            .field("template", &self.template)
+            .field("template_node", &Redacted::new(&self.template_node))
+            .field("keys", &RedactedEntries(&self.keys))
+            .field("top", &RedactedEntries(&self.top))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A YAML node as `Debug` shows it: the values of secret fields (`password`, `dsn`, at
+/// any depth) as `<redacted>`, like `ServerSettings`' `Debug`; positions left out.
+struct Redacted<'a> {
+    node: &'a Node,
+    secret: bool,
+}
+
+impl<'a> Redacted<'a> {
+    fn new(node: &'a Node) -> Self {
+        Redacted {
+            node,
+            secret: false,
+        }
+    }
+
+    fn field(name: &str, node: &'a Node) -> Self {
+        Redacted {
+            node,
+            secret: SECRET_FIELDS.contains(&name),
+        }
+    }
+}
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.node.value {
+            Value::Null => f.write_str("null"),
+            _ if self.secret => f.write_str("\"<redacted>\""),
+            Value::Bool(b) => write!(f, "{b:?}"),
+            Value::Int(i) => write!(f, "{i:?}"),
+            Value::Float(x) => write!(f, "{x:?}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Seq(items) => f
+                .debug_list()
+                .entries(items.iter().map(Redacted::new))
+                .finish(),
+            Value::Map(entries) => RedactedEntries(entries).fmt(f),
+        }
+    }
+}
+
+/// A mapping's entries, shown as [`Redacted`] does.
+struct RedactedEntries<'a>(&'a [(String, Node)]);
+
+impl std::fmt::Debug for RedactedEntries<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, Redacted::field(k, v))))
+            .finish()
     }
 }
 

@@ -68,6 +68,7 @@ impl Connection {
     where
         Fut: Future<Output = std::result::Result<T, ProviderError>>,
     {
+        let _checkout = super::CheckoutGuard::new(&self.inner);
         let span = self.inner.span("dbmanager.acquire");
         let started = Instant::now();
         let result = async {

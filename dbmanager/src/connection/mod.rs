@@ -107,6 +107,11 @@ pub(crate) struct Inner {
     checking_read_only: AtomicBool,
     /// What its tracing spans say about it (`enable_tracing`).
     target: ArcSwap<crate::spans::Target>,
+    /// Checkouts in progress, and when one last started or ended (ms after `created`):
+    /// the keyed sweeper's idle clock (`last_checkout`).
+    checkouts: AtomicU32,
+    last_checkout_ms: AtomicU64,
+    created: std::time::Instant,
 }
 
 impl std::fmt::Debug for Connection {
@@ -184,6 +189,9 @@ impl Connection {
                 waiter_arrived: Notify::new(),
                 checking_read_only: AtomicBool::new(false),
                 target: ArcSwap::from_pointee(target),
+                checkouts: AtomicU32::new(0),
+                last_checkout_ms: AtomicU64::new(0),
+                created: std::time::Instant::now(),
             }
         });
         Connection { inner }
@@ -230,6 +238,17 @@ impl Connection {
         self.inner.pools.load().as_ref().map_or(0, |p| p.in_use())
     }
 
+    /// When a checkout (any view) last started or ended, or now while one is in
+    /// progress; its creation before any. The keyed sweeper's idle clock.
+    pub(crate) fn last_checkout(&self) -> std::time::Instant {
+        let inner = &self.inner;
+        if inner.checkouts.load(Ordering::Acquire) > 0 {
+            return std::time::Instant::now();
+        }
+        let ms = inner.last_checkout_ms.load(Ordering::Acquire);
+        inner.created + std::time::Duration::from_millis(ms)
+    }
+
     /// The diesel view's pool context (its own counters, the connection's tasks).
     #[cfg_attr(not(feature = "diesel"), allow(dead_code))]
     pub(crate) fn view_ctx(&self) -> &PoolContext {
@@ -273,5 +292,30 @@ impl<'a> WaiterGuard<'a> {
 impl Drop for WaiterGuard<'_> {
     fn drop(&mut self) {
         self.0.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts a checkout in progress and stamps `last_checkout` when it starts and ends.
+struct CheckoutGuard<'a>(&'a Inner);
+
+impl<'a> CheckoutGuard<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.checkouts.fetch_add(1, Ordering::AcqRel);
+        inner.stamp_checkout();
+        CheckoutGuard(inner)
+    }
+}
+
+impl Drop for CheckoutGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stamp_checkout();
+        self.0.checkouts.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Inner {
+    fn stamp_checkout(&self) {
+        let ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_checkout_ms.fetch_max(ms, Ordering::AcqRel);
     }
 }

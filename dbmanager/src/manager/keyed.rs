@@ -3,40 +3,117 @@
 
 use crate::config::KeyedConfig;
 use crate::connection::{Connection, Shared};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::stats::ConnectionStats;
+use dbmanager_providers::ProviderError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, watch};
 
 /// What a key's settings are built from, besides the file: a function from the key to
 /// field overrides (`("host", "10.0.0.7")`), for keys the file does not list (devices
 /// discovered at run time, tenants looked up in a directory).
 pub type Resolver = Arc<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
 
-/// One key's slot: its connection once opened (single-flight), and when it was last used.
+/// How one attempt to open a key stands, as every caller waiting on it sees it.
+enum Outcome {
+    /// Still being opened (or waiting for room under `max_keys`).
+    Opening,
+    /// Open.
+    Ready(Connection),
+    /// The attempt failed: every caller that waited on it gets this error.
+    Failed(Error),
+    /// The key was removed (evicted, `remove`, `close`) before the attempt finished: its
+    /// connection was closed; callers ask again.
+    Dropped,
+}
+
+/// One key's slot: one attempt to open it (single-flight, successful or not) and, once
+/// open, its connection.
 struct Slot {
-    conn: OnceCell<Connection>,
-    /// Milliseconds since the group's epoch.
+    /// Published once by the task that opens the key.
+    outcome: watch::Receiver<Outcome>,
+    /// The last `get`, or the last sweep that found it in use: ms since the group's
+    /// epoch. The connection's own checkouts are read from it (`activity`).
     last_used: AtomicU64,
+    /// The sweeper found a connection in use at its last pass.
+    was_busy: AtomicBool,
+    /// Holds one of the `max_keys` places. Changed under the group lock only.
+    placed: AtomicBool,
+}
+
+impl Slot {
+    /// Its connection, once open.
+    fn conn(&self) -> Option<Connection> {
+        match &*self.outcome.borrow() {
+            Outcome::Ready(conn) => Some(conn.clone()),
+            _ => None,
+        }
+    }
+
+    fn touch(&self, now_ms: u64) {
+        self.last_used.fetch_max(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// The group's keys, behind its lock.
+#[derive(Default)]
+struct Keys {
+    map: HashMap<String, Arc<Slot>>,
+    /// Keys removed from `map` whose pools are not closed yet: each keeps its place
+    /// under `max_keys` until it is.
+    closing: usize,
+}
+
+impl Keys {
+    fn current(&self, key: &str, slot: &Arc<Slot>) -> bool {
+        self.map.get(key).is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    /// Keys open, being opened or still closing.
+    fn places_taken(&self) -> usize {
+        self.map
+            .values()
+            .filter(|s| s.placed.load(Ordering::Relaxed))
+            .count()
+            + self.closing
+    }
+}
+
+/// The task of one attempt to open a key: its connection, `None` if the key was removed
+/// before it opened.
+type OpenTask = tokio::task::JoinHandle<Result<Option<Connection>>>;
+
+/// Whether an attempt found its place under `max_keys`, and what it must close first.
+enum Place {
+    /// Placed; the evicted key's connection (given its place) to close before
+    /// connecting.
+    Taken(Option<(String, Connection)>),
+    /// The key was removed while it waited for room.
+    Gone,
 }
 
 /// A group of keyed connections (`keyed.<group>` in the file); get it with
 /// [`Manager::keyed`](crate::Manager::keyed).
 ///
 /// [`get(key)`](Self::get) returns the key's connection, opening it on first use:
-/// concurrent first requests for one key open one pool. Each key's connection is a full
-/// [`Connection`] (supervised, health-checked, reconnected with backoff) named
-/// `<group>.<key>`. A background sweeper closes keys idle for `idle_evict_after`; opening
-/// a key beyond `max_keys` first evicts the least recently used one (its work in flight
-/// drains first).
+/// concurrent first requests for one key share one attempt, whether it succeeds or fails.
+/// Each key's connection is a full [`Connection`] (supervised, health-checked,
+/// reconnected with backoff) named `<group>.<key>`. A background sweeper closes keys
+/// with no checkout and nothing in use for `idle_evict_after`. At most `max_keys` keys
+/// are open or being opened at once: opening one more first evicts the least recently
+/// used open key, one with nothing in use if there is one (else its work in flight
+/// drains first), and waits for a key to finish opening when every place is taken by
+/// keys still being opened.
 pub struct KeyedPools {
     me: std::sync::Weak<KeyedPools>,
     config: KeyedConfig,
     shared: Shared,
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    keys: Mutex<Keys>,
+    /// Signalled when a place may have come free, or a key became open (evictable).
+    room: Notify,
     resolver: Mutex<Option<Resolver>>,
     epoch: Instant,
     sweeping: AtomicBool,
@@ -58,7 +135,8 @@ impl std::fmt::Debug for KeyedPools {
 pub struct KeyStats {
     /// The key.
     pub key: String,
-    /// How long since `get` last returned it.
+    /// How long since it was last used: asked for with `get`, or a checkout of its
+    /// connection started, ended or was held.
     pub idle_for: Duration,
     /// Its connection's statistics (`None` while it is being opened).
     pub connection: Option<ConnectionStats>,
@@ -70,7 +148,8 @@ impl KeyedPools {
             me: me.clone(),
             config,
             shared,
-            slots: Mutex::new(HashMap::new()),
+            keys: Mutex::new(Keys::default()),
+            room: Notify::new(),
             resolver: Mutex::new(None),
             epoch: Instant::now(),
             sweeping: AtomicBool::new(false),
@@ -97,9 +176,14 @@ impl KeyedPools {
         *lock(&self.resolver) = Some(Arc::new(resolver));
     }
 
-    /// How many keys are open (or opening).
+    /// How many keys are open or being opened: at most `max_keys`. Keys waiting for
+    /// room are not counted.
     pub fn len(&self) -> usize {
-        lock(&self.slots).len()
+        lock(&self.keys)
+            .map
+            .values()
+            .filter(|s| s.placed.load(Ordering::Relaxed))
+            .count()
     }
 
     /// Whether no key is open.
@@ -107,145 +191,286 @@ impl KeyedPools {
         self.len() == 0
     }
 
-    /// Keys evicted so far (idle, or to make room).
+    /// Keys evicted so far (idle, to make room, or removed).
     pub fn evicted_total(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn conn_name(&self, key: &str) -> String {
+        format!("{}.{key}", self.config.name)
     }
 
     /// The connection of `key`, opened on first use from the template, the file's
     /// overrides for the key and the resolver's. Bad overrides fail with
     /// [`Error::Config`] naming `keyed.<group>.keys.<key>.<field>`; a key that cannot
-    /// connect (`startup: strict`) fails with its error and is tried again on the next
-    /// call.
+    /// connect (`startup: strict`) fails with its error. Concurrent callers share one
+    /// attempt and its outcome: one connect, and on failure the same error for each of
+    /// them (the first caller gets the original, the others a copy with the same message
+    /// and class). The next call after a failure tries again.
+    ///
+    /// With `max_keys` keys open or being opened, a new key evicts the least recently
+    /// used open key, preferring one with nothing in use (a busy one's work in flight
+    /// drains first), or, if none is open yet, waits for one to be.
     pub async fn get(&self, key: &str) -> Result<Connection> {
         self.start_sweeper();
         loop {
-            let (slot, opened) = self.get_once(key).await;
-            let conn = opened?;
-            // Removed while it was opening: that open belongs to nobody. Close it and
-            // open the key afresh.
-            let current = lock(&self.slots)
-                .get(key)
-                .is_some_and(|s| Arc::ptr_eq(s, &slot));
-            if current {
+            if self.shared.cancel.is_cancelled() {
+                return Err(Error::Closed {
+                    name: self.conn_name(key),
+                });
+            }
+            let (slot, task) = self.slot(key)?;
+            let got = match task {
+                // The caller that started the attempt gets its result as is.
+                Some(task) => match task.await {
+                    Ok(opened) => opened?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => {
+                        return Err(Error::Closed {
+                            name: self.conn_name(key),
+                        });
+                    }
+                },
+                None => {
+                    let mut outcome = slot.outcome.clone();
+                    let ended = outcome.wait_for(|o| !matches!(o, Outcome::Opening)).await;
+                    match ended.as_deref() {
+                        Ok(Outcome::Ready(conn)) => Some(conn.clone()),
+                        Ok(Outcome::Failed(e)) => return Err(copy_error(e)),
+                        // Removed while opening, or its task ended without an answer
+                        // (it panicked): ask again.
+                        Ok(Outcome::Dropped | Outcome::Opening) | Err(_) => None,
+                    }
+                }
+            };
+            if let Some(conn) = got {
+                slot.touch(self.now_ms());
                 return Ok(conn);
             }
-            conn.close().await;
         }
     }
 
-    async fn get_once(&self, key: &str) -> (Arc<Slot>, Result<Connection>) {
-        let slot = {
-            let mut slots = lock(&self.slots);
-            if let Some(slot) = slots.get(key) {
-                Arc::clone(slot)
-            } else {
-                let slot = Arc::new(Slot {
-                    conn: OnceCell::new(),
-                    last_used: AtomicU64::new(self.now_ms()),
-                });
-                slots.insert(key.to_owned(), Arc::clone(&slot));
-                slot
-            }
+    /// The slot of `key`, and (when this call created it) the task opening it.
+    fn slot(&self, key: &str) -> Result<(Arc<Slot>, Option<OpenTask>)> {
+        let now = self.now_ms();
+        let mut keys = lock(&self.keys);
+        if let Some(slot) = keys.map.get(key) {
+            slot.touch(now);
+            return Ok((Arc::clone(slot), None));
+        }
+        let Some(me) = self.me.upgrade() else {
+            return Err(Error::Closed {
+                name: self.conn_name(key),
+            });
         };
-        slot.last_used.store(self.now_ms(), Ordering::Relaxed);
-        let opened = slot.conn.get_or_try_init(|| self.open(key)).await.cloned();
-        if opened.is_err() {
-            // Forget the failed slot (unless someone else replaced it meanwhile).
-            let mut slots = lock(&self.slots);
-            if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, &slot)) && slot.conn.get().is_none() {
-                slots.remove(key);
-            }
-        }
-        (slot, opened)
+        let (publish, outcome) = watch::channel(Outcome::Opening);
+        let slot = Arc::new(Slot {
+            outcome,
+            last_used: AtomicU64::new(now),
+            was_busy: AtomicBool::new(false),
+            placed: AtomicBool::new(false),
+        });
+        keys.map.insert(key.to_owned(), Arc::clone(&slot));
+        drop(keys);
+        let attempt = Attempt {
+            group: me,
+            key: key.to_owned(),
+            slot: Arc::clone(&slot),
+            publish,
+            finished: false,
+        };
+        let task = self.shared.tasks.spawn(attempt.run());
+        Ok((slot, Some(task)))
     }
 
-    async fn open(&self, key: &str) -> Result<Connection> {
+    /// Waits for a place under `max_keys` for `slot`: a free one, or the least recently
+    /// used open key's, which is removed here and returned to be closed.
+    async fn reserve(&self, key: &str, slot: &Arc<Slot>) -> Result<Place> {
+        let max = usize::try_from(self.config.max_keys).unwrap_or(usize::MAX);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut keys = lock(&self.keys);
+                if !keys.current(key, slot) {
+                    return Ok(Place::Gone);
+                }
+                if keys.places_taken() < max {
+                    slot.placed.store(true, Ordering::Relaxed);
+                    return Ok(Place::Taken(None));
+                }
+                // The least recently used open key, one with nothing in use first.
+                let victim = keys
+                    .map
+                    .iter()
+                    .filter_map(|(k, s)| Some((k, self.activity(s, &s.conn()?))))
+                    .min_by_key(|(_, in_use_and_last)| *in_use_and_last)
+                    .map(|(k, _)| k.clone());
+                if let Some(victim) = victim
+                    && let Some(evicted) = keys.map.remove(&victim)
+                {
+                    // Its place passes to this key, which closes it before connecting.
+                    slot.placed.store(true, Ordering::Relaxed);
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Place::Taken(evicted.conn().map(|c| (victim, c))));
+                }
+            }
+            tokio::select! {
+                () = room => {}
+                () = self.shared.cancel.cancelled() => {
+                    return Err(Error::Closed { name: self.conn_name(key) });
+                }
+            }
+        }
+    }
+
+    /// One attempt to open `key`: its settings, a place under `max_keys`, the connect.
+    /// `Ok(None)`: the key was removed while it waited for room.
+    async fn open(&self, key: &str, slot: &Arc<Slot>) -> Result<Option<Connection>> {
         let extra = lock(&self.resolver)
             .clone()
             .map(|r| r(key))
             .unwrap_or_default();
         let config = self.config.for_key(key, &extra)?;
-        self.make_room(key).await;
+        let evicted = match self.reserve(key, slot).await? {
+            Place::Gone => return Ok(None),
+            Place::Taken(evicted) => evicted,
+        };
+        if let Some((victim, conn)) = evicted {
+            tracing::info!(group = %self.config.name, key = %victim, "keyed connection evicted to make room");
+            conn.close().await;
+            conn.emit_removed();
+        }
         let conn = Connection::new(config, &self.shared);
         if let Err(e) = conn.open().await {
             conn.close().await;
             return Err(e);
         }
-        Ok(conn)
-    }
-
-    /// Evicts least recently used keys until one more fits under `max_keys`.
-    async fn make_room(&self, opening: &str) {
-        loop {
-            let victim = {
-                let slots = lock(&self.slots);
-                if slots.len() <= self.config.max_keys as usize {
-                    return;
-                }
-                slots
-                    .iter()
-                    .filter(|(k, s)| k.as_str() != opening && s.conn.get().is_some())
-                    .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
-                    .map(|(k, _)| k.clone())
-            };
-            let Some(victim) = victim else { return };
-            self.evict(&victim).await;
-        }
+        Ok(Some(conn))
     }
 
     /// Closes `key`'s connection (work in flight finishes first, up to its
-    /// `close_timeout`) and forgets it. Returns whether it was open.
+    /// `close_timeout`) and forgets it. Returns whether it was there (open or being
+    /// opened).
     pub async fn remove(&self, key: &str) -> bool {
-        self.evict(key).await
+        self.evict(key, |_| true).await
     }
 
-    async fn evict(&self, key: &str) -> bool {
-        let Some(slot) = lock(&self.slots).remove(key) else {
-            return false;
+    /// Removes `key` if `still` holds for its slot, checked under the group lock, then
+    /// closes its connection. A key still being opened is closed by its attempt.
+    async fn evict(&self, key: &str, still: impl Fn(&Slot) -> bool) -> bool {
+        let conn = {
+            let mut keys = lock(&self.keys);
+            match keys.map.get(key) {
+                Some(slot) if still(slot) => {}
+                _ => return false,
+            }
+            let Some(slot) = keys.map.remove(key) else {
+                return false;
+            };
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+            if slot.placed.load(Ordering::Relaxed) {
+                // Its place stays taken until its pool is closed: here if it is open,
+                // else by its attempt.
+                keys.closing += 1;
+            }
+            slot.conn()
         };
-        self.evicted.fetch_add(1, Ordering::Relaxed);
-        if let Some(conn) = slot.conn.get() {
+        if let Some(conn) = conn {
             tracing::info!(group = %self.config.name, key, "keyed connection evicted");
             conn.close().await;
             conn.emit_removed();
+            let mut keys = lock(&self.keys);
+            keys.closing = keys.closing.saturating_sub(1);
         }
+        self.room.notify_waiters();
         true
     }
 
-    /// Statistics of every open key.
+    /// Statistics of every key open or being opened.
     pub fn stats(&self) -> Vec<KeyStats> {
         let now = self.now_ms();
-        let mut out: Vec<KeyStats> = lock(&self.slots)
+        let mut out: Vec<KeyStats> = lock(&self.keys)
+            .map
             .iter()
-            .map(|(key, slot)| KeyStats {
-                key: key.clone(),
-                idle_for: Duration::from_millis(
-                    now.saturating_sub(slot.last_used.load(Ordering::Relaxed)),
-                ),
-                connection: slot.conn.get().map(Connection::stats),
+            .filter(|(_, s)| s.placed.load(Ordering::Relaxed))
+            .map(|(key, slot)| {
+                let conn = slot.conn();
+                let last = match &conn {
+                    Some(c) => match self.activity(slot, c) {
+                        (true, _) => now,
+                        (false, last) => last,
+                    },
+                    None => slot.last_used.load(Ordering::Relaxed),
+                };
+                KeyStats {
+                    key: key.clone(),
+                    idle_for: Duration::from_millis(now.saturating_sub(last)),
+                    connection: conn.as_ref().map(Connection::stats),
+                }
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
 
-    /// Keys whose pool has had nothing in use for `idle_evict_after`.
-    fn idle_keys(&self, limit: Duration) -> Vec<String> {
-        let now = self.now_ms();
+    /// Whether `conn` (or one of its replicas) has a connection checked out now, and
+    /// when the key was last used: asked for, a checkout started or ended (now while
+    /// one is in progress), or found in use by the sweeper.
+    fn activity(&self, slot: &Slot, conn: &Connection) -> (bool, u64) {
+        let mut busy = false;
+        let mut last = slot.last_used.load(Ordering::Relaxed);
+        for c in std::iter::once(conn.clone()).chain(conn.replicas()) {
+            busy |= c.in_use() > 0;
+            last = last.max(self.ms_at(c.last_checkout()));
+        }
+        (busy, last)
+    }
+
+    /// Whether `slot`'s key has had no checkout and nothing in use for `limit` (`now`
+    /// and `limit` in ms).
+    fn is_idle(&self, slot: &Slot, now: u64, limit: u64) -> bool {
+        slot.conn().is_some_and(|c| {
+            let (busy, last) = self.activity(slot, &c);
+            !busy && now.saturating_sub(last) >= limit
+        })
+    }
+
+    /// One pass of the sweeper: notes which keys are in use (a key found in use counts as
+    /// used until the pass after the one that finds it free, so the idle time counts
+    /// from no earlier than its return), then evicts the idle ones, each checked again
+    /// under the lock as it is removed.
+    async fn sweep(&self, limit: Duration) {
         let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-        lock(&self.slots)
+        let now = self.now_ms();
+        let idle: Vec<String> = lock(&self.keys)
+            .map
             .iter()
-            .filter(|(_, s)| {
-                now.saturating_sub(s.last_used.load(Ordering::Relaxed)) >= limit
-                    && s.conn.get().is_some_and(|c| c.in_use() == 0)
+            .filter(|(_, slot)| {
+                let Some(conn) = slot.conn() else {
+                    return false;
+                };
+                let (busy, _) = self.activity(slot, &conn);
+                if slot.was_busy.swap(busy, Ordering::Relaxed) || busy {
+                    slot.touch(now);
+                }
+                self.is_idle(slot, now, limit)
             })
             .map(|(k, _)| k.clone())
-            .collect()
+            .collect();
+        let evictions = idle
+            .iter()
+            .map(|key| self.evict(key, |slot| self.is_idle(slot, self.now_ms(), limit)));
+        futures_util::future::join_all(evictions).await;
     }
 
     /// Starts the idle sweeper once (on first use): every quarter of `idle_evict_after`
@@ -269,19 +494,241 @@ impl KeyedPools {
                     () = tokio::time::sleep(every) => {}
                 }
                 let Some(group) = weak.upgrade() else { return };
-                for key in group.idle_keys(limit) {
-                    group.evict(&key).await;
-                }
+                group.sweep(limit).await;
             }
         });
     }
 
     /// Closes every key (for `Manager::close`).
     pub(crate) async fn close_all(&self) {
-        let keys: Vec<String> = lock(&self.slots).keys().cloned().collect();
-        futures_util::future::join_all(keys.iter().map(|k| self.evict(k))).await;
+        let keys: Vec<String> = lock(&self.keys).map.keys().cloned().collect();
+        futures_util::future::join_all(keys.iter().map(|k| self.evict(k, |_| true))).await;
+        self.room.notify_waiters();
     }
 }
+
+/// The task that opens one key, spawned so that it finishes (and publishes its outcome
+/// to every caller waiting on it) even if the caller that started it goes away.
+struct Attempt {
+    group: Arc<KeyedPools>,
+    key: String,
+    slot: Arc<Slot>,
+    publish: watch::Sender<Outcome>,
+    /// Set once the outcome is published; until then `Drop` cleans up (a panic).
+    finished: bool,
+}
+
+impl Attempt {
+    async fn run(mut self) -> Result<Option<Connection>> {
+        let group = Arc::clone(&self.group);
+        let opened = group.open(&self.key, &self.slot).await;
+        let (key, slot) = (&self.key, &self.slot);
+        let kept = {
+            let mut keys = lock(&group.keys);
+            let current = keys.current(key, slot);
+            match &opened {
+                Ok(Some(conn)) if current => {
+                    slot.touch(group.now_ms());
+                    self.publish.send_replace(Outcome::Ready(conn.clone()));
+                    true
+                }
+                Err(e) => {
+                    if current {
+                        keys.map.remove(key);
+                    } else if slot.placed.load(Ordering::Relaxed) {
+                        // Removed while it was connecting: its place came free now.
+                        keys.closing = keys.closing.saturating_sub(1);
+                    }
+                    self.publish.send_replace(Outcome::Failed(copy_error(e)));
+                    true
+                }
+                // Removed while it opened (`Some`) or waited for room (`None`).
+                Ok(_) => false,
+            }
+        };
+        self.finished = true;
+        if !kept {
+            if let Ok(Some(conn)) = &opened {
+                conn.close().await;
+                let mut keys = lock(&group.keys);
+                if slot.placed.load(Ordering::Relaxed) {
+                    keys.closing = keys.closing.saturating_sub(1);
+                }
+            }
+            self.publish.send_replace(Outcome::Dropped);
+        }
+        group.room.notify_waiters();
+        match opened {
+            Ok(Some(_)) if !kept => Ok(None),
+            other => other,
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // It panicked (or its runtime shut down) before publishing: forget the slot so
+        // that the next `get` tries again, and give its place back.
+        let mut keys = lock(&self.group.keys);
+        if keys.current(&self.key, &self.slot) {
+            keys.map.remove(&self.key);
+        } else if self.slot.placed.load(Ordering::Relaxed) {
+            keys.closing = keys.closing.saturating_sub(1);
+        }
+        drop(keys);
+        self.group.room.notify_waiters();
+    }
+}
+
+/// A copy of `e` for every caller of a failed attempt but the first: the same variant,
+/// message and class. A driver's error becomes its message (it cannot be cloned), so
+/// only the first caller can downcast the source.
+fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::Config(errors) => Error::Config(errors.clone()),
+        Error::UnknownConnection { name, known } => Error::UnknownConnection {
+            name: name.clone(),
+            known: known.clone(),
+        },
+        Error::NoDefault { known } => Error::NoDefault {
+            known: known.clone(),
+        },
+        Error::WrongKind {
+            name,
+            expected,
+            actual,
+        } => Error::WrongKind {
+            name: name.clone(),
+            expected: *expected,
+            actual: *actual,
+        },
+        Error::WrongPool {
+            name,
+            kind,
+            requested,
+        } => Error::WrongPool {
+            name: name.clone(),
+            kind: *kind,
+            requested,
+        },
+        Error::NoView { name, view, kind } => Error::NoView {
+            name: name.clone(),
+            view,
+            kind: *kind,
+        },
+        Error::NoBudget { name } => Error::NoBudget { name: name.clone() },
+        Error::NotBuilt {
+            name,
+            kind,
+            feature,
+        } => Error::NotBuilt {
+            name: name.clone(),
+            kind: *kind,
+            feature,
+        },
+        Error::NotSupported { name, kind } => Error::NotSupported {
+            name: name.clone(),
+            kind: *kind,
+        },
+        Error::NoDatabase { name } => Error::NoDatabase { name: name.clone() },
+        Error::NotConnected { name } => Error::NotConnected { name: name.clone() },
+        Error::Connect { name, source } => Error::Connect {
+            name: name.clone(),
+            source: copy_provider_error(source),
+        },
+        Error::AcquireTimeout { name, waited } => Error::AcquireTimeout {
+            name: name.clone(),
+            waited: *waited,
+        },
+        Error::Closed { name } => Error::Closed { name: name.clone() },
+        Error::Unavailable {
+            name,
+            waited,
+            last_error,
+            class,
+        } => Error::Unavailable {
+            name: name.clone(),
+            waited: *waited,
+            last_error: last_error.clone(),
+            class: *class,
+        },
+        Error::Database { name, source } => Error::Database {
+            name: name.clone(),
+            source: copy_provider_error(source),
+        },
+        Error::NoReplica { name } => Error::NoReplica { name: name.clone() },
+        Error::UnknownGroup { name, known } => Error::UnknownGroup {
+            name: name.clone(),
+            known: known.clone(),
+        },
+        Error::AlreadyExists { name } => Error::AlreadyExists { name: name.clone() },
+        Error::Startup { failures } => Error::Startup {
+            failures: failures.iter().map(copy_error).collect(),
+        },
+    }
+}
+
+/// See [`copy_error`].
+fn copy_provider_error(e: &ProviderError) -> ProviderError {
+    use dbmanager_providers::Phase;
+    let message = |source: &dyn std::fmt::Display| Box::new(Message(source.to_string()));
+    match e {
+        ProviderError::InvalidDsn { reason } => ProviderError::InvalidDsn {
+            reason: reason.clone(),
+        },
+        ProviderError::InvalidSetting { field, reason } => ProviderError::InvalidSetting {
+            field,
+            reason: reason.clone(),
+        },
+        ProviderError::Timeout { phase, after } => ProviderError::Timeout {
+            phase,
+            after: *after,
+        },
+        ProviderError::AcquireTimeout { waited } => {
+            ProviderError::AcquireTimeout { waited: *waited }
+        }
+        ProviderError::Closed => ProviderError::Closed,
+        ProviderError::Connect(source) => ProviderError::Driver {
+            phase: Phase::Connect,
+            class: e.class(),
+            source: message(source),
+        },
+        ProviderError::Database(source) => ProviderError::Driver {
+            phase: Phase::Database,
+            class: e.class(),
+            source: message(source),
+        },
+        ProviderError::Driver {
+            phase,
+            class,
+            source,
+        } => ProviderError::Driver {
+            phase: *phase,
+            class: *class,
+            source: message(source),
+        },
+        other => ProviderError::Driver {
+            phase: Phase::Connect,
+            class: other.class(),
+            source: message(other),
+        },
+    }
+}
+
+/// A driver error's message, standing in for the error itself in [`copy_error`].
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

@@ -116,6 +116,7 @@ pub(crate) struct Cache<DB: Database> {
 }
 
 impl<DB: Database> Cache<DB> {
+    #[allow(clippy::too_many_arguments)] // one call site, each a distinct pool setting
     pub(crate) fn new(
         pool: Pool<DB>,
         max_idle: u32,
