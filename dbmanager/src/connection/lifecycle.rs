@@ -253,6 +253,10 @@ impl Connection {
             tokio::time::sleep(Duration::from_millis(10)).await;
             complete = gone(&current.main.stats());
         }
+        if self.is_closed() {
+            // `close()` ran meanwhile: the swap did not complete.
+            return Some(Err(self.closed()));
+        }
         self.emit(EventKind::Drained {
             complete,
             took: drain_started.elapsed(),
