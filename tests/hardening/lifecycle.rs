@@ -263,13 +263,21 @@ mod close_races {
         s.mgr.connect().await.unwrap();
         let conn = s.mgr.get("db").unwrap();
         let old = conn.postgres().unwrap();
+        // A connection in use keeps the swap draining.
+        let held = conn.acquire::<sqlx::Postgres>().await.unwrap();
         s.proxy.set_latency(Duration::from_millis(300));
         let swapping = tokio::spawn({
             let conn = conn.clone();
             async move { conn.reconnect().await }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
-        s.mgr.close().await;
+        let closing = tokio::spawn({
+            let mgr = s.mgr.clone();
+            async move { mgr.close().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+        closing.await.unwrap();
         assert!(
             swapping.await.unwrap().is_err(),
             "the swap completed after close()"

@@ -470,6 +470,26 @@ impl<DB: Database> Cache<DB> {
         }
     }
 
+    /// An idle connection of the cache now, without waiting or connecting (the health
+    /// check). sqlx's own idle connections are not taken here: its `try_acquire` runs no
+    /// hooks, so it could hand out one a clear made stale.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection<DB>> {
+        let mut stale = Vec::new();
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let entry = self.pop_usable(&mut state, &mut stale);
+        drop(state);
+        drop(stale);
+        Some(PooledConnection::new(entry?, Arc::clone(self)))
+    }
+
+    /// Resolves when a connection leaves the cache for the sqlx pool (or closes).
+    pub(crate) fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+
     /// The server is back after an outage: borrows under way stop and start again.
     ///
     /// A borrow that found the server refusing connections sits in sqlx's own connect
