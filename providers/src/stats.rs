@@ -157,6 +157,17 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
+    /// Connections closed, counted by reason (unlike `closed_total`, which is derived
+    /// from the open count and so also moves with connects under way).
+    pub fn closed_by_reason(&self) -> u64 {
+        self.closed_max_lifetime
+            + self.closed_idle_timeout
+            + self.closed_max_idle
+            + self.closed_broken
+            + self.closed_shutdown
+            + self.closed_cleared
+    }
+
     /// Two pools' statistics added up (the views of one connection): sizes, limits and
     /// counters are summed.
     pub fn merge(&self, other: &PoolStats) -> PoolStats {

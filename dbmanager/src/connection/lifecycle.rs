@@ -232,27 +232,10 @@ impl Connection {
             connect: started.elapsed(),
         });
         let drain_started = Instant::now();
-        let deadline = dbmanager_providers::time::deadline_in(self.config().drain_timeout);
-        let cancel = self.inner.ctx.cancel.clone();
-        // Sessions fully open at the renew (a connect still under way then is not
-        // counted: it finishes as a new session), and closes counted by reason since.
-        let closes = |s: &dbmanager_providers::stats::PoolStats| {
-            s.closed_max_lifetime
-                + s.closed_idle_timeout
-                + s.closed_max_idle
-                + s.closed_broken
-                + s.closed_shutdown
-                + s.closed_cleared
-        };
-        let live_before = before.opened_total.saturating_sub(closes(&before));
-        let gone = |now: &dbmanager_providers::stats::PoolStats| {
-            closes(now).saturating_sub(closes(&before)) >= live_before
-        };
-        let mut complete = gone(&current.main.stats());
-        while !complete && Instant::now() < deadline && !cancel.is_cancelled() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            complete = gone(&current.main.stats());
-        }
+        let complete = self
+            .renewed_sessions_closed(current.main.as_ref(), &before)
+            .instrument(self.inner.span("dbmanager.drain"))
+            .await;
         if self.is_closed() {
             // `close()` ran meanwhile: the swap did not complete.
             return Some(Err(self.closed()));
@@ -262,6 +245,32 @@ impl Connection {
             took: drain_started.elapsed(),
         });
         Some(Ok(()))
+    }
+
+    /// Waits (within `drain_timeout`, until `close()`) for the sessions that were open
+    /// at the renew (`before`: fully open then; a connect still under way finishes as a
+    /// new session) to close. Returns whether they all did.
+    async fn renewed_sessions_closed(
+        &self,
+        main: &dyn dbmanager_providers::EnginePool,
+        before: &dbmanager_providers::stats::PoolStats,
+    ) -> bool {
+        let deadline = dbmanager_providers::time::deadline_in(self.config().drain_timeout);
+        let live_before = before
+            .opened_total
+            .saturating_sub(before.closed_by_reason());
+        let gone = || {
+            main.stats()
+                .closed_by_reason()
+                .saturating_sub(before.closed_by_reason())
+                >= live_before
+        };
+        let mut complete = gone();
+        while !complete && Instant::now() < deadline && !self.inner.ctx.cancel.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            complete = gone();
+        }
+        complete
     }
 
     /// The main pool's settings: `max_open_conns` less the diesel view's part.
