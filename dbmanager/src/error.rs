@@ -197,6 +197,94 @@ pub enum Error {
 }
 
 impl Error {
+    /// A copy of this error with the same variant, message and class, for every caller
+    /// of a shared attempt but the first (a keyed open that failed). A driver's error
+    /// becomes its message (it cannot be cloned), so only the original can be downcast.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Config(errors) => Error::Config(errors.clone()),
+            Error::UnknownConnection { name, known } => Error::UnknownConnection {
+                name: name.clone(),
+                known: known.clone(),
+            },
+            Error::NoDefault { known } => Error::NoDefault {
+                known: known.clone(),
+            },
+            Error::WrongKind {
+                name,
+                expected,
+                actual,
+            } => Error::WrongKind {
+                name: name.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Error::WrongPool {
+                name,
+                kind,
+                requested,
+            } => Error::WrongPool {
+                name: name.clone(),
+                kind: *kind,
+                requested,
+            },
+            Error::NoView { name, view, kind } => Error::NoView {
+                name: name.clone(),
+                view,
+                kind: *kind,
+            },
+            Error::NoBudget { name } => Error::NoBudget { name: name.clone() },
+            Error::NotBuilt {
+                name,
+                kind,
+                feature,
+            } => Error::NotBuilt {
+                name: name.clone(),
+                kind: *kind,
+                feature,
+            },
+            Error::NotSupported { name, kind } => Error::NotSupported {
+                name: name.clone(),
+                kind: *kind,
+            },
+            Error::NoDatabase { name } => Error::NoDatabase { name: name.clone() },
+            Error::NotConnected { name } => Error::NotConnected { name: name.clone() },
+            Error::Connect { name, source } => Error::Connect {
+                name: name.clone(),
+                source: source.duplicate(),
+            },
+            Error::AcquireTimeout { name, waited } => Error::AcquireTimeout {
+                name: name.clone(),
+                waited: *waited,
+            },
+            Error::Closed { name } => Error::Closed { name: name.clone() },
+            Error::Unavailable {
+                name,
+                waited,
+                last_error,
+                class,
+            } => Error::Unavailable {
+                name: name.clone(),
+                waited: *waited,
+                last_error: last_error.clone(),
+                class: *class,
+            },
+            Error::Database { name, source } => Error::Database {
+                name: name.clone(),
+                source: source.duplicate(),
+            },
+            Error::NoReplica { name } => Error::NoReplica { name: name.clone() },
+            Error::UnknownGroup { name, known } => Error::UnknownGroup {
+                name: name.clone(),
+                known: known.clone(),
+            },
+            Error::AlreadyExists { name } => Error::AlreadyExists { name: name.clone() },
+            Error::Startup { failures } => Error::Startup {
+                failures: failures.iter().map(Error::duplicate).collect(),
+            },
+        }
+    }
+
     /// The connection this error concerns, if any.
     pub fn connection(&self) -> Option<&str> {
         match self {

@@ -90,6 +90,50 @@ impl std::fmt::Display for Phase {
 }
 
 impl ProviderError {
+    /// A copy of this error with the same variant, message and class. A driver's error
+    /// (which cannot be cloned) becomes its message, so only the original can be
+    /// downcast to the driver's type.
+    pub fn duplicate(&self) -> ProviderError {
+        let message = |source: &dyn std::fmt::Display| Box::new(Message(source.to_string()));
+        match self {
+            ProviderError::InvalidDsn { reason } => ProviderError::InvalidDsn {
+                reason: reason.clone(),
+            },
+            ProviderError::InvalidSetting { field, reason } => ProviderError::InvalidSetting {
+                field,
+                reason: reason.clone(),
+            },
+            ProviderError::Timeout { phase, after } => ProviderError::Timeout {
+                phase,
+                after: *after,
+            },
+            ProviderError::AcquireTimeout { waited } => {
+                ProviderError::AcquireTimeout { waited: *waited }
+            }
+            ProviderError::Busy { waited } => ProviderError::Busy { waited: *waited },
+            ProviderError::Closed => ProviderError::Closed,
+            ProviderError::Connect(source) => ProviderError::Driver {
+                phase: Phase::Connect,
+                class: self.class(),
+                source: message(source),
+            },
+            ProviderError::Database(source) => ProviderError::Driver {
+                phase: Phase::Database,
+                class: self.class(),
+                source: message(source),
+            },
+            ProviderError::Driver {
+                phase,
+                class,
+                source,
+            } => ProviderError::Driver {
+                phase: *phase,
+                class: *class,
+                source: message(source),
+            },
+        }
+    }
+
     /// Builds an [`InvalidDsn`](Self::InvalidDsn) error from a parser error, removing every
     /// occurrence of the DSN and of its password from the message.
     pub fn invalid_dsn(err: impl std::fmt::Display, dsn: &str) -> Self {
@@ -171,3 +215,15 @@ impl crate::classify::Classify for ProviderError {
         ProviderError::class(self)
     }
 }
+
+/// A driver error's message, standing in for the error itself in [`ProviderError::duplicate`].
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}

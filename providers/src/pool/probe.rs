@@ -3,7 +3,6 @@
 
 use super::SqlPool;
 use crate::error::ProviderError;
-use crate::stats::PoolCounters;
 use sqlx::{Connection, Database};
 use std::time::{Duration, Instant};
 
@@ -65,13 +64,11 @@ impl<DB: Database> SqlPool<DB> {
         match tokio::time::timeout_at(deadline, conn.ping()).await {
             Ok(Ok(())) => Ok(started.elapsed()),
             Ok(Err(e)) => {
-                conn.into_sqlx().close_on_drop();
-                PoolCounters::inc(&inner.counters.closed_broken);
+                conn.close_broken();
                 Err(ProviderError::Database(e))
             }
             Err(_) => {
-                conn.into_sqlx().close_on_drop();
-                PoolCounters::inc(&inner.counters.closed_broken);
+                conn.close_broken();
                 Err(elapsed())
             }
         }

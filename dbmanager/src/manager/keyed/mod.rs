@@ -1,11 +1,14 @@
 //! Keyed pools: [`KeyedPools`], one supervised connection per key (a tenant, a device),
 //! created on first use from a template, evicted when idle or when the group is full.
 
+mod attempt;
+mod sweep;
+
 use crate::config::KeyedConfig;
 use crate::connection::{Connection, Shared};
 use crate::error::{Error, Result};
 use crate::stats::ConnectionStats;
-use dbmanager_providers::ProviderError;
+use attempt::Attempt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -244,7 +247,7 @@ impl KeyedPools {
                     let ended = outcome.wait_for(|o| !matches!(o, Outcome::Opening)).await;
                     match ended.as_deref() {
                         Ok(Outcome::Ready(conn)) => Some(conn.clone()),
-                        Ok(Outcome::Failed(e)) => return Err(copy_error(e)),
+                        Ok(Outcome::Failed(e)) => return Err(e.duplicate()),
                         // Removed while opening, or its task ended without an answer
                         // (it panicked): ask again.
                         Ok(Outcome::Dropped | Outcome::Opening) | Err(_) => None,
@@ -423,82 +426,6 @@ impl KeyedPools {
         out
     }
 
-    /// Whether `conn` (or one of its replicas) has a connection checked out now, and
-    /// when the key was last used: asked for, a checkout started or ended (now while
-    /// one is in progress), or found in use by the sweeper.
-    fn activity(&self, slot: &Slot, conn: &Connection) -> (bool, u64) {
-        let mut busy = false;
-        let mut last = slot.last_used.load(Ordering::Relaxed);
-        for c in std::iter::once(conn.clone()).chain(conn.replicas()) {
-            busy |= c.in_use() > 0;
-            last = last.max(self.ms_at(c.last_checkout()));
-        }
-        (busy, last)
-    }
-
-    /// Whether `slot`'s key has had no checkout and nothing in use for `limit` (`now`
-    /// and `limit` in ms).
-    fn is_idle(&self, slot: &Slot, now: u64, limit: u64) -> bool {
-        slot.conn().is_some_and(|c| {
-            let (busy, last) = self.activity(slot, &c);
-            !busy && now.saturating_sub(last) >= limit
-        })
-    }
-
-    /// One pass of the sweeper: notes which keys are in use (a key found in use counts as
-    /// used until the pass after the one that finds it free, so the idle time counts
-    /// from no earlier than its return), then evicts the idle ones, each checked again
-    /// under the lock as it is removed.
-    async fn sweep(&self, limit: Duration) {
-        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-        let now = self.now_ms();
-        let idle: Vec<String> = lock(&self.keys)
-            .map
-            .iter()
-            .filter(|(_, slot)| {
-                let Some(conn) = slot.conn() else {
-                    return false;
-                };
-                let (busy, _) = self.activity(slot, &conn);
-                if slot.was_busy.swap(busy, Ordering::Relaxed) || busy {
-                    slot.touch(now);
-                }
-                self.is_idle(slot, now, limit)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let evictions = idle
-            .iter()
-            .map(|key| self.evict(key, |slot| self.is_idle(slot, self.now_ms(), limit)));
-        futures_util::future::join_all(evictions).await;
-    }
-
-    /// Starts the idle sweeper once (on first use): every quarter of `idle_evict_after`
-    /// (at least 50 ms, at most 30 s) it evicts the keys idle that long, whether or not
-    /// anything asks for a key.
-    fn start_sweeper(&self) {
-        let Some(limit) = self.config.idle_evict_after else {
-            return;
-        };
-        // Every `get` passes here: a plain load first keeps that a read of a shared line.
-        if self.sweeping.load(Ordering::Acquire) || self.sweeping.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let every = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-        let cancel = self.shared.cancel.clone();
-        let weak = self.me.clone();
-        self.shared.tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(every) => {}
-                }
-                let Some(group) = weak.upgrade() else { return };
-                group.sweep(limit).await;
-            }
-        });
-    }
-
     /// Closes every key (for `Manager::close`).
     pub(crate) async fn close_all(&self) {
         let keys: Vec<String> = lock(&self.keys).map.keys().cloned().collect();
@@ -506,229 +433,6 @@ impl KeyedPools {
         self.room.notify_waiters();
     }
 }
-
-/// The task that opens one key, spawned so that it finishes (and publishes its outcome
-/// to every caller waiting on it) even if the caller that started it goes away.
-struct Attempt {
-    group: Arc<KeyedPools>,
-    key: String,
-    slot: Arc<Slot>,
-    publish: watch::Sender<Outcome>,
-    /// Set once the outcome is published; until then `Drop` cleans up (a panic).
-    finished: bool,
-}
-
-impl Attempt {
-    async fn run(mut self) -> Result<Option<Connection>> {
-        let group = Arc::clone(&self.group);
-        let opened = group.open(&self.key, &self.slot).await;
-        let (key, slot) = (&self.key, &self.slot);
-        let kept = {
-            let mut keys = lock(&group.keys);
-            let current = keys.current(key, slot);
-            match &opened {
-                Ok(Some(conn)) if current => {
-                    slot.touch(group.now_ms());
-                    self.publish.send_replace(Outcome::Ready(conn.clone()));
-                    true
-                }
-                Err(e) => {
-                    if current {
-                        keys.map.remove(key);
-                    } else if slot.placed.load(Ordering::Relaxed) {
-                        // Removed while it was connecting: its place came free now.
-                        keys.closing = keys.closing.saturating_sub(1);
-                    }
-                    self.publish.send_replace(Outcome::Failed(copy_error(e)));
-                    true
-                }
-                // Removed while it opened (`Some`) or waited for room (`None`).
-                Ok(_) => false,
-            }
-        };
-        self.finished = true;
-        if !kept {
-            if let Ok(Some(conn)) = &opened {
-                conn.close().await;
-                let mut keys = lock(&group.keys);
-                if slot.placed.load(Ordering::Relaxed) {
-                    keys.closing = keys.closing.saturating_sub(1);
-                }
-            }
-            self.publish.send_replace(Outcome::Dropped);
-        }
-        group.room.notify_waiters();
-        match opened {
-            Ok(Some(_)) if !kept => Ok(None),
-            other => other,
-        }
-    }
-}
-
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        // It panicked (or its runtime shut down) before publishing: forget the slot so
-        // that the next `get` tries again, and give its place back.
-        let mut keys = lock(&self.group.keys);
-        if keys.current(&self.key, &self.slot) {
-            keys.map.remove(&self.key);
-        } else if self.slot.placed.load(Ordering::Relaxed) {
-            keys.closing = keys.closing.saturating_sub(1);
-        }
-        drop(keys);
-        self.group.room.notify_waiters();
-    }
-}
-
-/// A copy of `e` for every caller of a failed attempt but the first: the same variant,
-/// message and class. A driver's error becomes its message (it cannot be cloned), so
-/// only the first caller can downcast the source.
-fn copy_error(e: &Error) -> Error {
-    match e {
-        Error::Config(errors) => Error::Config(errors.clone()),
-        Error::UnknownConnection { name, known } => Error::UnknownConnection {
-            name: name.clone(),
-            known: known.clone(),
-        },
-        Error::NoDefault { known } => Error::NoDefault {
-            known: known.clone(),
-        },
-        Error::WrongKind {
-            name,
-            expected,
-            actual,
-        } => Error::WrongKind {
-            name: name.clone(),
-            expected: *expected,
-            actual: *actual,
-        },
-        Error::WrongPool {
-            name,
-            kind,
-            requested,
-        } => Error::WrongPool {
-            name: name.clone(),
-            kind: *kind,
-            requested,
-        },
-        Error::NoView { name, view, kind } => Error::NoView {
-            name: name.clone(),
-            view,
-            kind: *kind,
-        },
-        Error::NoBudget { name } => Error::NoBudget { name: name.clone() },
-        Error::NotBuilt {
-            name,
-            kind,
-            feature,
-        } => Error::NotBuilt {
-            name: name.clone(),
-            kind: *kind,
-            feature,
-        },
-        Error::NotSupported { name, kind } => Error::NotSupported {
-            name: name.clone(),
-            kind: *kind,
-        },
-        Error::NoDatabase { name } => Error::NoDatabase { name: name.clone() },
-        Error::NotConnected { name } => Error::NotConnected { name: name.clone() },
-        Error::Connect { name, source } => Error::Connect {
-            name: name.clone(),
-            source: copy_provider_error(source),
-        },
-        Error::AcquireTimeout { name, waited } => Error::AcquireTimeout {
-            name: name.clone(),
-            waited: *waited,
-        },
-        Error::Closed { name } => Error::Closed { name: name.clone() },
-        Error::Unavailable {
-            name,
-            waited,
-            last_error,
-            class,
-        } => Error::Unavailable {
-            name: name.clone(),
-            waited: *waited,
-            last_error: last_error.clone(),
-            class: *class,
-        },
-        Error::Database { name, source } => Error::Database {
-            name: name.clone(),
-            source: copy_provider_error(source),
-        },
-        Error::NoReplica { name } => Error::NoReplica { name: name.clone() },
-        Error::UnknownGroup { name, known } => Error::UnknownGroup {
-            name: name.clone(),
-            known: known.clone(),
-        },
-        Error::AlreadyExists { name } => Error::AlreadyExists { name: name.clone() },
-        Error::Startup { failures } => Error::Startup {
-            failures: failures.iter().map(copy_error).collect(),
-        },
-    }
-}
-
-/// See [`copy_error`].
-fn copy_provider_error(e: &ProviderError) -> ProviderError {
-    use dbmanager_providers::Phase;
-    let message = |source: &dyn std::fmt::Display| Box::new(Message(source.to_string()));
-    match e {
-        ProviderError::InvalidDsn { reason } => ProviderError::InvalidDsn {
-            reason: reason.clone(),
-        },
-        ProviderError::InvalidSetting { field, reason } => ProviderError::InvalidSetting {
-            field,
-            reason: reason.clone(),
-        },
-        ProviderError::Timeout { phase, after } => ProviderError::Timeout {
-            phase,
-            after: *after,
-        },
-        ProviderError::AcquireTimeout { waited } => {
-            ProviderError::AcquireTimeout { waited: *waited }
-        }
-        ProviderError::Closed => ProviderError::Closed,
-        ProviderError::Connect(source) => ProviderError::Driver {
-            phase: Phase::Connect,
-            class: e.class(),
-            source: message(source),
-        },
-        ProviderError::Database(source) => ProviderError::Driver {
-            phase: Phase::Database,
-            class: e.class(),
-            source: message(source),
-        },
-        ProviderError::Driver {
-            phase,
-            class,
-            source,
-        } => ProviderError::Driver {
-            phase: *phase,
-            class: *class,
-            source: message(source),
-        },
-        other => ProviderError::Driver {
-            phase: Phase::Connect,
-            class: other.class(),
-            source: message(other),
-        },
-    }
-}
-
-/// A driver error's message, standing in for the error itself in [`copy_error`].
-#[derive(Debug)]
-struct Message(String);
-
-impl std::fmt::Display for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Message {}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
