@@ -68,6 +68,16 @@ pub(crate) const SLOW_BORROW: Duration = Duration::from_millis(100);
 /// the sqlx pool once (where its lifetime is checked).
 pub(crate) const RECHECK: Duration = Duration::from_secs(30);
 
+/// The sqlx pool's idle count. sqlx counts a release after putting the connection in its
+/// queue, so an acquire that pops it in between counts down first and the count wraps
+/// below zero for a moment (seen as `usize::MAX`, which overflowed a sum here). Such a
+/// reading is taken as none idle.
+pub(crate) fn sqlx_idle<DB: Database>(pool: &Pool<DB>) -> usize {
+    let n = pool.num_idle();
+    let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
+    if n > max { 0 } else { n }
+}
+
 /// One borrowed connection.
 struct Entry<DB: Database> {
     conn: PoolConnection<DB>,
@@ -219,7 +229,7 @@ impl<DB: Database> Cache<DB> {
     fn sqlx_available(&self) -> usize {
         let max = self.pool.options().get_max_connections();
         let open = self.pool.size();
-        usize::try_from(max.saturating_sub(open)).unwrap_or(0) + self.pool.num_idle()
+        usize::try_from(max.saturating_sub(open)).unwrap_or(0) + sqlx_idle(&self.pool)
     }
 
     /// Whether the sqlx pool may open another connection within `max_open_conns` (its
@@ -422,7 +432,7 @@ impl<DB: Database> Cache<DB> {
     /// Returns every idle connection of the cache to the sqlx pool now if that pool has
     /// none left to give (someone is about to use the sqlx pool itself).
     pub(crate) fn give_back_if_exhausted(&self) {
-        if self.has_room() || self.pool.num_idle() > 0 {
+        if self.has_room() || sqlx_idle(&self.pool) > 0 {
             return;
         }
         let idle: Vec<Entry<DB>> = self.lock().idle.drain(..).collect();
@@ -444,7 +454,7 @@ impl<DB: Database> Cache<DB> {
         }
         let pressure = self.raw_used.load(Ordering::Relaxed)
             && self.pool.size() >= self.pool.options().get_max_connections()
-            && self.pool.num_idle() == 0;
+            && sqlx_idle(&self.pool) == 0;
         let mut back = Vec::new();
         {
             let mut state = self.lock();

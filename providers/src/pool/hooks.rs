@@ -3,6 +3,7 @@
 
 use super::{Generation, Inner, SharedInit};
 use crate::classify::classify;
+use crate::fast::sqlx_idle;
 use crate::settings::PoolSettings;
 use crate::stats::PoolCounters;
 use arc_swap::ArcSwapOption;
@@ -37,7 +38,7 @@ pub(super) async fn fill_min_idle<DB: Database>(inner: &Inner<DB>) {
     let limit = inner.settings.connect_timeout;
     let acquire = || tokio::time::timeout(limit, inner.pool.acquire());
     // Idle connections are handed out first: take them all, so the rest must be opened.
-    let idle = inner.pool.num_idle();
+    let idle = sqlx_idle(&inner.pool);
     let mut held = Vec::new();
     for _ in 0..idle {
         match inner.pool.try_acquire() {
@@ -89,7 +90,7 @@ pub(super) fn spawn_maintenance<DB: Database>(
                 () = fill_min_idle(&inner) => {}
             }
             let max_idle = inner.settings.max_idle as usize;
-            while inner.pool.num_idle() + inner.cache.idle() > max_idle {
+            while sqlx_idle(&inner.pool) + inner.cache.idle() > max_idle {
                 // `try_acquire` gives up if a caller is waiting: that caller needs it more.
                 let Some(conn) = inner.pool.try_acquire() else {
                     break;
@@ -192,7 +193,7 @@ pub(super) fn pool_options<DB: Database>(
             let idle_now = slot
                 .load()
                 .as_ref()
-                .map(|p| p.num_idle() + cache_idle.load(Ordering::Relaxed));
+                .map(|p| sqlx_idle(p) + cache_idle.load(Ordering::Relaxed));
             let stale = gen_release.is_stale(meta.age);
             Box::pin(async move {
                 if stale {

@@ -24,7 +24,7 @@ mod hooks;
 mod probe;
 
 use crate::error::ProviderError;
-use crate::fast::{Cache, PooledConnection};
+use crate::fast::{Cache, PooledConnection, sqlx_idle};
 use crate::settings::PoolSettings;
 use crate::stats::{PoolCounters, PoolStats};
 use arc_swap::ArcSwapOption;
@@ -335,7 +335,7 @@ impl<DB: Database> SqlPool<DB> {
         PoolCounters::inc(&inner.counters.clears);
         inner.broken.notify_one();
         // `try_acquire` pops idle connections without running the hooks (no ping).
-        for _ in 0..inner.pool.num_idle() {
+        for _ in 0..sqlx_idle(&inner.pool) {
             let Some(mut conn) = inner.pool.try_acquire() else {
                 break;
             };
@@ -398,7 +398,7 @@ impl<DB: Database> SqlPool<DB> {
 
     /// Idle connections: in the sqlx pool, and in the fast path's cache.
     fn idle(&self) -> u32 {
-        let n = self.inner.pool.num_idle() + self.inner.cache.idle();
+        let n = sqlx_idle(&self.inner.pool) + self.inner.cache.idle();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 

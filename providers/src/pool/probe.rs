@@ -3,6 +3,7 @@
 
 use super::SqlPool;
 use crate::error::ProviderError;
+use crate::fast::sqlx_idle;
 use sqlx::{Connection, Database};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ impl<DB: Database> SqlPool<DB> {
             }
             // Idle in sqlx: through its acquire, whose hooks drop stale connections (its
             // `try_acquire` runs none).
-            if inner.pool.num_idle() > 0 {
+            if sqlx_idle(&inner.pool) > 0 {
                 break tokio::time::timeout_at(deadline, self.acquire_within(timeout))
                     .await
                     .map_err(|_| elapsed())??;
