@@ -13,6 +13,8 @@
 //!   and then released, a raw-pool acquire gets one back.
 
 mod support;
+#[path = "pool/torture.rs"]
+mod torture;
 
 use dbmanager::Manager;
 use std::time::{Duration, Instant};

@@ -113,16 +113,36 @@ impl<DB: Database> Drop for PooledConnection<DB> {
             None if queued => drop(entry),
             // A reply still outstanding: an operation was cancelled mid-flight (a
             // `pg_sleep` given up by a timeout, say). The server runs that query to its
-            // end whatever the client does, so the session exists until then: the
-            // connection keeps its place in the budget while sqlx's release waits for the
-            // reply in the background (its release ping), then goes back to the pool.
-            // Closing it instead would let the pool open a replacement while the server
-            // still runs the old session: one session over the budget per cancellation.
-            None => drop(entry),
+            // end whatever the client does, so the session exists until then.
+            None => return drain(entry, Arc::clone(&self.cache)),
         }
         // Gone to the sqlx pool, or closed: a waiter may borrow now.
         self.cache.freed.notify_waiters();
     }
+}
+
+/// Waits in the background for the reply a cancelled operation left outstanding (a
+/// ping waits for it first), holding the connection, and so its place in the budget, all
+/// that time; then releases it to the sqlx pool, or closes it if the wait failed.
+///
+/// Not left to sqlx's release: its release hooks run before its ping, and a hook that
+/// closes the connection (a clear, the lifetime, `max_idle_conns`) would close the socket
+/// while the server still runs the query, freeing the place for a new session while the
+/// old one is still on the server (seen under load: 6 sessions for a budget of 4).
+fn drain<DB: Database>(mut entry: Entry<DB>, cache: Arc<Cache<DB>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime (dropped at shutdown): sqlx's release is all there is.
+        drop(entry);
+        return;
+    };
+    runtime.spawn(async move {
+        if entry.conn.ping().await.is_err() {
+            entry.conn.close_on_drop();
+            PoolCounters::inc(&cache.counters.closed_broken);
+        }
+        drop(entry);
+        cache.freed.notify_waiters();
+    });
 }
 
 /// A transaction on a [`PooledConnection`]: what `Connection::begin` returns. Dereferences
