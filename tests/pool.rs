@@ -422,3 +422,64 @@ async fn busy_pool_is_not_declared_dead() {
     assert!(ok > 100, "only {ok} operations in 3 s");
     mgr.close().await;
 }
+
+/// Raw-pool callers (and so SeaORM's, and the replica lag query) wait in the same line as
+/// the fast path's: under fast-path load that keeps every connection busy, a raw caller
+/// still gets a connection within a short wait, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_pool_callers_are_not_starved_by_fast_path_load() {
+    require_postgres().await;
+    let mgr = Manager::from_yaml_str(
+        &Engine::Postgres.yaml(PG_URL, "    max_open_conns: 2\n    acquire_timeout: 10s\n"),
+    )
+    .unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    let fast: Vec<_> = (0..6)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let mut ops = 0u32;
+                while Instant::now() < until {
+                    let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
+                    sqlx::query("select pg_sleep(0.01)")
+                        .execute(&mut *c)
+                        .await
+                        .unwrap();
+                    ops += 1;
+                }
+                ops
+            })
+        })
+        .collect();
+    let raw = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let (mut ops, mut worst) = (0u32, Duration::ZERO);
+            // Give the fast path time to hold every connection first.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while Instant::now() < until {
+                let started = Instant::now();
+                let pool = conn.postgres().unwrap();
+                sqlx::query("select 1").execute(&pool).await.unwrap();
+                worst = worst.max(started.elapsed());
+                ops += 1;
+            }
+            (ops, worst)
+        })
+    };
+    let mut fast_ops = 0;
+    for t in fast {
+        fast_ops += t.await.unwrap();
+    }
+    let (raw_ops, worst) = raw.await.unwrap();
+    println!(
+        "{fast_ops} fast-path operations, {raw_ops} raw; the raw caller's worst wait {worst:?}"
+    );
+    assert!(
+        raw_ops >= 20 && worst < Duration::from_millis(500),
+        "{fast_ops} fast-path operations against {raw_ops} raw ones; the raw caller's worst wait {worst:?}"
+    );
+    mgr.close().await;
+}

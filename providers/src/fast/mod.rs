@@ -64,6 +64,14 @@ pub(crate) const LINGER: Duration = Duration::from_millis(100);
 /// to look (one direct connect, cheap either way).
 pub(crate) const SLOW_BORROW: Duration = Duration::from_millis(100);
 
+/// While the raw pool is in use and the sqlx pool has nothing left to give, a released
+/// connection goes back to the sqlx pool at most this often instead of to the next
+/// fast-path waiter. sqlx's fair semaphore then hands it to whoever waits longest there:
+/// a raw-pool or SeaORM caller (invisible to the fast path) if one waits, else a
+/// fast-path borrow. Without it, fast-path load that keeps every connection busy starved
+/// raw callers for as long as it lasted.
+pub(crate) const RAW_TURN: Duration = Duration::from_millis(10);
+
 /// How long a connection stays in the cache, in use or not, before it goes back through
 /// the sqlx pool once (where its lifetime is checked).
 pub(crate) const RECHECK: Duration = Duration::from_secs(30);
@@ -123,6 +131,10 @@ pub(crate) struct Cache<DB: Database> {
     idle_count: Arc<AtomicUsize>,
     /// The supervisor's "look now" signal (see [`SLOW_BORROW`]).
     broken: Arc<tokio::sync::Notify>,
+    /// When a released connection last went to the sqlx pool's waiters ([`RAW_TURN`]):
+    /// microseconds after `epoch`.
+    last_raw_turn: AtomicU64,
+    epoch: Instant,
 }
 
 impl<DB: Database> Cache<DB> {
@@ -157,6 +169,8 @@ impl<DB: Database> Cache<DB> {
             freed: tokio::sync::Notify::new(),
             idle_count,
             broken,
+            last_raw_turn: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 
@@ -257,7 +271,13 @@ impl<DB: Database> Cache<DB> {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if self.borrowing.load(Ordering::Acquire) < self.sqlx_available() {
+            // Once the raw pool is in use, waiters also queue in the sqlx pool (one borrow
+            // per waiter at most), so that sqlx's fair semaphore orders fast-path and
+            // raw-pool callers in one line (see [`RAW_TURN`]).
+            let borrowing = self.borrowing.load(Ordering::Acquire);
+            if borrowing < self.sqlx_available()
+                || (self.raw_used.load(Ordering::Relaxed) && borrowing < self.waiting())
+            {
                 self.borrowing.fetch_add(1, Ordering::AcqRel);
                 let (done, mut borrowed) = oneshot::channel();
                 let cache = Arc::clone(self);
@@ -408,6 +428,12 @@ impl<DB: Database> Cache<DB> {
             return;
         }
         entry.idle_since = Instant::now();
+        if self.raw_turn() {
+            // Through sqlx's release, to its longest waiter.
+            drop(entry);
+            self.freed.notify_waiters();
+            return;
+        }
         let mut state = self.lock();
         if state.closed {
             return;
@@ -427,6 +453,27 @@ impl<DB: Database> Cache<DB> {
             drop(entry);
             self.freed.notify_waiters();
         }
+    }
+
+    /// Callers waiting in the cache now (some may have given up since).
+    fn waiting(&self) -> usize {
+        self.lock().waiters.len()
+    }
+
+    /// Whether this release is the sqlx pool's turn (see [`RAW_TURN`]): the raw pool is in
+    /// use, the sqlx pool has nothing to give, and its last turn was long enough ago.
+    fn raw_turn(&self) -> bool {
+        if !self.raw_used.load(Ordering::Relaxed) || self.has_room() || sqlx_idle(&self.pool) > 0 {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let last = self.last_raw_turn.load(Ordering::Relaxed);
+        let every = u64::try_from(RAW_TURN.as_micros()).unwrap_or(u64::MAX);
+        now.saturating_sub(last) >= every
+            && self
+                .last_raw_turn
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Returns every idle connection of the cache to the sqlx pool now if that pool has
