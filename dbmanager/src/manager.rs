@@ -53,8 +53,9 @@ pub(crate) struct Inner {
     index: ArcSwap<Index>,
     /// Every connection this manager has held. Append-only, so [`Manager::connection`]
     /// can lend a `&Connection` for as long as the manager is borrowed without touching a
-    /// shared counter. A removed connection's slot keeps its closed handle (settings and
-    /// counters, no pool, no task) until the manager is dropped.
+    /// shared counter. A removed connection's slot keeps a closed shell (name, type,
+    /// scalar settings, counters: `Connection::shed` frees the rest) until the manager is
+    /// dropped.
     slots: boxcar::Vec<Connection>,
     /// One change of the set (add, remove, reload) at a time.
     changing: tokio::sync::Mutex<()>,

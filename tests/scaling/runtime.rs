@@ -183,3 +183,54 @@ async fn get_does_not_wait_for_an_add_in_progress() {
     assert!(err.to_string().contains("stuck"), "{err}");
     mgr.close().await;
 }
+
+/// Resident memory of this process, in KiB (`/proc/self/statm`).
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4
+}
+
+/// Memory follows the live connections: a removed connection's pools, settings and
+/// secrets are freed (its handle keeps only a closed shell of about 3 KiB, so that
+/// lock-free lookups can lend `&Connection`). 2,000 add/remove cycles after a warm-up
+/// (`DBMANAGER_CYCLES=10000` for the full measurement); before, each kept about 10 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_and_remove_cycles_free_what_each_connection_held() {
+    let (mgr, _registry) = manager().await;
+    let section = "type: sqlite\nfilepath: ':memory:'\ntags:\n  team: payments\n";
+    let cycle = |i: usize| {
+        let mgr = mgr.clone();
+        async move {
+            let name = format!("c{i}");
+            let config = ConnectionConfig::from_yaml(&name, section).unwrap();
+            mgr.add(config).await.unwrap();
+            assert!(mgr.remove(&name).await.unwrap());
+        }
+    };
+    let cycles: usize = std::env::var("DBMANAGER_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
+    for i in 0..500 {
+        cycle(i).await;
+    }
+    let before = rss_kib();
+    let started = Instant::now();
+    for i in 500..500 + cycles {
+        cycle(i).await;
+    }
+    let grown = rss_kib().saturating_sub(before);
+    let per_cycle = grown * 1024 / cycles as u64;
+    println!(
+        "{cycles} add/remove cycles in {:?}: resident memory grew {grown} KiB ({per_cycle} bytes a cycle)",
+        started.elapsed()
+    );
+    assert!(
+        per_cycle < 5 * 1024,
+        "resident memory grew {grown} KiB over {cycles} add/remove cycles ({per_cycle} bytes a cycle)"
+    );
+    assert_eq!(mgr.names(), ["cache"]);
+    assert_eq!(mgr.task_count(), 2, "only the remaining connection's tasks");
+    mgr.close().await;
+}

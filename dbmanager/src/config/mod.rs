@@ -276,6 +276,25 @@ pub(crate) fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
     format!("{a:?}") == format!("{b:?}") && a.secrets() == b.secrets()
 }
 
+impl ConnectionConfig {
+    /// What a removed connection keeps of its settings: its name, type and scalar
+    /// settings. No secret (the endpoint keeps no password or DSN), no tags, options,
+    /// replicas or provider.
+    pub(crate) fn shell(&self) -> ConnectionConfig {
+        let mut shell = self.clone();
+        if let Endpoint::Server(server) = &mut shell.endpoint {
+            server.password = None;
+            server.dsn = None;
+        }
+        shell.tags = BTreeMap::new();
+        shell.options = BTreeMap::new();
+        shell.replicas = Vec::new();
+        shell.provider = None;
+        shell.mongo = MongoSettings::default();
+        shell
+    }
+}
+
 /// Whether two connections' settings are the same, secrets included: a reload leaves such
 /// a connection untouched.
 pub(crate) fn same_settings(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {

@@ -549,6 +549,24 @@ impl Connection {
         drained && replicas_drained.into_iter().all(|d| d)
     }
 
+    /// After [`close`](Self::close), for a connection the manager removed: frees what it
+    /// held (its pools, its replicas, its settings' secrets and extras) and publishes
+    /// `Removed` for it and each replica, so their metric series go too. What is left is
+    /// a closed shell (name, type, scalar settings, counters) that a handle taken
+    /// earlier still answers from.
+    pub(crate) fn shed(&self) {
+        let inner = &self.inner;
+        inner.pools.store(None);
+        for replica in inner.replicas.swap(Arc::new(Vec::new())).iter() {
+            replica.conn.shed();
+        }
+        inner
+            .secrets
+            .store(Arc::new(dbmanager_providers::Secrets::default()));
+        inner.config.store(Arc::new(self.config().shell()));
+        self.emit(EventKind::Removed);
+    }
+
     async fn close_self(&self) -> bool {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.ctx.cancel.cancel();

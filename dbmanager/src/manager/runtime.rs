@@ -192,7 +192,7 @@ impl Manager {
         }
         let conn = &self.inner.slots[slot];
         let drained = conn.close().await;
-        conn.emit_removed();
+        conn.shed();
         Ok(drained)
     }
 
