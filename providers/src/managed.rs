@@ -489,3 +489,6 @@ async fn maintain<K: Connector>(pool: ManagedPool<K>) {
 }
 
 crate::provider::engine_pool!(ManagedPool<K>, K: Connector);
+
+#[cfg(test)]
+mod tests;
