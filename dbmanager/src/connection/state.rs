@@ -4,7 +4,7 @@ use super::{Connection, Inner, WaiterGuard};
 use crate::config::OnUnavailable;
 use crate::error::{Error, Result};
 use crate::events::{ClearReason, Event, EventKind};
-use crate::health::{Health, HealthState};
+use crate::health::{Health, HealthState, Verdict, judge};
 use dbmanager_providers::time::deadline;
 use dbmanager_providers::{Classify, ErrorClass, ProviderError};
 use std::sync::Arc;
@@ -44,35 +44,41 @@ impl Inner {
         if self.is_closed() {
             return None;
         }
-        match result {
-            Ok(latency) => {
+        let current = self.health.load_full();
+        let verdict = judge(
+            current.state,
+            self.failures.load(Ordering::Relaxed),
+            self.config.load().failure_threshold,
+            result,
+        );
+        match (verdict, result) {
+            (Verdict::Up { recovered }, Ok(latency)) => {
                 self.failures.store(0, Ordering::Relaxed);
-                let was = self.health.load().state;
                 let mut h = Health::new(HealthState::Healthy);
                 h.latency = Some(*latency);
                 self.set_health(h);
-                if was != HealthState::Healthy {
+                if recovered {
                     self.emit(EventKind::Connected { latency: *latency });
                 }
                 None
             }
-            // Every connection in use the whole time: no verdict either way (callers'
-            // round trips are what kept them busy).
-            Err(ProviderError::Busy { .. }) => None,
-            Err(e) => {
-                let class = e.class();
-                if class.clears_pool() {
+            (
+                Verdict::Failed {
+                    down,
+                    clear,
+                    failures,
+                    class,
+                },
+                Err(e),
+            ) => {
+                if clear {
                     let reason = match e {
                         ProviderError::Timeout { .. } => ClearReason::HealthCheckTimeout,
                         _ => ClearReason::HealthCheckFailed(class),
                     };
                     self.clear_with(reason);
                 }
-                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                let current = self.health.load_full();
-                let down = class.is_fatal()
-                    || failures >= self.config.load().failure_threshold
-                    || current.state != HealthState::Healthy;
+                self.failures.store(failures, Ordering::Relaxed);
                 let mut h = Health::new(if down {
                     HealthState::Unhealthy
                 } else {
@@ -85,6 +91,8 @@ impl Inner {
                 self.set_health(h);
                 Some(class)
             }
+            // No verdict (a busy pool); the other pairs cannot occur.
+            _ => None,
         }
     }
 
