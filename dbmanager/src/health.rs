@@ -85,7 +85,7 @@ pub(crate) enum Verdict {
     },
     /// Every connection was in use for the whole check: busy is not dead, nothing
     /// changes.
-    NoVerdict,
+    Busy,
     /// A connect or a round trip failed.
     Failed {
         /// The state becomes (or stays) unhealthy.
@@ -114,7 +114,7 @@ pub(crate) fn judge(
         Ok(_) => Verdict::Up {
             recovered: current != HealthState::Healthy,
         },
-        Err(ProviderError::Busy { .. }) => Verdict::NoVerdict,
+        Err(ProviderError::Busy { .. }) => Verdict::Busy,
         Err(e) => {
             let class = e.class();
             let failures = failures.saturating_add(1);
@@ -177,7 +177,7 @@ mod tests {
             HealthState::Unhealthy,
             HealthState::Connecting,
         ] {
-            assert_eq!(judge(state, 0, 1, &busy), Verdict::NoVerdict, "{state}");
+            assert_eq!(judge(state, 0, 1, &busy), Verdict::Busy, "{state}");
         }
     }
 
