@@ -483,3 +483,40 @@ async fn raw_pool_callers_are_not_starved_by_fast_path_load() {
     );
     mgr.close().await;
 }
+
+/// A connection idle past `ping_idle_after` is pinged before it is handed out. A caller
+/// whose wait runs out during that ping gets `AcquireTimeout`, but the connection is not
+/// closed as broken for it: it finishes its ping in the background and is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_out_of_time_during_the_idle_ping_does_not_close_a_healthy_connection() {
+    require_postgres().await;
+    let proxy = FaultProxy::start(5432).await;
+    let dsn = format!(
+        "postgres://postgres@127.0.0.1:{}/test?sslmode=disable",
+        proxy.port()
+    );
+    let mgr = Manager::from_yaml_str(&Engine::Postgres.yaml(
+        &dsn,
+        "    max_open_conns: 1\n    ping_idle_after: 10ms\n    acquire_timeout: 30ms\n    connect_timeout: 5s\n",
+    ))
+    .unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    drop(conn.acquire::<sqlx::Postgres>().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Each round trip now takes longer than the caller's whole wait.
+    proxy.set_latency(Duration::from_millis(60));
+    let late = conn.acquire::<sqlx::Postgres>().await;
+    assert!(late.is_err(), "the acquire outlived acquire_timeout");
+    drop(late);
+    proxy.set_latency(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = conn.stats().pool;
+    assert_eq!(
+        stats.closed_broken, 0,
+        "a healthy connection was closed as broken: {stats:?}"
+    );
+    drop(conn.acquire::<sqlx::Postgres>().await.unwrap());
+    assert_eq!(conn.stats().pool.opened_total, 1, "{:?}", conn.stats().pool);
+    mgr.close().await;
+}

@@ -129,7 +129,7 @@ impl<DB: Database> Drop for PooledConnection<DB> {
 /// closes the connection (a clear, the lifetime, `max_idle_conns`) would close the socket
 /// while the server still runs the query, freeing the place for a new session while the
 /// old one is still on the server (seen under load: 6 sessions for a budget of 4).
-fn drain<DB: Database>(mut entry: Entry<DB>, cache: Arc<Cache<DB>>) {
+pub(super) fn drain<DB: Database>(mut entry: Entry<DB>, cache: Arc<Cache<DB>>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // No runtime (dropped at shutdown): sqlx's release is all there is.
         drop(entry);

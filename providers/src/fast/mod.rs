@@ -220,11 +220,18 @@ impl<DB: Database> Cache<DB> {
                 .ping_idle_after
                 .is_some_and(|p| entry.idle_since.elapsed() >= p)
             {
-                // Bounded by its own limit, not by what is left of the caller's wait: a
-                // caller whose wait ran out must not get a healthy connection closed as
-                // broken for it.
-                match tokio::time::timeout(self.ping_limit, entry.conn.ping()).await {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(left.min(self.ping_limit), entry.conn.ping()).await {
                     Ok(Ok(())) => {}
+                    // The caller's wait ran out, not the ping's limit: the connection may
+                    // well be healthy. It finishes its ping in the background (holding its
+                    // place in the budget) and goes back to the pool if it answers.
+                    Err(_) if left < self.ping_limit => {
+                        handle::drain(entry, Arc::clone(self));
+                        return Err(ProviderError::AcquireTimeout {
+                            waited: started.elapsed(),
+                        });
+                    }
                     _ => {
                         entry.conn.close_on_drop();
                         PoolCounters::inc(&self.counters.closed_broken);
