@@ -126,6 +126,26 @@ async fn reads_spread_by_strategy_and_writes_through_reader_fail_as_read_only() 
         .unwrap_or_default();
     assert_eq!(code, "25006", "{err}");
     drop(conn);
+    // Through `retry` on the replica: refused at once, not retried, and the replica's
+    // pool is not cleared (a replica refuses writes by design: no failover).
+    let clears = reader.stats().pool.pool_clears;
+    let retried = reader
+        .retry(
+            |mut c: dbmanager::PooledConnection<sqlx::Postgres>| async move {
+                sqlx::query("create table t_rep_retry (id int)")
+                    .execute(&mut *c)
+                    .await
+                    .map(drop)
+            },
+        )
+        .await;
+    assert!(retried.is_err(), "a write on a replica succeeded");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        reader.stats().pool.pool_clears,
+        clears,
+        "a read-only refusal on a replica cleared its pool"
+    );
     let mut w = main.acquire::<sqlx::Postgres>().await.unwrap();
     sqlx::query("create table t_rep (id int)")
         .execute(&mut *w)
