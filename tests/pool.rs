@@ -340,25 +340,9 @@ async fn hot_swap_stays_within_the_budget() {
     mgr.connect().await.unwrap();
     let conn = mgr.get("db").unwrap();
     let max = max_sessions_during(&app, async {
-        let a = conn.acquire::<sqlx::Postgres>().await.unwrap();
-        let b = conn.acquire::<sqlx::Postgres>().await.unwrap();
         let swap = async { conn.reconnect().await.unwrap() };
-        let more = async {
-            let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
-            let mut d = conn.acquire::<sqlx::Postgres>().await.unwrap();
-            for x in [&mut c, &mut d] {
-                let n: i32 = sqlx::query_scalar("SELECT 1")
-                    .fetch_one(&mut **x)
-                    .await
-                    .unwrap();
-                assert_eq!(n, 1);
-            }
-        };
-        let release = async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            drop((a, b));
-        };
-        tokio::join!(swap, more, release);
+        let names = support::across_a_full_budget_of_two(&conn, swap).await;
+        assert_eq!(names, [app.clone(), app.clone()]);
     })
     .await;
     assert!(max <= 2, "the server saw {max} sessions for a budget of 2");

@@ -306,8 +306,6 @@ async fn reload_that_renews_sessions_stays_within_the_budget() {
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = tokio::spawn(support::max_while(stop.clone(), both));
-    let a = conn.acquire::<sqlx::Postgres>().await.unwrap();
-    let b = conn.acquire::<sqlx::Postgres>().await.unwrap();
     let reload = async {
         let report = mgr
             .reload(Config::from_yaml_str(&file(&[pg("db", &new_app, limits)])).unwrap())
@@ -315,23 +313,8 @@ async fn reload_that_renews_sessions_stays_within_the_budget() {
             .unwrap();
         assert!(report.failed.is_empty(), "{report}");
     };
-    let more = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
-        let mut d = conn.acquire::<sqlx::Postgres>().await.unwrap();
-        for x in [&mut c, &mut d] {
-            let name: String = sqlx::query_scalar("select current_setting('application_name')")
-                .fetch_one(&mut **x)
-                .await
-                .unwrap();
-            assert_eq!(name, new_app);
-        }
-    };
-    let release = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        drop((a, b));
-    };
-    tokio::join!(reload, more, release);
+    let names = support::across_a_full_budget_of_two(&conn, reload).await;
+    assert_eq!(names, [new_app.clone(), new_app.clone()]);
     stop.store(true, std::sync::atomic::Ordering::Release);
     let max = sampler.await.unwrap();
     assert!(max <= 2, "the server saw {max} sessions for a budget of 2");

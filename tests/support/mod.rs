@@ -858,3 +858,35 @@ pub async fn http_get(
         .unwrap_or_default();
     Ok((status, content_type, body.to_owned()))
 }
+
+/// With both places of a budget of 2 held, runs `change` (a swap, a reload) while two
+/// more acquires wait, and releases the two held after 500 ms. Returns each later
+/// connection's `application_name`, as the server reports it.
+pub async fn across_a_full_budget_of_two(
+    conn: &dbmanager::Connection,
+    change: impl std::future::Future<Output = ()>,
+) -> Vec<String> {
+    let a = conn.acquire::<sqlx::Postgres>().await.unwrap();
+    let b = conn.acquire::<sqlx::Postgres>().await.unwrap();
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
+        let mut d = conn.acquire::<sqlx::Postgres>().await.unwrap();
+        let mut names = Vec::new();
+        for x in [&mut c, &mut d] {
+            names.push(
+                sqlx::query_scalar("select current_setting('application_name')")
+                    .fetch_one(&mut **x)
+                    .await
+                    .unwrap(),
+            );
+        }
+        names
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop((a, b));
+    };
+    let ((), names, ()) = tokio::join!(change, later, release);
+    names
+}
