@@ -349,6 +349,50 @@ async fn hot_swap_stays_within_the_budget() {
     mgr.close().await;
 }
 
+/// A health check that finds no idle connection opens its session through the pool, in
+/// one of the budget's places. One caller holds one of two places; another opens a
+/// session, runs a query and closes it, again and again, so the probe finds no idle
+/// connection and, between two of those, room. Connects are slowed to about 100 ms (a
+/// proxy adds 20 ms each way): a probe that connected on its own beside the pool would be
+/// a third session while the second caller's next one opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_stay_within_the_budget() {
+    require_postgres().await;
+    let proxy = FaultProxy::start(5432).await;
+    proxy.set_latency(Duration::from_millis(20));
+    let app = unique("probe_budget");
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test?application_name={app}",
+        proxy.port()
+    );
+    let mgr = Manager::from_yaml_str(&Engine::Postgres.yaml(
+        &url,
+        "    max_open_conns: 2\n    health_check_interval: 100ms\n    health_check_timeout: 2s\n    acquire_timeout: 10s\n",
+    ))
+    .unwrap();
+    let events = support::Recorder::start(&mgr);
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let max = max_sessions_during(&app, async {
+        let held = conn.acquire::<sqlx::Postgres>().await.unwrap();
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            let mut c = conn.acquire::<sqlx::Postgres>().await.unwrap();
+            sqlx::query("select 1").execute(&mut *c).await.unwrap();
+            // A close the proxy cuts short is still a close.
+            let _ = c.into_sqlx().close().await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        drop(held);
+    })
+    .await;
+    let checks = events.count(|k| matches!(k, dbmanager::EventKind::HealthChecked { .. }));
+    assert!(checks >= 10, "only {checks} health checks ran in 4 s");
+    assert!(max <= 2, "the server saw {max} sessions for a budget of 2");
+    assert_eq!(conn.health().state, dbmanager::HealthState::Healthy);
+    mgr.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_pool_is_not_declared_dead() {
     require_postgres().await;

@@ -14,8 +14,8 @@
 //! the backoff (see [`Backoff`]).
 //!
 //! A probe is one real round trip (a ping on an idle connection, or, when none is idle or
-//! the connection is down, one connect straight to the server: see docs/resilience.md)
-//! bounded by `health_check_timeout`. A
+//! the connection is down, one connect through the pool, within its budget: see
+//! docs/resilience.md) bounded by `health_check_timeout`. A
 //! failure that means the server dropped its connections (or did not answer) clears the
 //! pool. An authentication or configuration error marks the connection unhealthy at once
 //! and is retried only every `retry_max_delay`.
@@ -98,8 +98,9 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
             return;
         };
         // While callers wait for the connection, probe at least every half `retry_delay`
-        // (a direct connect, which a server that is down refuses in microseconds): the
-        // server is then seen back within that, plus one handshake, on average half.
+        // (a connect through the pool, with a socket check after 50 ms that a server that
+        // is down refuses in microseconds): the server is then seen back within that, plus
+        // one handshake, on average half.
         let pace = if !healthy && waiting && !fatal {
             delay.min(retry.delay / 2)
         } else {

@@ -8,7 +8,7 @@
 
 use crate::error::ProviderError;
 use crate::kind::DbType;
-use crate::pool::{InitFn, PoolContext, SqlPool};
+use crate::pool::{InitFn, Listener, PoolContext, SqlPool};
 use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::Endpoint;
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
@@ -106,7 +106,20 @@ pub async fn open(
                 .map(|v| v != 0)
         })
     });
-    SqlPool::open(pool, options, init, Some(read_only), eager, false, ctx).await
+    let listener: crate::pool::ListenerFn<MySql> = |o| {
+        Some(match o.get_socket() {
+            Some(path) => Listener::Unix(path.clone()),
+            None => Listener::Tcp {
+                host: o.get_host().to_owned(),
+                port: o.get_port(),
+            },
+        })
+    };
+    let checks = crate::pool::ServerChecks {
+        read_only: Some(read_only),
+        listener: Some(listener),
+    };
+    SqlPool::open(pool, options, init, checks, eager, false, ctx).await
 }
 
 /// The MySQL and MariaDB provider, as the manager's registry holds it.

@@ -4,7 +4,7 @@
 
 use crate::error::ProviderError;
 use crate::kind::DbType;
-use crate::pool::{PoolContext, SqlPool};
+use crate::pool::{Listener, PoolContext, SqlPool};
 use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::Endpoint;
 use crate::settings::{PoolSettings, ServerSettings, SslMode};
@@ -208,7 +208,26 @@ pub async fn open(
                 .await
         })
     });
-    SqlPool::open(pool, options, None, Some(read_only), eager, false, ctx).await
+    // The socket file sqlx connects to: `<dir>/.s.PGSQL.<port>` for a socket directory
+    // (given as `socket` or as a host starting with `/`).
+    let listener: crate::pool::ListenerFn<Postgres> = |o| {
+        let dir = o
+            .get_socket()
+            .cloned()
+            .or_else(|| o.get_host().starts_with('/').then(|| o.get_host().into()));
+        Some(match dir {
+            Some(dir) => Listener::Unix(dir.join(format!(".s.PGSQL.{}", o.get_port()))),
+            None => Listener::Tcp {
+                host: o.get_host().to_owned(),
+                port: o.get_port(),
+            },
+        })
+    };
+    let checks = crate::pool::ServerChecks {
+        read_only: Some(read_only),
+        listener: Some(listener),
+    };
+    SqlPool::open(pool, options, None, checks, eager, false, ctx).await
 }
 
 /// The PostgreSQL provider, as the manager's registry holds it.

@@ -40,8 +40,9 @@ pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
     fn ping(&self, timeout: Duration) -> BoxFuture<'_, Result<Duration, ProviderError>>;
 
     /// A probe while the connection is down, bounded by `timeout`: the SQL pools connect
-    /// once, straight to the server, and on success let borrows waiting out the driver's
-    /// connect backoff start again. The default is [`ping`](Self::ping).
+    /// through the pool (within its budget) and, once the server's address accepts
+    /// connections, let borrows waiting out the driver's connect backoff start again. The
+    /// default is [`ping`](Self::ping).
     fn reconnect(&self, timeout: Duration) -> BoxFuture<'_, Result<Duration, ProviderError>> {
         self.ping(timeout)
     }

@@ -74,7 +74,16 @@ pub async fn open(
 ) -> Result<SqliteSqlPool, ProviderError> {
     let options = connect_options(sqlite)?;
     let anchored = matches!(sqlite.target, SqliteTarget::Memory { .. });
-    SqlPool::open(pool, options, None, None, eager, anchored, ctx).await
+    SqlPool::open(
+        pool,
+        options,
+        None,
+        crate::pool::ServerChecks::none(),
+        eager,
+        anchored,
+        ctx,
+    )
+    .await
 }
 
 /// The SQLite provider, as the manager's registry holds it.

@@ -61,7 +61,7 @@ pub(crate) const LINGER: Duration = Duration::from_millis(100);
 /// A borrow from the sqlx pool that has not brought a connection this long, while the
 /// pool is not full (so it is connecting, not waiting for a permit), may be sleeping in
 /// sqlx's connect loop against a server that refuses connections: the supervisor is told
-/// to look (one direct connect, cheap either way).
+/// to look (one probe, whose reachability check sees a refusal at once).
 pub(crate) const SLOW_BORROW: Duration = Duration::from_millis(100);
 
 /// While the raw pool is in use and the sqlx pool has nothing left to give, a released

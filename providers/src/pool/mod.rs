@@ -23,6 +23,8 @@
 mod hooks;
 mod probe;
 
+pub use probe::{Listener, ListenerFn};
+
 use crate::error::ProviderError;
 use crate::fast::{Cache, PooledConnection, sqlx_idle};
 use crate::settings::PoolSettings;
@@ -94,6 +96,24 @@ pub type ReadOnlyFn<DB> = Arc<
         + Sync,
 >;
 
+/// What the pool asks an engine's server besides the caller's queries.
+pub struct ServerChecks<DB: Database> {
+    /// How to ask whether the server refuses writes (`None`: the engine cannot tell).
+    pub read_only: Option<ReadOnlyFn<DB>>,
+    /// Where it listens, for the probe's reachability check (`None`: no network server).
+    pub listener: Option<ListenerFn<DB>>,
+}
+
+impl<DB: Database> ServerChecks<DB> {
+    /// Neither (an embedded database).
+    pub fn none() -> Self {
+        ServerChecks {
+            read_only: None,
+            listener: None,
+        }
+    }
+}
+
 /// A sqlx pool with dbmanager's limits, hooks and counters. Cheap to clone.
 pub struct SqlPool<DB: Database> {
     inner: Arc<Inner<DB>>,
@@ -132,6 +152,8 @@ struct Inner<DB: Database> {
     anchor: tokio::sync::Mutex<Option<DB::Connection>>,
     /// How to ask the server whether it is read-only (`None`: the engine cannot tell).
     read_only: Option<ReadOnlyFn<DB>>,
+    /// Where the server listens (`None`: no network server).
+    listener: Option<ListenerFn<DB>>,
     /// The fast path: connections the manager's checkouts borrowed from `pool`.
     cache: Arc<Cache<DB>>,
     /// The session setup every new connection runs; replaced by [`SqlPool::renew`].
@@ -197,7 +219,7 @@ impl<DB: Database> SqlPool<DB> {
         settings: PoolSettings,
         connect: <DB::Connection as Connection>::Options,
         init: Option<InitFn<DB>>,
-        read_only: Option<ReadOnlyFn<DB>>,
+        checks: ServerChecks<DB>,
         eager: bool,
         anchored: bool,
         ctx: PoolContext,
@@ -262,7 +284,8 @@ impl<DB: Database> SqlPool<DB> {
             settings,
             slot,
             anchor: tokio::sync::Mutex::new(anchor),
-            read_only,
+            read_only: checks.read_only,
+            listener: checks.listener,
             cache,
             init,
         });

@@ -7,18 +7,59 @@ use crate::fast::sqlx_idle;
 use sqlx::{Connection, Database};
 use std::time::{Duration, Instant};
 
+/// How long a probe's connect may take before it also checks that the server's address
+/// accepts connections. A connect on a local network takes a few milliseconds, and a
+/// login the server rejects fails at once: this keeps the check off the common path (on
+/// MySQL, a socket closed before the handshake counts towards the server's
+/// `max_connect_errors`, which the next successful login resets).
+const REACH_AFTER: Duration = Duration::from_millis(50);
+
+/// Where a server listens: what the probe's reachability check connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listener {
+    /// A TCP address.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A Unix-domain socket file.
+    Unix(std::path::PathBuf),
+}
+
+/// Reads where the server listens from an engine's connect options (`None`: no network
+/// server, as for SQLite).
+pub type ListenerFn<DB> =
+    fn(&<<DB as Database>::Connection as sqlx::Connection>::Options) -> Option<Listener>;
+
+impl Listener {
+    /// Opens a socket connection and closes it at once (no bytes sent: no session, no
+    /// login attempt). `Err` is the refusal.
+    pub async fn reach(&self) -> std::io::Result<()> {
+        match self {
+            Listener::Tcp { host, port } => {
+                drop(tokio::net::TcpStream::connect((host.as_str(), *port)).await?);
+            }
+            #[cfg(unix)]
+            Listener::Unix(path) => drop(tokio::net::UnixStream::connect(path).await?),
+            #[cfg(not(unix))]
+            Listener::Unix(_) => {}
+        }
+        Ok(())
+    }
+}
+
 impl<DB: Database> SqlPool<DB> {
     /// One real round trip to the server, bounded by `timeout`. Returns its latency.
     ///
     /// An idle connection (the fast path's or sqlx's) is pinged when there is one. A
     /// connection whose ping does not answer in time is closed rather than returned (sqlx
     /// would ping it again on release and could hang there). When none is idle and the
-    /// pool has room, the probe connects once, straight to the server (see
-    /// [`reconnect`](Self::reconnect)); when the pool is full, it waits for a connection
-    /// to come back. It never connects through the sqlx pool: an acquire that finds the
-    /// server refusing connections loops inside sqlx with a growing sleep between
-    /// attempts, so a probe that went through it would neither see the server go down
-    /// nor see it come back until that sleep ended.
+    /// pool has room, the probe opens a session through the pool (see
+    /// [`reconnect`](Self::reconnect)), so it holds one of the pool's places like any
+    /// caller; when the pool is full, it waits for a connection to come back, and a pool
+    /// in use the whole time is [`ProviderError::Busy`] (no verdict).
     ///
     /// A failed ping does not clear the pool: the caller decides from the error's class
     /// (the connection's supervisor does, once, so a failed probe counts one clear and one
@@ -47,9 +88,9 @@ impl<DB: Database> SqlPool<DB> {
                     .await
                     .map_err(|_| elapsed())??;
             }
-            // Room in the pool: the direct connect stays within the budget.
+            // Room in the pool: a new session, in one of the pool's places.
             if inner.cache.has_room() {
-                return self.connect_probe(timeout, deadline).await;
+                return self.connect_probe(timeout, deadline, false).await;
             }
             let recheck = tokio::time::Instant::now() + Duration::from_millis(5);
             tokio::select! {
@@ -75,46 +116,89 @@ impl<DB: Database> SqlPool<DB> {
         }
     }
 
-    /// A probe while the connection is down: one connect straight to the server (not
-    /// through the pool), its ping and a close, all within `timeout`. On success, borrows
-    /// still waiting out sqlx's connect backoff start again (see `Cache::kick`), so
-    /// callers waiting for the server get a connection as soon as it is back.
+    /// A probe while the connection is down: a session opened through the pool, pinged
+    /// and kept, all within `timeout`. Once the server's address accepts connections
+    /// again, the fast path's borrows sleeping in sqlx's connect loop start again (see
+    /// `Cache::kick`): one of them, or this probe, connects as soon as the server takes
+    /// logins, and callers waiting for the server get a connection then, not after that
+    /// sleep.
     pub async fn reconnect(&self, timeout: Duration) -> Result<Duration, ProviderError> {
         let deadline = tokio::time::Instant::from_std(crate::time::deadline_in(timeout));
-        self.connect_probe(timeout, deadline).await
+        self.connect_probe(timeout, deadline, true).await
     }
 
-    /// Connects once, outside the pool, pings and closes; kicks the fast path's borrows
-    /// on success. The connection lives for one round trip after the handshake, while the
-    /// pool has room (the health check) or is down (reconnect).
+    /// Opens a session through the pool (so it takes one of the pool's places, like any
+    /// caller's: the server never sees more sessions than `max_open_conns`), pings it and
+    /// returns it to the pool; kicks the fast path's borrows on success.
+    ///
+    /// sqlx's acquire retries a refused connect with a growing sleep until its deadline
+    /// and then reports only that it timed out. So when no connection came within
+    /// [`REACH_AFTER`], the probe also checks that the server's address accepts a socket
+    /// connection (opened and closed at once: no session, no login). A refusal there is
+    /// the verdict at once, with its cause; when `down` and the address answers, the
+    /// borrows sleeping in sqlx's loop are kicked once. An acquire that runs out of time
+    /// while the pool still has room is a failure (connects do not complete); with the
+    /// pool full, it is [`ProviderError::Busy`].
     async fn connect_probe(
         &self,
         timeout: Duration,
         deadline: tokio::time::Instant,
+        down: bool,
     ) -> Result<Duration, ProviderError> {
-        use sqlx::ConnectOptions;
         let elapsed = || ProviderError::Timeout {
             phase: "health check",
             after: timeout,
         };
+        let inner = &self.inner;
         let started = Instant::now();
-        let options = self.inner.pool.connect_options();
-        let mut conn = tokio::time::timeout_at(deadline, options.connect())
-            .await
-            .map_err(|_| elapsed())?
-            .map_err(ProviderError::Connect)?;
-        let pinged = tokio::time::timeout_at(deadline, conn.ping()).await;
-        let took = started.elapsed();
-        match pinged {
-            Ok(Ok(())) => {
-                // A polite close, within the probe's deadline.
-                let _ = tokio::time::timeout_at(deadline, conn.close()).await;
-                self.inner.cache.kick();
-                Ok(took)
+        let limit = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let acquire = tokio::time::timeout_at(deadline, inner.cache.acquire(limit));
+        let reach = async {
+            tokio::time::sleep(REACH_AFTER.min(timeout / 4)).await;
+            if let Some(at) = self.listener() {
+                match tokio::time::timeout_at(deadline, at.reach()).await {
+                    Ok(Err(refused)) => return Err::<(), _>(refused),
+                    Ok(Ok(())) if down => inner.cache.kick(),
+                    _ => {}
+                }
             }
-            Ok(Err(e)) => Err(ProviderError::Database(e)),
-            Err(_) => Err(elapsed()),
+            std::future::pending().await
+        };
+        let mut conn = tokio::select! {
+            acquired = acquire => match acquired {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(ProviderError::AcquireTimeout { .. })) | Err(_) => {
+                    return Err(if inner.cache.has_room() { elapsed() } else {
+                        ProviderError::Busy { waited: timeout }
+                    });
+                }
+                Ok(Err(e)) => return Err(e),
+            },
+            Err(refused) = reach => {
+                return Err(ProviderError::Connect(sqlx::Error::Io(refused)));
+            }
+        };
+        match tokio::time::timeout_at(deadline, conn.ping()).await {
+            Ok(Ok(())) => {
+                drop(conn);
+                inner.cache.kick();
+                Ok(started.elapsed())
+            }
+            Ok(Err(e)) => {
+                conn.close_broken();
+                Err(ProviderError::Database(e))
+            }
+            Err(_) => {
+                conn.close_broken();
+                Err(elapsed())
+            }
         }
+    }
+
+    /// Where the server listens, from the pool's current connect options.
+    fn listener(&self) -> Option<Listener> {
+        let find = self.inner.listener?;
+        find(&self.inner.pool.connect_options())
     }
 
     /// Whether the server refuses writes now, asked on one pooled connection within
