@@ -285,6 +285,44 @@ async fn reload_of_settings_sessions_do_not_depend_on_keeps_every_session() {
     mgr.close().await;
 }
 
+/// A reload that changes the pool's limits needs a new pool (sqlx's are fixed), and it
+/// opens only once the old one has drained: with both places of a budget of 2 held and
+/// two more acquires waiting, going to a budget of 3 never shows the server more than 3
+/// sessions (before: the new pool connected beside the held ones, and the waiting
+/// acquires took two more places in it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_that_changes_pool_limits_stays_within_the_budget() {
+    let observer = support::require_postgres().await;
+    let app = support::unique("limits");
+    let two = "    max_open_conns: 2\n    acquire_timeout: 10s\n";
+    let three = "    max_open_conns: 3\n    acquire_timeout: 10s\n";
+    let mgr = Manager::new(Config::from_yaml_str(&file(&[pg("db", &app, two)])).unwrap());
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn(support::max_while(
+        stop.clone(),
+        support::pg_sessions(&observer, &app),
+    ));
+    let reload = async {
+        let report = mgr
+            .reload(Config::from_yaml_str(&file(&[pg("db", &app, three)])).unwrap())
+            .await
+            .unwrap();
+        assert!(report.failed.is_empty(), "{report}");
+    };
+    let names = support::across_a_full_budget_of_two(&conn, reload).await;
+    assert_eq!(names, [app.clone(), app.clone()]);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let max = sampler.await.unwrap();
+    assert!(
+        max <= 3,
+        "the server saw {max} sessions for budgets of 2, then 3"
+    );
+    assert_eq!(conn.stats().pool.max_open, 3);
+    mgr.close().await;
+}
+
 /// A reload that changes what sessions are opened with (here the application name)
 /// renews them within the one budget: the server never sees more than
 /// `max_open_conns`, old and new together, while connections are held across it.

@@ -76,6 +76,7 @@ impl Connection {
             let deadline = dbmanager_providers::time::deadline(started, c.pool.acquire_timeout);
             loop {
                 self.ready(started, deadline).await?;
+                self.past_swap(started, deadline).await?;
                 let pools = self.pools()?;
                 let left = deadline.saturating_duration_since(Instant::now());
                 let Some(acquiring) = get(&pools, left) else {
@@ -135,6 +136,21 @@ impl Connection {
             span.record("error.type", error_type(e));
         }
         result
+    }
+
+    /// Waits while a swap drains the old pool generation before it opens the new one
+    /// (a session opened meanwhile, in either, would put the server over the budget).
+    /// A timeout once `deadline` passes.
+    async fn past_swap(&self, started: Instant, deadline: Instant) -> Result<()> {
+        if !*self.inner.draining.borrow() {
+            return Ok(());
+        }
+        let mut rx = self.inner.draining.subscribe();
+        let past = tokio::time::timeout_at(deadline.into(), rx.wait_for(|d| !*d)).await;
+        match past {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.acquire_timed_out(started)),
+        }
     }
 
     fn acquire_timed_out(&self, started: Instant) -> Error {

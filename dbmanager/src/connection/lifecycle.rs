@@ -312,12 +312,13 @@ impl Connection {
     /// kept from before keeps working. Returns once the old sessions have closed (or
     /// `drain_timeout` passed).
     ///
-    /// Other pools (SQL Server, MongoDB, custom providers, a created diesel pool, an
-    /// in-memory SQLite database) are swapped: a new pool is built and connected (one
-    /// connect, bounded by `connect_timeout`), new acquires switch to it atomically, work
-    /// on the old pool finishes (up to `drain_timeout`), then the old pool closes. If the
-    /// new pool cannot connect, the old one stays and the error is returned. During such
-    /// a swap, the old and the new pool each have the full budget.
+    /// Other pools (SQL Server, MongoDB, custom providers, a created diesel pool) are
+    /// swapped within the budget too: a new pool is built without connecting, checkouts
+    /// wait while work on the old pool finishes (up to `drain_timeout`), the old pool
+    /// closes, the new one takes the waiting checkouts, and one round trip on a new
+    /// session (bounded by `connect_timeout`) checks it; its error is returned. An
+    /// in-memory SQLite database (no server, and it lives only while a connection holds
+    /// it) gets its new pool connected first, and the old one drains after.
     pub async fn reconnect(&self) -> Result<()> {
         let _one_at_a_time = self.inner.swap.lock().await;
         if self.is_closed() {
@@ -330,13 +331,71 @@ impl Connection {
         {
             return renewed;
         }
-        let started = Instant::now();
-        let new = self
-            .build_unless_closed(true, false)
-            .instrument(self.inner.span("dbmanager.swap"))
-            .await?;
-        self.swap_in(new, started.elapsed()).await;
+        if self.swap_pools(true, false).await? {
+            // Built lazily after the drain: connected now, as a strict connect would be.
+            self.verify_sessions().await?;
+        }
         Ok(())
+    }
+
+    /// Replaces the pool generation with one built from the current settings. Returns
+    /// `Err` only when the new generation could not be built (nothing changed then), and
+    /// `Ok(true)` when it was built lazily and is not verified yet.
+    ///
+    /// For a network server, the new generation is built lazily, and opens only once the
+    /// old one has drained ([`drain_then_open`](Self::drain_then_open)): the server
+    /// never sees the old and the new sessions beyond the budget. SQLite has no server
+    /// to overload, and an in-memory database lives only while a connection holds it, so
+    /// there the new generation is built (connected when `eager`) before the old one
+    /// drains.
+    async fn swap_pools(&self, eager: bool, fresh: bool) -> Result<bool> {
+        let started = Instant::now();
+        let span = self.inner.span("dbmanager.swap");
+        if !matches!(self.config().endpoint, Endpoint::Server(_)) {
+            let new = self
+                .build_unless_closed(eager, fresh)
+                .instrument(span)
+                .await?;
+            self.swap_in(new, started.elapsed()).await;
+            return Ok(false);
+        }
+        let new = self
+            .build_unless_closed(false, fresh)
+            .instrument(span)
+            .await?;
+        self.drain_then_open(new, started).await;
+        Ok(eager)
+    }
+
+    /// Makes `new` (built lazily: no session yet) the current generation once the old
+    /// one has drained. Checkouts wait meanwhile (`past_swap`, within their own
+    /// `acquire_timeout`); work in flight on the old pool finishes, up to
+    /// `drain_timeout`; then the old pool closes and `new` takes callers. A connection
+    /// still checked out after `drain_timeout` closes when it is returned, and until then
+    /// counts beside the new generation's.
+    async fn drain_then_open(&self, new: Arc<PoolSet>, started: Instant) {
+        let gate = Gate::close(&self.inner.draining);
+        let old = self.inner.pools.load_full();
+        let drain_started = Instant::now();
+        let complete = match &old {
+            Some(old) => {
+                self.drain(old, Duration::ZERO)
+                    .instrument(self.inner.span("dbmanager.drain"))
+                    .await
+            }
+            None => true,
+        };
+        self.inner.pools.store(Some(new));
+        drop(gate);
+        self.emit(EventKind::Swapped {
+            connect: started.elapsed(),
+        });
+        if old.is_some() {
+            self.emit(EventKind::Drained {
+                complete,
+                took: drain_started.elapsed(),
+            });
+        }
     }
 
     /// Makes `new` the current generation and drains the one it replaces.
@@ -347,7 +406,7 @@ impl Connection {
         if let Some(old) = old {
             let drain_started = Instant::now();
             let complete = self
-                .drain(&old)
+                .drain(&old, SWAP_GRACE)
                 .instrument(self.inner.span("dbmanager.drain"))
                 .await;
             self.emit(EventKind::Drained {
@@ -406,7 +465,7 @@ impl Connection {
         }
         if let Some(renewed) = self.renew_in_place(fresh).await {
             let verified = match renewed {
-                Ok(()) if fresh => self.verify_renewed().await,
+                Ok(()) if fresh => self.verify_sessions().await,
                 other => other,
             };
             if let Err(e) = verified {
@@ -422,34 +481,36 @@ impl Connection {
             self.inner.ctx.broken.notify_one();
             return Ok(());
         }
-        let started = Instant::now();
         let eager = new.startup == Startup::Strict;
-        let built = self
-            .build_unless_closed(eager, fresh)
-            .instrument(self.inner.span("dbmanager.swap"))
-            .await;
-        match built {
-            Ok(pools) => {
-                self.after_reconfigure(&new);
-                self.swap_in(pools, started.elapsed()).await;
-                if replicas_changed {
-                    self.replace_replicas(&new, &self.inner.shared).await;
-                }
-                // The supervisor takes the new pace at its next probe: make that now.
-                self.inner.ctx.broken.notify_one();
-                Ok(())
-            }
+        let verified = match self.swap_pools(eager, fresh).await {
+            Ok(true) => self.verify_sessions().await,
+            Ok(false) => Ok(()),
             Err(e) => {
+                // Nothing changed.
                 self.inner.config.store(old);
-                Err(e)
+                return Err(e);
             }
+        };
+        if let Err(e) = verified {
+            // The old pool has drained already: back to the settings that worked, in a
+            // new pool that connects on first use.
+            self.inner.config.store(old);
+            let _ = self.swap_pools(false, fresh).await;
+            return Err(e);
         }
+        self.after_reconfigure(&new);
+        if replicas_changed {
+            self.replace_replicas(&new, &self.inner.shared).await;
+        }
+        // The supervisor takes the new pace at its next probe: make that now.
+        self.inner.ctx.broken.notify_one();
+        Ok(())
     }
 
-    /// One round trip through the renewed pool (a new session with the new endpoint or
-    /// credentials), bounded by `connect_timeout`. A pool busy the whole time cannot be
-    /// checked and passes: callers' connects will show a wrong setting.
-    async fn verify_renewed(&self) -> Result<()> {
+    /// One round trip through the renewed or new pool (a new session with the new
+    /// endpoint or credentials), bounded by `connect_timeout`. A pool busy the whole time
+    /// cannot be checked and passes: callers' connects will show a wrong setting.
+    async fn verify_sessions(&self) -> Result<()> {
         let Some(pools) = self.inner.pools.load_full() else {
             return Ok(());
         };
@@ -493,17 +554,17 @@ impl Connection {
         Ok(())
     }
 
-    /// Waits for a replaced pool's checked-out connections to come back (after a short
-    /// grace, within `drain_timeout`), then closes it. When the connection is closed
-    /// meanwhile, the old pool gets `close_timeout` like the current one, and is closed
-    /// before `close()` returns (which waits for the swap lock this runs under).
-    async fn drain(&self, old: &PoolSet) -> bool {
+    /// Waits for a replaced pool's checked-out connections to come back (after `grace`,
+    /// within `drain_timeout`), then closes it. When the connection is closed meanwhile,
+    /// the old pool gets `close_timeout` like the current one, and is closed before
+    /// `close()` returns (which waits for the swap lock this runs under).
+    async fn drain(&self, old: &PoolSet, grace: Duration) -> bool {
         let limit = self.config().drain_timeout;
         let deadline = dbmanager_providers::time::deadline_in(limit);
         let cancel = self.inner.ctx.cancel.clone();
         old.retire();
         let waited = async {
-            tokio::time::sleep(SWAP_GRACE.min(limit)).await;
+            tokio::time::sleep(grace.min(limit)).await;
             while old.in_use() > 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -587,6 +648,22 @@ impl Connection {
             self.emit(EventKind::CloseTimedOut { close_timeout });
         }
         drained
+    }
+}
+
+/// Holds checkouts back while it lives (see `Connection::past_swap`).
+struct Gate<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl<'a> Gate<'a> {
+    fn close(draining: &'a tokio::sync::watch::Sender<bool>) -> Self {
+        draining.send_replace(true);
+        Gate(draining)
+    }
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
     }
 }
 

@@ -96,6 +96,9 @@ pub(crate) struct Inner {
     events: ArcSwap<Bus>,
     /// One swap at a time.
     swap: tokio::sync::Mutex<()>,
+    /// `true` while a swap drains the old pool generation before it opens the new one:
+    /// checkouts wait (see `Connection::past_swap`).
+    draining: watch::Sender<bool>,
     /// What must never appear in an error kept or published: the current settings'
     /// secrets and every earlier one's (a reload may change a password).
     secrets: ArcSwap<Secrets>,
@@ -185,6 +188,7 @@ impl Connection {
                 ctx,
                 events: ArcSwap::from_pointee(events),
                 swap: tokio::sync::Mutex::new(()),
+                draining: watch::Sender::new(false),
                 waiters: AtomicUsize::new(0),
                 waiter_arrived: Notify::new(),
                 checking_read_only: AtomicBool::new(false),
