@@ -142,7 +142,7 @@ impl Connection {
     /// (a session opened meanwhile, in either, would put the server over the budget).
     /// A timeout once `deadline` passes.
     async fn past_swap(&self, started: Instant, deadline: Instant) -> Result<()> {
-        if !*self.inner.draining.borrow() {
+        if !self.inner.gated.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(());
         }
         let mut rx = self.inner.draining.subscribe();

@@ -374,7 +374,7 @@ impl Connection {
     /// still checked out after `drain_timeout` closes when it is returned, and until then
     /// counts beside the new generation's.
     async fn drain_then_open(&self, new: Arc<PoolSet>, started: Instant) {
-        let gate = Gate::close(&self.inner.draining);
+        let gate = Gate::close(&self.inner);
         let old = self.inner.pools.load_full();
         let drain_started = Instant::now();
         let complete = match &old {
@@ -652,18 +652,21 @@ impl Connection {
 }
 
 /// Holds checkouts back while it lives (see `Connection::past_swap`).
-struct Gate<'a>(&'a tokio::sync::watch::Sender<bool>);
+struct Gate<'a>(&'a Inner);
 
 impl<'a> Gate<'a> {
-    fn close(draining: &'a tokio::sync::watch::Sender<bool>) -> Self {
-        draining.send_replace(true);
-        Gate(draining)
+    fn close(inner: &'a Inner) -> Self {
+        inner.gated.store(true, Ordering::Release);
+        inner.draining.send_replace(true);
+        Gate(inner)
     }
 }
 
 impl Drop for Gate<'_> {
     fn drop(&mut self) {
-        self.0.send_replace(false);
+        // A checkout that saw `gated` subscribes and then reads `draining` first.
+        self.0.draining.send_replace(false);
+        self.0.gated.store(false, Ordering::Release);
     }
 }
 

@@ -97,8 +97,10 @@ pub(crate) struct Inner {
     /// One swap at a time.
     swap: tokio::sync::Mutex<()>,
     /// `true` while a swap drains the old pool generation before it opens the new one:
-    /// checkouts wait (see `Connection::past_swap`).
+    /// checkouts wait (see `Connection::past_swap`). `gated` is the same, read with one
+    /// atomic load on every checkout (a watch read takes a lock).
     draining: watch::Sender<bool>,
+    gated: AtomicBool,
     /// What must never appear in an error kept or published: the current settings'
     /// secrets and every earlier one's (a reload may change a password).
     secrets: ArcSwap<Secrets>,
@@ -189,6 +191,7 @@ impl Connection {
                 events: ArcSwap::from_pointee(events),
                 swap: tokio::sync::Mutex::new(()),
                 draining: watch::Sender::new(false),
+                gated: AtomicBool::new(false),
                 waiters: AtomicUsize::new(0),
                 waiter_arrived: Notify::new(),
                 checking_read_only: AtomicBool::new(false),
