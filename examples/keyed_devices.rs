@@ -1,4 +1,4 @@
-//! One pool per device, created on first use: the seeds' per-device API connection pool,
+//! One pool per device, created on first use: a per-device API connection pool,
 //! with the line-protocol device of `examples/custom_provider.rs` as the connection type.
 //!
 //! Three devices listen on free loopback ports. The file declares a keyed group

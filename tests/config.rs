@@ -180,7 +180,7 @@ fn max_idle_above_max_open_names_where_the_value_was_set() {
         "must not exceed max_open_conns (4)",
     );
     // Inherited from the top level: lowered to the connection's max_open_conns, with a
-    // warning (Go's database/sql does the same; issue 12).
+    // warning (Go's database/sql does the same).
     let c = load(&format!(
         "max_idle_conns: 8\nconnections:\n  a:\n    {PG}\n    max_open_conns: 4\n"
     ))
@@ -359,7 +359,7 @@ fn settings_an_engine_cannot_honour_are_rejected_or_warned() {
         "connections.a.dsn",
         "invalid dsn",
     );
-    // The Go ORM names of the reference project map to the sqlx view, with a warning.
+    // The Go ORM names ResolveSpec's configuration uses map to the sqlx view, with a warning.
     let c = load(&format!(
         "connections:\n  a:\n    {PG}\n    default_orm: gorm\n"
     ))

@@ -265,7 +265,7 @@ async fn two_managers_share_a_registry_and_no_password_is_exposed() {
     b.close().await;
 }
 
-/// The connection monitor of the seeds: with `monitor_interval`, one `tracing` line per
+/// The connection monitor: with `monitor_interval`, one `tracing` line per
 /// connection per interval with its pool statistics; off by default.
 #[test]
 fn the_monitor_logs_pool_stats_at_its_interval_and_is_off_by_default() {

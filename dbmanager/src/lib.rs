@@ -45,7 +45,7 @@ pub mod stats;
 mod supervisor;
 
 pub use config::{Config, DbType, OnUnavailable};
-pub use connection::{Connection, ReplicaStats};
+pub use connection::Connection;
 pub use dbmanager_providers::fast::{PooledConnection, Transaction};
 pub use dbmanager_providers::managed::{self, Connector, ManagedPool};
 pub use dbmanager_providers::pool::{PoolContext, SqlPool};
@@ -61,7 +61,7 @@ pub use manager::{ConfigWatcher, WatchOutcome};
 pub use manager::{KeyStats, KeyedPools, Manager, ReloadReport, Resolver};
 pub use pools::SqlEngine;
 pub use registry::Registry;
-pub use stats::{View, ViewStats};
+pub use stats::{ReplicaStats, View, ViewStats};
 
 /// sqlx, re-exported so a service writes `dbmanager::sqlx::query(...)` with the version and
 /// the database features dbmanager was built with (a second sqlx in the tree would not

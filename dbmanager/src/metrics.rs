@@ -168,7 +168,7 @@ struct Row {
     health: HealthState,
     pools: Vec<(&'static str, PoolStats)>,
     counted: Arc<Counted>,
-    replicas: Vec<crate::connection::ReplicaStats>,
+    replicas: Vec<crate::stats::ReplicaStats>,
 }
 
 impl Row {

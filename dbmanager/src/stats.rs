@@ -3,6 +3,7 @@
 use crate::config::DbType;
 use crate::health::HealthState;
 pub use dbmanager_providers::stats::PoolStats;
+use std::time::Duration;
 
 /// One named connection's statistics.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +22,26 @@ pub struct ConnectionStats {
     /// the MongoDB/SQL Server pool), then [`View::Diesel`] once that view was created.
     pub views: Vec<ViewStats>,
     /// Its read replicas (`replicas`), each with its own health and pool.
-    pub replicas: Vec<crate::connection::ReplicaStats>,
+    pub replicas: Vec<ReplicaStats>,
+}
+
+/// A replica's state as `reader()` and the stats see it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ReplicaStats {
+    /// Its name.
+    pub name: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Its replication lag at the last health check (`None` before the first one, or
+    /// without `max_replica_lag`).
+    pub lag: Option<Duration>,
+    /// Whether it is past `max_replica_lag` (and so skipped).
+    pub lagging: bool,
+    /// Reads `reader()` has sent it.
+    pub selected_total: u64,
+    /// Its connection's statistics (health, pool).
+    pub connection: ConnectionStats,
 }
 
 /// Which pool of a connection a [`ViewStats`] describes.

@@ -19,6 +19,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod classify;
+pub mod context;
 #[cfg(feature = "diesel")]
 pub mod diesel;
 pub mod error;

@@ -8,8 +8,8 @@
 //! `ping_idle_after`, pool clearing by generation, broken-connection detection and the
 //! counters of [`PoolStats`]. A driver plugs in through [`Connector`].
 
+use crate::context::PoolContext;
 use crate::error::ProviderError;
-use crate::pool::PoolContext;
 use crate::settings::PoolSettings;
 use crate::stats::{PoolCounters, PoolStats};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};

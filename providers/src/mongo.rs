@@ -11,9 +11,9 @@
 //! of the others is in docs/configuration.md.
 
 use crate::classify::ErrorClass;
+use crate::context::PoolContext;
 use crate::error::ProviderError;
 use crate::kind::DbType;
-use crate::pool::PoolContext;
 use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::{MongoSettings, PoolSettings, ServerSettings, SslMode};
 use crate::stats::{PoolCounters, PoolStats};

@@ -8,10 +8,10 @@
 //! such a connection is discarded instead of being handed out again.
 
 use crate::classify::ErrorClass;
+use crate::context::PoolContext;
 use crate::error::ProviderError;
 use crate::kind::DbType;
 use crate::managed::{Connector, ManagedPool, Object};
-use crate::pool::PoolContext;
 use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::Endpoint;
 use crate::settings::{PoolSettings, ServerSettings, SslMode};

@@ -10,9 +10,9 @@
 //! `Connection::managed::<K>`) downcast it with [`EnginePool::as_any`].
 
 use crate::classify::ErrorClass;
+use crate::context::PoolContext;
 use crate::error::ProviderError;
 use crate::kind::DbType;
-use crate::pool::PoolContext;
 use crate::settings::{Endpoint, MongoSettings, PoolSettings, ServerSettings, SqliteSettings};
 use crate::stats::PoolStats;
 use futures_util::future::BoxFuture;

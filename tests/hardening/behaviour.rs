@@ -3,7 +3,7 @@
 use crate::support::{self, PG_URL};
 use dbmanager::Manager;
 
-/// Item 14: `password: ""` (config.example.yaml's `orders`, or `${VAR:-}` with VAR unset)
+/// `password: ""` (config.example.yaml's `orders`, or `${VAR:-}` with VAR unset)
 /// was sent as a password and refused by a MariaDB user that has none ("using password:
 /// YES"). An empty password now means none, on every engine that takes one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +36,7 @@ async fn checked_out(
         .collect()
 }
 
-/// Item 13: a failed probe counted two pool clears (the pool's ping cleared, then the
+/// A failed probe counted two pool clears (the pool's ping cleared, then the
 /// connection's reaction cleared again), and idle-timeout closes were under-reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_probe_is_one_clear_and_idle_closes_are_all_counted() {
@@ -107,7 +107,7 @@ async fn a_failed_probe_is_one_clear_and_idle_closes_are_all_counted() {
     mgr.close().await;
 }
 
-/// Item 11: a read-only error that is the application's own (`BEGIN READ ONLY` then a
+/// A read-only error that is the application's own (`BEGIN READ ONLY` then a
 /// write) cleared the pool, and `retry` cleared it again on every attempt. Now the
 /// connection asks the server whether it is read-only before clearing; a writable
 /// server means the error is the caller's: no clear, no retry.
@@ -163,7 +163,7 @@ async fn a_read_only_transaction_error_does_not_churn_the_pool() {
     mgr.close().await;
 }
 
-/// Item 11, the other half: a real failover still clears at once. The server comes back
+/// The other half: a real failover still clears at once. The server comes back
 /// as a standby; the first write's `25006` clears the pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_to_a_standby_still_clears_the_pool() {
@@ -216,7 +216,7 @@ async fn a_failover_to_a_standby_still_clears_the_pool() {
     mgr.close().await;
 }
 
-/// Item 12: `retry` re-ran a write whose outcome was unknown: the connection was cut after
+/// `retry` re-ran a write whose outcome was unknown: the connection was cut after
 /// the INSERT reached the server, and the retry inserted a second row. Now `retry` re-runs
 /// only what is safe by construction (serialization failures and deadlocks, which roll
 /// back; a read-only refusal); a lost connection is retried only by `retry_idempotent`.

@@ -1,4 +1,4 @@
-//! Item 9: the canary test. A password made of every character that breaks quoting
+//! The canary test. A password made of every character that breaks quoting
 //! (`$ % @ : / ? # ' "`, a space, non-ASCII) is set in a typed field, a URL DSN, an ADO
 //! DSN (SQL Server) and an environment override, against the SCRAM PostgreSQL, a MariaDB
 //! user, the MongoDB auth instance and the TDS gate, with the right password and a wrong

@@ -22,7 +22,7 @@ fn rejected(yaml: &str, path: &str, needle: &str) {
 
 const SQLITE: &str = "connections:\n  cache:\n    type: sqlite\n    filepath: ':memory:'\n";
 
-/// Item 4: `acquire_timeout: 10000000000000000000s` was accepted and then panicked with
+/// `acquire_timeout: 10000000000000000000s` was accepted and then panicked with
 /// "overflow when adding duration to instant" on every acquire; `retry_max_delay: 1ms` and
 /// `health_check_interval: 1ns` probed a down server thousands of times a second. Every
 /// duration now has bounds, named in the error with the YAML path.
@@ -54,7 +54,7 @@ fn every_duration_is_bounded() {
     .expect("values at the bounds");
 }
 
-/// Item 10: the size check used metadata, so `/dev/zero` read until memory ran out and a
+/// The size check used metadata, so `/dev/zero` read until memory ran out and a
 /// FIFO blocked forever. Now only regular files are read, and at most the limit.
 #[test]
 fn only_a_bounded_regular_file_is_read() {
@@ -87,7 +87,7 @@ fn only_a_bounded_regular_file_is_read() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
 }
 
-/// Item 10: `DBMANAGER__CONNECTIONS__PRIMARY__...` silently picked one of `Primary` and
+/// `DBMANAGER__CONNECTIONS__PRIMARY__...` silently picked one of `Primary` and
 /// `primary`. Now it is an error naming both.
 #[test]
 fn an_override_matching_two_connections_is_an_error() {
@@ -107,7 +107,7 @@ fn an_override_matching_two_connections_is_an_error() {
     );
 }
 
-/// Item 10: connection names were not validated and went unescaped into the SQLite memdb
+/// Connection names were not validated and went unescaped into the SQLite memdb
 /// URI. A name is now letters, digits, `_`, `-` and `.`, starting with a letter or digit,
 /// at most 64 characters (documented).
 #[test]
@@ -132,7 +132,7 @@ fn connection_names_have_a_syntax() {
     }
 }
 
-/// Item 15: the reference project's own sample configuration failed with three errors
+/// ResolveSpec's Go `dbmanager` sample configuration failed with three errors
 /// (`default_orm: bun` twice; the inherited `max_idle_conns: 5` above `cache-db`'s
 /// `max_open_conns: 1`). It now loads with warnings only: an inherited `max_idle_conns`
 /// is clamped (as Go's database/sql does), `bun`/`gorm` map to the sqlx view with a

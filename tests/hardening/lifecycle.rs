@@ -28,7 +28,7 @@ fn pg_yaml(app: &str, extra: &str) -> String {
     )
 }
 
-/// Item 1: a pool closed by user code (not `Manager::close`) made `acquire` spin without
+/// A pool closed by user code (not `Manager::close`) made `acquire` spin without
 /// ever yielding. Now the connection replaces the closed pool and the acquire succeeds.
 #[test]
 fn acquire_recovers_when_user_code_closed_the_pool() {
@@ -60,7 +60,7 @@ fn acquire_recovers_when_user_code_closed_the_pool() {
 /// and a slow retry (2 s) for a fatal error such as a wrong password.
 const STORM: &str = "    min_idle_conns: 2\n    max_open_conns: 4\n    health_check_interval: 300ms\n    retry_delay: 100ms\n    retry_max_delay: 2s\n";
 
-/// Item 2: the managed pool's maintenance refilled `min_idle_conns` every 250 ms whatever
+/// The managed pool's maintenance refilled `min_idle_conns` every 250 ms whatever
 /// the supervisor's backoff said: a wrong password meant ~8 failed logins a second, enough
 /// to lock a SQL Server account. Counted at the server: the TDS gate's refusals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +80,7 @@ async fn a_wrong_password_is_not_retried_by_the_pool_behind_the_backoff_mssql() 
     assert!((1..=3).contains(&failed), "{failed} failed logins in 3 s");
 }
 
-/// Item 2 on PostgreSQL: the password is rotated on the server while the pool runs.
+/// On PostgreSQL: the password is rotated on the server while the pool runs.
 /// Counted at the server: "password authentication failed" in its log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_password_is_not_retried_by_the_pool_behind_the_backoff_postgres() {
@@ -116,7 +116,7 @@ async fn a_rotated_password_is_not_retried_by_the_pool_behind_the_backoff_postgr
     assert!((1..=4).contains(&failed), "{failed} failed logins in 3 s");
 }
 
-/// Item 3: `reconnect()` on an in-memory SQLite database swapped in an empty database, and
+/// `reconnect()` on an in-memory SQLite database swapped in an empty database, and
 /// rows written on the old pool during the drain were lost. Now the new pool opens the
 /// same in-memory database before the old one closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +156,7 @@ async fn reconnect_keeps_an_in_memory_sqlite_database() {
     assert!(mgr.close().await);
 }
 
-/// Item 5: races around `close()`. One PostgreSQL connection through the fault proxy,
+/// Races around `close()`. One PostgreSQL connection through the fault proxy,
 /// whose latency makes each interleaving deterministic; sessions are counted by the
 /// server (`pg_stat_activity`, by application name).
 mod close_races {

@@ -1,4 +1,4 @@
-//! Hardening: one test per defect found by the review of issue 12, each seen failing on
+//! Hardening: one test per defect a review found, each seen failing on
 //! the code before its fix. Grouped by theme:
 //! - `lifecycle`: hangs, storms, data loss and races around `close()`;
 //! - `secrets`: what must never reach an error, a log line or the CLI;

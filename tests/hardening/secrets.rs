@@ -23,7 +23,7 @@ fn password_of(c: &Config) -> String {
 
 const PG: &str = "connections:\n  db:\n    type: postgres\n    host: h\n    database: d\n";
 
-/// Item 6: a password that looks like a broken `${...}` reference had its text quoted
+/// A password that looks like a broken `${...}` reference had its text quoted
 /// ("`${Kf9#mQ2x}` is not a valid variable reference"; "`ABC` is not set"), and an
 /// environment override was interpolated (`$$` in it became `$`).
 #[test]
@@ -50,7 +50,7 @@ fn interpolation_errors_never_quote_a_secret_and_overrides_are_literal() {
 
 use crate::support::Captured;
 
-/// Item 7: sqlx logs an unrecognised DSN parameter at WARN with its value
+/// Sqlx logs an unrecognised DSN parameter at WARN with its value
 /// (`?sslpassword=...`), at validation and at every open. No secret reaches a log now.
 #[test]
 fn an_unrecognised_dsn_parameter_is_never_logged_with_its_value() {
@@ -74,7 +74,7 @@ fn an_unrecognised_dsn_parameter_is_never_logged_with_its_value() {
     assert!(!text.contains(CANARY), "a DSN secret was logged:\n{text}");
 }
 
-/// Item 7: the DSN path read `~/.pgpass` (`PGPASSFILE`), contrary to the provider's
+/// The DSN path read `~/.pgpass` (`PGPASSFILE`), contrary to the provider's
 /// comment. Now neither path reads a password file; libpq's `PG*` variables are read for
 /// what the configuration leaves out, as documented. Run through the CLI so the
 /// environment is the child's own.
@@ -127,7 +127,7 @@ async fn the_postgres_provider_reads_pg_variables_but_never_a_password_file() {
     }
 }
 
-/// Item 8: redaction gaps. `@` in a DSN's query broke the password extraction; only the
+/// Redaction gaps. `@` in a DSN's query broke the password extraction; only the
 /// URL-encoded form of a password was redacted; ADO/JDBC passwords were not collected;
 /// a `sqlserver://` password with `?` had its tail quoted as an "unknown parameter".
 #[test]
@@ -172,7 +172,7 @@ fn every_spelling_of_a_dsn_password_is_redacted() {
     }
 }
 
-/// Item 8: a `sqlserver://` password with `?` after digits had its tail quoted in the
+/// A `sqlserver://` password with `?` after digits had its tail quoted in the
 /// "unknown parameter" error.
 #[test]
 fn a_sql_server_dsn_error_never_quotes_the_password_tail() {

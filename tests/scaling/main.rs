@@ -1,4 +1,4 @@
-//! Scale-out (issue 15): PgBouncer, connections added and removed at runtime, config
+//! Scale-out: PgBouncer, connections added and removed at runtime, config
 //! reload, keyed pools and read replicas, each against real servers.
 
 #[path = "../support/mod.rs"]

@@ -2,9 +2,9 @@
 //! provider's rules), the pool limits and backoff, the endpoint, and the views' budget.
 
 use super::fields::{self, Group};
-use super::read::{Val, join};
 use super::tree::Node;
 use super::validate::{Merged, Validator, inherited};
+use super::value::{Val, join};
 use super::{DbType, DefaultOrm, Endpoint, RetrySettings};
 use dbmanager_providers::settings::{PoolSettings, SqliteSettings, SqliteTarget};
 use dbmanager_providers::{EndpointKind, Rules};
@@ -82,7 +82,7 @@ impl Validator<'_> {
             .filter(|s| inherited(&s.path, path).is_empty());
         let max_idle = match m.src("max_idle_conns") {
             // Inherited from the top level: lowered to this connection's `max_open_conns`,
-            // as Go's database/sql does (the reference project's own sample relies on it).
+            // as Go's database/sql does (ResolveSpec's own sample configuration relies on it).
             Some(s) if explicit_idle.is_none() && m.count("max_idle_conns") > max_open => {
                 let from = m.count("max_idle_conns");
                 let top = s.path.clone();

@@ -104,7 +104,7 @@ pub(crate) struct Field {
     pub(crate) group: Group,
     pub(crate) ty: Ty,
     pub(crate) default: Default,
-    /// Marked *new* in the docs: not in the reference project.
+    /// Marked *new* in the docs: not in ResolveSpec's Go `dbmanager`.
     pub(crate) new: bool,
     /// The docs' type column.
     pub(crate) ty_doc: &'static str,
@@ -138,7 +138,7 @@ macro_rules! field {
 #[rustfmt::skip]
 pub(crate) const FIELDS: &[Field] = &[
     field!("default_connection", Top, All, Ty::Text, Default::None, false, "string", "the only connection, if there is one", "returned by `Manager::default()`; must be one of `connections`"),
-    field!("monitor_interval", Top, All, Ty::OptDuration(within(ms(100), secs(DAY))), Default::OptDuration(None), true, "duration, optional", "none", "log every connection's pool statistics through `tracing` at this interval (the seeds' connection monitor); `none`: off"),
+    field!("monitor_interval", Top, All, Ty::OptDuration(within(ms(100), secs(DAY))), Default::OptDuration(None), true, "duration, optional", "none", "log every connection's pool statistics through `tracing` at this interval (a connection monitor); `none`: off"),
     field!("keyed", Top, All, Ty::Special, Default::None, true, "mapping group → {template, idle_evict_after, max_keys, keys}", "none", "groups of connections created on first use per key (a tenant, a device) from `template` plus per-key overrides: see [scaling.md](scaling.md#keyed-pools)"),
     field!("connections", Top, All, Ty::Special, Default::None, false, "mapping name → connection", "(required, non-empty)", "the named connections"),
     field!("max_open_conns", Both, All, Ty::Count { min: 1 }, Default::Count(25), false, "integer ≥ 1", "25", "hard cap on connections this pool opens to the server"),

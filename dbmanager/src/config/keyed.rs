@@ -4,15 +4,15 @@
 
 use super::{Layer, Validator, check_name};
 use crate::config::error::{ConfigError, ConfigErrors};
-use crate::config::read::{SECRET_FIELDS, join};
 use crate::config::tree::{Node, Value};
+use crate::config::value::{SECRET_FIELDS, join};
 use crate::config::{ConnectionConfig, fields};
 use crate::registry::Registry;
 use std::time::Duration;
 
 /// The fields of one `keyed.<group>` mapping.
 const GROUP_FIELDS: &[&str] = &["template", "idle_evict_after", "max_keys", "keys"];
-/// Default `idle_evict_after`: the seeds' device pool closes after 10 minutes idle.
+/// Default `idle_evict_after`: a per-device pool closes after 10 minutes idle.
 const DEFAULT_IDLE_EVICT: Duration = Duration::from_secs(10 * 60);
 /// Default `max_keys`.
 const DEFAULT_MAX_KEYS: u32 = 1000;

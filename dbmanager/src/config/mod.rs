@@ -1,7 +1,7 @@
 //! Configuration: the YAML format, its validation, and the typed settings it produces.
 //!
 //! The file uses the field names of ResolveSpec's Go `dbmanager`, so its users can bring
-//! their files, plus what production services need and the reference lacks
+//! their files, plus what production services need and it lacks
 //! (`acquire_timeout`, `min_idle_conns`, `startup`, `application_name`, TLS files...).
 //! Every field is described in `docs/configuration.md`.
 //!
@@ -41,6 +41,7 @@ mod fields;
 mod read;
 mod tree;
 mod validate;
+mod value;
 
 pub use fields::reference;
 

@@ -4,52 +4,9 @@ use super::error::{ConfigError, ConfigWarning, Origin};
 use super::fields::{Bounds, Field, Ty};
 use super::tree::{Node, Value};
 use super::validate::Validator;
+use super::value::{SECRET_FIELDS, Src, Val, field_of, join, quote};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// Fields that hold secrets: their values are never quoted in messages.
-pub(crate) const SECRET_FIELDS: &[&str] = &["password", "dsn"];
-
-/// A value read as its field's type.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Val {
-    Count(u32),
-    Duration(Duration),
-    OptDuration(Option<Duration>),
-    Bool(bool),
-    Text(String),
-    Map(BTreeMap<String, String>),
-}
-
-/// A value plus the path and origin it was read from.
-#[derive(Debug, Clone)]
-pub(crate) struct Src<T> {
-    pub(crate) value: T,
-    pub(crate) path: String,
-    pub(crate) origin: Origin,
-}
-
-pub(crate) fn join(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_owned()
-    } else {
-        format!("{a}.{b}")
-    }
-}
-
-pub(crate) fn quote(field: &str, s: &str) -> String {
-    if SECRET_FIELDS.contains(&field) {
-        "<redacted>".to_owned()
-    } else if s.chars().count() > 60 {
-        format!("`{}…`", s.chars().take(60).collect::<String>())
-    } else {
-        format!("`{s}`")
-    }
-}
-
-pub(crate) fn field_of(path: &str) -> &str {
-    path.rsplit('.').next().unwrap_or(path)
-}
 
 impl Validator<'_> {
     pub(crate) fn err(&mut self, path: &str, origin: &Origin, msg: impl Into<String>) {
@@ -364,7 +321,7 @@ impl Validator<'_> {
                     }
                 }
                 if field.name == "default_orm" && matches!(wanted.as_str(), "bun" | "gorm") {
-                    // The reference project's files say `bun` or `gorm`: accept them.
+                    // ResolveSpec's files say `bun` or `gorm`: accept them.
                     self.warn(
                         path,
                         format!(

@@ -3,8 +3,8 @@
 //! put in, validated as a connection, so it inherits every pool and health setting.
 
 use super::{Layer, Validator, check_name};
-use crate::config::read::join;
 use crate::config::tree::{Node, Value};
+use crate::config::value::join;
 use crate::config::{ConnectionConfig, Startup};
 
 /// What a replica entry may set.

@@ -6,8 +6,8 @@
 
 use super::error::{ConfigError, ConfigWarning, Origin};
 use super::fields::{self, Default as Def, Scope};
-use super::read::{Src, Val, join, quote};
 use super::tree::{Node, Value};
+use super::value::{Src, Val, join, quote};
 use super::{
     Config, ConnectionConfig, DbType, Endpoint, Fallback, LoadBalancing, MongoSettings,
     OnUnavailable, Startup,

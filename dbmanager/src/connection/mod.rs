@@ -18,7 +18,6 @@ mod checkout;
 mod lifecycle;
 mod replicas;
 
-pub use replicas::ReplicaStats;
 pub(crate) use replicas::same_replicas;
 mod retry;
 mod state;

@@ -9,6 +9,7 @@ use crate::config::{ConnectionConfig, DbType, Fallback, LoadBalancing, ReplicaCo
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::health::HealthState;
+use crate::stats::ReplicaStats;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,25 +23,6 @@ pub(crate) struct Replica {
 
 /// The lag a replica has not measured yet (or cannot).
 pub(crate) const LAG_UNKNOWN: u64 = u64::MAX;
-
-/// A replica's state as `reader()` and the stats see it.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct ReplicaStats {
-    /// Its name.
-    pub name: String,
-    /// Its weight.
-    pub weight: u32,
-    /// Its replication lag at the last health check (`None` before the first one, or
-    /// without `max_replica_lag`).
-    pub lag: Option<Duration>,
-    /// Whether it is past `max_replica_lag` (and so skipped).
-    pub lagging: bool,
-    /// Reads `reader()` has sent it.
-    pub selected_total: u64,
-    /// Its connection's statistics (health, pool).
-    pub connection: crate::stats::ConnectionStats,
-}
 
 pub(crate) fn build(configs: &[ReplicaConfig], shared: &super::Shared) -> Vec<Arc<Replica>> {
     configs

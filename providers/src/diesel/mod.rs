@@ -20,9 +20,9 @@
 #![cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 
 use crate::classify::ErrorClass;
+use crate::context::PoolContext;
 use crate::error::ProviderError;
 use crate::managed::{Connector, ManagedPool, Object};
-use crate::pool::PoolContext;
 use crate::settings::{PoolSettings, ServerSettings, SslMode, TlsSettings};
 use diesel_async::SimpleAsyncConnection;
 use diesel_async::pooled_connection::PoolableConnection;

@@ -38,48 +38,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-/// What a pool shares with whoever supervises it: counters that outlive a pool swap, the
-/// tracker its background task is spawned on, the token that ends it, and the signal it
-/// raises when it finds a broken connection. `PoolContext::default()` suits standalone use.
-#[derive(Debug, Clone, Default)]
-pub struct PoolContext {
-    /// Counters, shared by every pool built with this context (a swap keeps the totals).
-    pub counters: Arc<PoolCounters>,
-    /// Where the pool spawns its background task (so its owner can count and await it).
-    pub tasks: TaskTracker,
-    /// Cancelling this ends the pool's background task (so does [`SqlPool::close`]).
-    pub cancel: CancellationToken,
-    /// Notified when a hook finds a connection that the server dropped, and on every
-    /// [`SqlPool::clear`]: the supervisor's cue to check the server now.
-    pub broken: Arc<Notify>,
-    /// Called when a driver that manages its own pool (MongoDB) clears it, so the owner
-    /// can publish the event.
-    pub on_driver_clear: Option<Hook>,
-}
-
-/// A callback a provider calls from a driver's event handler. Must not block.
-#[derive(Clone)]
-pub struct Hook(Arc<dyn Fn() + Send + Sync>);
-
-impl Hook {
-    /// Wraps `f`.
-    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
-        Hook(Arc::new(f))
-    }
-
-    /// Calls it.
-    pub fn call(&self) {
-        (self.0)();
-    }
-}
-
-impl std::fmt::Debug for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hook")
-    }
-}
+pub use crate::context::{Hook, PoolContext};
 
 /// A per-connection setup step run on every new pooled connection (session settings).
 pub type InitFn<DB> = Arc<

@@ -1,25 +1,25 @@
-//! `seed`: the load test of the seed that fixed "too many connections" at 1,000+ users,
-//! against the machine's MariaDB, in one run.
+//! `users`: 10,000 users at once against the machine's MariaDB, in one run: the load under
+//! which a connection per request fails with "too many connections" and a pool does not.
 //!
 //! A `bench_users` table of `USERS` rows with an index on `email` is seeded once. Then
 //! `TASKS` tasks start at the same moment, each looking one user up by email, through:
 //!
 //! - dbmanager (`acquire`, the fast path), `max_open_conns: 50`, with `max_idle_conns: 50`
-//!   (the seed's 50 idle connections; sqlx's pool has no idle limit) and with its default
+//!   (a pool that keeps 50 idle connections; sqlx's pool has no idle limit) and with its default
 //!   of 5 (after the warm-up pass, 45 connections are opened again during the burst);
 //! - a raw sqlx `Pool` with `max_connections(50)`, other options default;
-//! - a connection per request (`MySqlConnection::connect`, query, close): the seed's
-//!   failure mode, which it got 2,612 of 10,000 through.
+//! - a connection per request (`MySqlConnection::connect`, query, close): the
+//!   failure mode, at the server's `max_connections`.
 //!
 //! Printed per client: successes, failures by kind, p50/p95/p99/max latency (from the
 //! moment all tasks were started to each task's end), the wall time, and the server's
 //! peak session count above what it had before any client was built (`Threads_connected`,
 //! sampled every 2 ms from one extra session, which is not counted; a sampler this slow
 //! can miss a short peak of the connection-per-request client). Each task gets `TASK_LIMIT`; a task still waiting then
-//! counts as a hang. Written to `target/bench/seed.json`.
+//! counts as a hang. Written to `target/bench/users.json`.
 //!
-//! Prints figures; asserts nothing. Run: `cargo bench -p dbmanager --bench seed`
-//! (`SEED_TASKS` to change the number of tasks).
+//! Prints figures; asserts nothing. Run: `cargo bench -p dbmanager --bench users`
+//! (`USERS_TASKS` to change the number of tasks).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -35,7 +35,7 @@ const BUDGET: u32 = 50;
 const TASK_LIMIT: Duration = Duration::from_secs(10);
 
 fn tasks() -> usize {
-    common::env_or("SEED_TASKS", 10_000)
+    common::env_or("USERS_TASKS", 10_000)
 }
 
 #[derive(Clone)]
@@ -302,7 +302,7 @@ fn main() {
         out
     });
     println!(
-        "# seed load test: {n} concurrent tasks, one indexed lookup by email each, MariaDB (max_connections 151), budget {BUDGET}\n"
+        "# users load test: {n} concurrent tasks, one indexed lookup by email each, MariaDB (max_connections 151), budget {BUDGET}\n"
     );
     println!(
         "| client | ok | too many connections | timeouts | hangs | other errors | p50 ms | p95 ms | p99 ms | max ms | wall s | peak server connections | p95 × sqlx Pool |"
@@ -335,7 +335,7 @@ fn main() {
         );
     }
     common::write_json(
-        "seed",
+        "users",
         &serde_json::json!({ "tasks": n, "budget": BUDGET, "results": results }),
     );
 }
