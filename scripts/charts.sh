@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 data="$PWD/target/chart-data.json"
 rm -f "$data"
 DBMANAGER_CHART_DATA="$data" bash scripts/test.sh -- \
-  cargo test -p dbmanager --all-features --test prometheus -- --nocapture
+  cargo test -p dbmanager --all-features --test integration -- prometheus:: --nocapture
 [ -s "$data" ] || { echo "error: the Prometheus test wrote no chart data" >&2; exit 1; }
 cargo run -q -p dbmanager-charts -- "$data" docs/observability

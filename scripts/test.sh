@@ -3,13 +3,13 @@
 # a server that cannot be reached is a failure with a clear message, never a skip.
 #
 #   scripts/test.sh            # all tests
-#   scripts/test.sh --lint     # also clippy -D warnings and rustfmt --check
+#   scripts/test.sh --lint     # also feature checks, clippy -D warnings, rustfmt --check, cargo doc
 #   scripts/test.sh -- CMD...  # start the servers, then run CMD instead (one test, say:
-#                              # scripts/test.sh -- cargo test -p dbmanager --all-features --test hardening)
+#                              # scripts/test.sh -- cargo test -p dbmanager --all-features --test integration -- hardening::)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '==> %s\n' "$*"; }
+say() { printf '==> [%ss] %s\n' "$SECONDS" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
@@ -215,4 +215,6 @@ if [ "${1:-}" = "--lint" ]; then
   cargo clippy --workspace --all-targets --all-features -- -D warnings
   say "cargo fmt --all -- --check"
   cargo fmt --all -- --check
+  say "cargo doc --no-deps --all-features (warnings are errors)"
+  RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features --workspace
 fi

@@ -1,6 +1,6 @@
 //! The `dbmanager` command against the machine's servers.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -696,6 +696,6 @@ fn docs_field_tables_match_the_field_table() {
     assert_eq!(
         docs[a..b],
         generated,
-        "docs/configuration.md is stale: DBMANAGER_BLESS=1 cargo test -p dbmanager --test config docs_"
+        "docs/configuration.md is stale: DBMANAGER_BLESS=1 cargo test -p dbmanager --test integration config::docs_"
     );
 }

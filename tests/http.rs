@@ -3,7 +3,7 @@
 //! optional one is down), `/metrics` (OpenMetrics text) and `/stats`, with a canary
 //! password in the configuration that no body may show.
 
-mod support;
+use crate::support;
 
 use dbmanager::Manager;
 use dbmanager::prometheus_client::registry::Registry;

@@ -4,7 +4,7 @@
 //! `enable_metrics: false` leaves a connection out, two managers share a registry
 //! through labelled sub-registries, and no password reaches the exposition.
 
-mod support;
+use crate::support;
 
 use dbmanager::Manager;
 use dbmanager::prometheus_client::registry::Registry;

@@ -6,7 +6,7 @@
 
 #[path = "../examples/line_device/mod.rs"]
 mod line_device;
-mod support;
+use crate::support;
 
 use dbmanager::Manager;
 use dbmanager::config::Config;

@@ -4,7 +4,7 @@
 //! SCRAM auth success and failure, a read-preference-aware health check, kill -9 and
 //! restart, close, and wrong-kind accessors across all five engines.
 
-mod support;
+use crate::support;
 
 use dbmanager::mongodb::bson::{Document, doc};
 use dbmanager::{DbType, Error, ErrorClass, EventKind, HealthState, Manager};

@@ -8,7 +8,7 @@
 //! then simulated by the fault proxy; TLS is `require`). The DSN-parsing and strict-TLS
 //! tests always use the mock. docs/providers.md says what was verified where.
 
-mod support;
+use crate::support;
 
 use dbmanager::{Error, ErrorClass, EventKind, HealthState, Manager};
 use std::sync::Arc;

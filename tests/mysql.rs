@@ -1,6 +1,6 @@
 //! MariaDB / MySQL integration tests against the machine's MariaDB.
 
-mod support;
+use crate::support;
 
 use dbmanager::{DbType, Error, Manager};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! test's, on a free port) as protobuf, with the service name and the span names, and a
 //! canary password in the connection's file never travels with them.
 
-mod support;
+use crate::support;
 
 use dbmanager::Manager;
 use dbmanager::axum;

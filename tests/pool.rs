@@ -12,7 +12,7 @@
 //! - raw-pool users share the budget: with every connection borrowed by the fast path
 //!   and then released, a raw-pool acquire gets one back.
 
-mod support;
+use crate::support;
 #[path = "pool/torture.rs"]
 mod torture;
 

@@ -1,7 +1,7 @@
 //! PostgreSQL integration tests against the machine's server (and, for password
 //! authentication, a throwaway SCRAM instance).
 
-mod support;
+use crate::support;
 
 use dbmanager::{DbType, Error, Manager};
 use std::sync::Arc;

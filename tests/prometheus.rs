@@ -16,7 +16,7 @@
 //! dashboard panel over the run to FILE, which `scripts/charts.sh` renders into the PNG
 //! charts of docs/observability.md.
 
-mod support;
+use crate::support;
 
 use dbmanager::Manager;
 use dbmanager::prometheus_client::registry::Registry;

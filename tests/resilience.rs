@@ -7,7 +7,7 @@
 //! (tests/support/proxy.rs) in front of the machine's shared server, which is never
 //! touched. The same tests run for PostgreSQL and MariaDB (one macro, two modules).
 
-mod support;
+use crate::support;
 
 use dbmanager::events::{ClearReason, EventKind};
 use dbmanager::{Error, ErrorClass, HealthState, Manager};

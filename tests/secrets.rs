@@ -1,7 +1,7 @@
 //! A recognisable canary password must appear in no Debug output, error, log line or CLI
 //! output.
 
-mod support;
+use crate::support;
 
 use dbmanager::{Config, Manager};
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! SQLite integration tests (embedded: no server).
 
-mod support;
+use crate::support;
 
 use dbmanager::{Error, Manager};
 use sqlx::Row;

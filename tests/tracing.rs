@@ -3,7 +3,7 @@
 //! database semantic-convention attributes, none for a connection with
 //! `enable_tracing: false`, and never a credential.
 
-mod support;
+use crate::support;
 
 use dbmanager::Manager;
 use opentelemetry::trace::{SpanKind, TracerProvider as _};

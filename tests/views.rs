@@ -3,7 +3,7 @@
 //!
 //! The budget test prints its figures (run with `--nocapture`); docs/views.md quotes them.
 
-mod support;
+use crate::support;
 
 use dbmanager::diesel::r#async::{AsyncConnection, RunQueryDsl};
 use dbmanager::sea_orm::{ConnectionTrait, Statement, TransactionTrait};

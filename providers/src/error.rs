@@ -177,7 +177,7 @@ impl ProviderError {
         }
     }
 
-    /// What this error means for the pool and for a retry (see [`crate::classify`]).
+    /// What this error means for the pool and for a retry (see [`crate::classify()`]).
     /// A timeout counts as a lost connection: a server that does not answer in time is
     /// treated like one that hung up.
     pub fn class(&self) -> ErrorClass {

@@ -216,7 +216,7 @@ pub(crate) fn names_in(top: bool) -> Vec<&'static str> {
         .collect()
 }
 
-/// docs/configuration.md's three field tables, generated from [`FIELDS`].
+/// docs/configuration.md's three field tables, generated from the field table.
 pub fn reference() -> String {
     let mut out = String::new();
     let row = |f: &Field| {

@@ -5,8 +5,6 @@
 //! - `input`: bad files, names, durations and environment overrides;
 //! - `behaviour`: read-only errors, retry safety, counters, empty passwords.
 
-#[path = "../support/mod.rs"]
-mod support;
 
 mod behaviour;
 mod canary;
