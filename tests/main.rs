@@ -4,6 +4,8 @@
 
 mod support;
 
+mod architecture;
+
 #[cfg(feature = "cli")]
 mod cli;
 mod config;

@@ -5,7 +5,6 @@
 //! - `input`: bad files, names, durations and environment overrides;
 //! - `behaviour`: read-only errors, retry safety, counters, empty passwords.
 
-
 mod behaviour;
 mod canary;
 mod input;

@@ -1,7 +1,6 @@
 //! Scale-out: PgBouncer, connections added and removed at runtime, config
 //! reload, keyed pools and read replicas, each against real servers.
 
-
 mod config;
 mod keyed;
 mod pgbouncer;
