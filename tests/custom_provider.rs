@@ -2,8 +2,7 @@
 //! `max_open_conns`, supervises it (kill and restart of the device recovers by itself, a
 //! waiting caller is served), reports its health and stats, and redacts its password.
 
-#[path = "../examples/line_device/mod.rs"]
-mod line_device;
+use crate::line_device;
 
 use dbmanager::config::Config;
 use dbmanager::{Error, ErrorClass, HealthState, Manager};

@@ -4,6 +4,11 @@
 
 mod support;
 
+/// The line-protocol device of `examples/custom_provider.rs`, a provider of a service's
+/// own (used by `custom_provider` and `metrics_engines`).
+#[path = "../examples/line_device/mod.rs"]
+mod line_device;
+
 mod architecture;
 
 #[cfg(feature = "cli")]

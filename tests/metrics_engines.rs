@@ -4,8 +4,7 @@
 //! acquire histogram's count by N, `up` is 1, the pool's maximum is the configured
 //! budget, and a closed manager leaves no series behind.
 
-#[path = "../examples/line_device/mod.rs"]
-mod line_device;
+use crate::line_device;
 use crate::support;
 
 use dbmanager::Manager;
