@@ -36,6 +36,51 @@ sql_engine!("postgres", sqlx::Postgres, DbType::Postgres);
 sql_engine!("mysql", sqlx::MySql, DbType::MySql);
 sql_engine!("sqlite", sqlx::Sqlite, DbType::Sqlite);
 
+/// A pool the checkout loop acquires from within a time limit: what every typed
+/// checkout (`acquire`, `mssql`, `managed`, the diesel view) has in common.
+pub(crate) trait TimedAcquire: Clone + 'static {
+    /// What an acquire hands out.
+    type Conn;
+    /// Acquires within `limit`.
+    fn acquire_within(
+        &self,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<Self::Conn, ProviderError>>;
+}
+
+impl<DB: sqlx::Database> TimedAcquire for dbmanager_providers::pool::SqlPool<DB> {
+    type Conn = dbmanager_providers::fast::PooledConnection<DB>;
+    fn acquire_within(
+        &self,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<Self::Conn, ProviderError>> {
+        dbmanager_providers::pool::SqlPool::acquire_within(self, limit)
+    }
+}
+
+impl<K: dbmanager_providers::managed::Connector> TimedAcquire
+    for dbmanager_providers::managed::ManagedPool<K>
+{
+    type Conn = dbmanager_providers::managed::Object<K>;
+    fn acquire_within(
+        &self,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<Self::Conn, ProviderError>> {
+        dbmanager_providers::managed::ManagedPool::acquire_within(self, limit)
+    }
+}
+
+#[cfg(feature = "mssql")]
+impl TimedAcquire for dbmanager_providers::mssql::MssqlPool {
+    type Conn = dbmanager_providers::mssql::PooledClient;
+    fn acquire_within(
+        &self,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<Self::Conn, ProviderError>> {
+        dbmanager_providers::mssql::MssqlPool::acquire_within(self, limit)
+    }
+}
+
 /// Everything behind one connection for one pool generation: the engine's pool (which the
 /// sqlx and SeaORM views share) and, on SQL engines, the diesel view's pool once created.
 /// A swap replaces the whole set. View types are erased here so this module knows no

@@ -96,11 +96,8 @@ impl Connection {
         if self.kind() != DbType::MsSql {
             return Err(self.wrong_kind(DbType::MsSql));
         }
-        self.checkout(
-            |set, left| {
-                let pool = set.main_as::<MssqlPool>()?.clone();
-                Some(async move { pool.acquire_within(left).await })
-            },
+        self.checkout_from(
+            |set| set.main_as::<MssqlPool>(),
             || self.wrong_kind(DbType::MsSql),
         )
         .await
@@ -116,13 +113,7 @@ impl Connection {
             kind: self.kind(),
             requested: std::any::type_name::<ManagedPool<K>>(),
         };
-        self.checkout(
-            |set, left| {
-                let pool = set.main_as::<ManagedPool<K>>()?.clone();
-                Some(async move { pool.acquire_within(left).await })
-            },
-            mismatch,
-        )
-        .await
+        self.checkout_from(|set| set.main_as::<ManagedPool<K>>(), mismatch)
+            .await
     }
 }

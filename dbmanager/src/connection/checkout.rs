@@ -5,7 +5,7 @@ use super::Connection;
 use crate::config::{DbType, OnUnavailable};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
-use crate::pools::{PoolSet, SqlEngine};
+use crate::pools::{PoolSet, SqlEngine, TimedAcquire};
 use dbmanager_providers::fast::{PooledConnection, Transaction};
 use dbmanager_providers::pool::SqlPool;
 use dbmanager_providers::{Phase, ProviderError};
@@ -138,6 +138,23 @@ impl Connection {
         result
     }
 
+    /// The checkout loop over one pool of the current generation: `pick` finds it in the
+    /// generation (`None` when it has no such pool, answered with `mismatch`).
+    pub(crate) async fn checkout_from<P: TimedAcquire>(
+        &self,
+        pick: impl Fn(&PoolSet) -> Option<&P>,
+        mismatch: impl Fn() -> Error,
+    ) -> Result<P::Conn> {
+        self.checkout(
+            |set, left| {
+                let pool = pick(set)?.clone();
+                Some(async move { pool.acquire_within(left).await })
+            },
+            mismatch,
+        )
+        .await
+    }
+
     /// Waits while a swap drains the old pool generation before it opens the new one
     /// (a session opened meanwhile, in either, would put the server over the budget).
     /// A timeout once `deadline` passes.
@@ -182,11 +199,8 @@ impl Connection {
         if self.kind() != DB::TYPE {
             return Err(self.wrong_kind(DB::TYPE));
         }
-        self.checkout(
-            |set, left| {
-                let pool = set.main_as::<SqlPool<DB>>()?.clone();
-                Some(async move { pool.acquire_within(left).await })
-            },
+        self.checkout_from(
+            |set| set.main_as::<SqlPool<DB>>(),
             || self.wrong_kind(DB::TYPE),
         )
         .await

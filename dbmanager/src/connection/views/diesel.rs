@@ -128,16 +128,8 @@ impl Connection {
             self.diesel_pool(&set).await?;
             let missing = std::sync::atomic::AtomicBool::new(false);
             let got = self
-                .checkout(
-                    |set, left| {
-                        let pool = set
-                            .diesel
-                            .get()?
-                            .as_any()
-                            .downcast_ref::<ManagedPool<K>>()?
-                            .clone();
-                        Some(async move { pool.acquire_within(left).await })
-                    },
+                .checkout_from(
+                    |set| set.diesel.get()?.as_any().downcast_ref::<ManagedPool<K>>(),
                     || {
                         missing.store(true, std::sync::atomic::Ordering::Relaxed);
                         self.no_view("diesel")
