@@ -164,6 +164,41 @@ impl ServerSettings {
     }
 }
 
+impl PartialEq for ServerSettings {
+    /// Every field, the secrets included: compared here, never shown.
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        let secret = |a: &Option<SecretString>, b: &Option<SecretString>| {
+            a.as_ref().map(|s| s.expose_secret()) == b.as_ref().map(|s| s.expose_secret())
+        };
+        // Destructured, so a new field cannot be left out of the comparison.
+        let ServerSettings {
+            dsn,
+            host,
+            port,
+            user,
+            password,
+            database,
+            tls,
+            application_name,
+            schema,
+            query_timeout,
+            pgbouncer,
+        } = self;
+        secret(dsn, &other.dsn)
+            && *host == other.host
+            && *port == other.port
+            && *user == other.user
+            && secret(password, &other.password)
+            && *database == other.database
+            && *tls == other.tls
+            && *application_name == other.application_name
+            && *schema == other.schema
+            && *query_timeout == other.query_timeout
+            && *pgbouncer == other.pgbouncer
+    }
+}
+
 impl std::fmt::Debug for ServerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // SecretString already redacts, but spell the DSN out as redacted for clarity.
@@ -239,7 +274,7 @@ pub struct MongoSettings {
 }
 
 /// How to reach a connection's database.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Endpoint {
     /// A network server (PostgreSQL, MySQL, SQL Server, MongoDB, a service's own).

@@ -271,10 +271,71 @@ impl ConnectionConfig {
     }
 }
 
-/// Whether two endpoints name the same database the same way, secrets included.
-pub(crate) fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
-    // Debug shows every field but the secrets, which are compared apart.
-    format!("{a:?}") == format!("{b:?}") && a.secrets() == b.secrets()
+/// Every setting, the secrets included (compared, never shown); a provider by the engine
+/// and `type` names it serves. A reload leaves a connection with equal settings untouched.
+impl PartialEq for ConnectionConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let served = |p: &Option<Arc<dyn Provider>>| p.as_ref().map(|p| (p.kind(), p.names()));
+        // Destructured, so a new field cannot be left out of the comparison.
+        let ConnectionConfig {
+            name,
+            kind,
+            endpoint,
+            pool,
+            retry,
+            health_check_interval,
+            health_check_timeout,
+            failure_threshold,
+            enable_auto_reconnect,
+            on_unavailable,
+            drain_timeout,
+            startup,
+            close_timeout,
+            default_orm,
+            diesel_conns,
+            enable_tracing,
+            enable_metrics,
+            enable_logging,
+            required,
+            application_name,
+            mongo,
+            tags,
+            options,
+            replicas,
+            load_balancing,
+            fallback,
+            max_replica_lag,
+            provider,
+        } = self;
+        *name == other.name
+            && *kind == other.kind
+            && *endpoint == other.endpoint
+            && *pool == other.pool
+            && *retry == other.retry
+            && *health_check_interval == other.health_check_interval
+            && *health_check_timeout == other.health_check_timeout
+            && *failure_threshold == other.failure_threshold
+            && *enable_auto_reconnect == other.enable_auto_reconnect
+            && *on_unavailable == other.on_unavailable
+            && *drain_timeout == other.drain_timeout
+            && *startup == other.startup
+            && *close_timeout == other.close_timeout
+            && *default_orm == other.default_orm
+            && *diesel_conns == other.diesel_conns
+            && *enable_tracing == other.enable_tracing
+            && *enable_metrics == other.enable_metrics
+            && *enable_logging == other.enable_logging
+            && *required == other.required
+            && *application_name == other.application_name
+            && *mongo == other.mongo
+            && *tags == other.tags
+            && *options == other.options
+            && *replicas == other.replicas
+            && *load_balancing == other.load_balancing
+            && *fallback == other.fallback
+            && *max_replica_lag == other.max_replica_lag
+            && served(provider) == served(&other.provider)
+    }
 }
 
 impl ConnectionConfig {
@@ -294,18 +355,6 @@ impl ConnectionConfig {
         shell.mongo = MongoSettings::default();
         shell
     }
-}
-
-/// Whether two connections' settings are the same, secrets included: a reload leaves such
-/// a connection untouched.
-pub(crate) fn same_settings(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-        && same_endpoint(&a.endpoint, &b.endpoint)
-        && a.replicas.len() == b.replicas.len()
-        && a.replicas
-            .iter()
-            .zip(&b.replicas)
-            .all(|(x, y)| same_endpoint(&x.config.endpoint, &y.config.endpoint))
 }
 
 /// A validated configuration.

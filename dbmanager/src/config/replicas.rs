@@ -23,7 +23,7 @@ const NOT_INHERITED: &[&str] = &[
 const ADDRESS: &[&str] = &["host", "port", "user", "password", "database", "sslmode"];
 
 /// One read replica of a connection, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ReplicaConfig {
     /// Its name (`name`, default `replica-<n>` counting from 1): the `replica` label in

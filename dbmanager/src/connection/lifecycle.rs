@@ -428,7 +428,7 @@ impl Connection {
         }
         let new = Arc::new(new);
         let replicas_changed = !super::replicas::same_replicas(&self.config(), &new);
-        let fresh = !crate::config::same_endpoint(&self.config().endpoint, &new.endpoint);
+        let fresh = self.config().endpoint != new.endpoint;
         // Errors from the new settings are scrubbed of their secrets too, and the old
         // ones stay scrubbed (a drained pool may still report).
         let mut secrets = self.inner.secrets.load().as_ref().clone();
@@ -675,7 +675,7 @@ impl Drop for Gate<'_> {
 /// and the views' split). Everything else is read where it is used and applies in place.
 fn sessions_change(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
     a.kind != b.kind
-        || !crate::config::same_endpoint(&a.endpoint, &b.endpoint)
+        || a.endpoint != b.endpoint
         || a.endpoint.secrets() != b.endpoint.secrets()
         || a.pool != b.pool
         || a.application_name != b.application_name

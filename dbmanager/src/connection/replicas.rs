@@ -43,12 +43,7 @@ pub(crate) fn build(configs: &[ReplicaConfig], shared: &super::Shared) -> Vec<Ar
 
 /// Whether two settings have the same replicas (secrets included).
 pub(crate) fn same_replicas(a: &ConnectionConfig, b: &ConnectionConfig) -> bool {
-    a.replicas.len() == b.replicas.len()
-        && a.replicas.iter().zip(&b.replicas).all(|(x, y)| {
-            x.name == y.name
-                && x.weight == y.weight
-                && crate::config::same_settings(&x.config, &y.config)
-        })
+    a.replicas == b.replicas
 }
 
 /// Whether two settings differ in their replicas (and how reads pick them) at most.
@@ -61,7 +56,7 @@ pub(crate) fn same_but_replicas(a: &ConnectionConfig, b: &ConnectionConfig) -> b
         c.max_replica_lag = None;
         c
     };
-    crate::config::same_settings(&strip(a), &strip(b))
+    strip(a) == strip(b)
 }
 
 impl Replica {

@@ -3,7 +3,7 @@
 //! they apply one at a time; `get` never waits for them (it reads the index they swap).
 
 use super::{Index, Manager};
-use crate::config::{Config, ConnectionConfig, same_settings};
+use crate::config::{Config, ConnectionConfig};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -128,7 +128,7 @@ pub(crate) fn changed_fields(a: &ConnectionConfig, b: &ConnectionConfig) -> Vec<
         .filter(|(_, differs)| *differs)
         .map(|(name, _)| name)
         .collect();
-    if out.is_empty() && !same_settings(a, b) {
+    if out.is_empty() && a != b {
         out.push("provider");
     }
     out
@@ -231,7 +231,7 @@ impl Manager {
                 },
                 Some(conn) => {
                     let current = conn.config();
-                    if same_settings(&current, &new) {
+                    if *current == new {
                         report.unchanged.push(name);
                         continue;
                     }
