@@ -171,8 +171,51 @@ if [ "${1:-}" = "--" ]; then
   exit $?
 fi
 
+# `cargo check -p dbmanager "$@"`, failing on any warning (without RUSTFLAGS, which would
+# rebuild every dependency).
+check_clean() {
+  local out
+  out=$(cargo check -q -p dbmanager "$@" 2>&1) || { printf '%s\n' "$out"; die "cargo check $* failed"; }
+  if printf '%s\n' "$out" | grep -q '^warning'; then
+    printf '%s\n' "$out"
+    die "cargo check $* has warnings"
+  fi
+}
+
+# The lint step: every feature combination a service may build (a check each: each
+# engine alone, each view with one engine, none at all; the tests run once, with all
+# features), clippy -D warnings, rustfmt, cargo doc with warnings as errors. In a target
+# directory of its own, so that it runs while the tests do: they mostly wait on servers.
+lint() {
+  export CARGO_TARGET_DIR=target/lint
+  for features in "" postgres mysql sqlite mongodb mssql "sea-orm,postgres" "sea-orm,sqlite" \
+                  "diesel,postgres" "diesel,mysql" "diesel,sqlite" "metrics,sqlite" "http,sqlite" "otlp,sqlite" "cli"; do
+    say "cargo check -p dbmanager --no-default-features --features '$features'"
+    check_clean --no-default-features --features "$features"
+  done
+  say "cargo check -p dbmanager (default features)"
+  check_clean
+  say "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+  cargo clippy -q --workspace --all-targets --all-features -- -D warnings
+  say "cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+  say "cargo doc --no-deps --all-features (warnings are errors)"
+  RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features --workspace
+  say "lint done"
+}
+
 # tools/charts (the renderer of docs/observability.md's charts) has no tests; clippy
 # checks it under --lint, and scripts/charts.sh runs it.
+lint_pid=""
+if [ "${1:-}" = "--lint" ]; then
+  say "cargo test --no-run (the build, before the lint starts beside the tests)"
+  cargo test -q --workspace --all-features --exclude dbmanager-charts --no-run
+  mkdir -p target
+  lint > target/lint.log 2>&1 &
+  lint_pid=$!
+  say "lint started (target/lint.log)"
+fi
+
 say "cargo test --workspace --all-features --exclude dbmanager-charts"
 cargo test --workspace --all-features --exclude dbmanager-charts
 
@@ -190,31 +233,11 @@ for view in sqlx_view sea_orm_view diesel_view; do
   cargo run -q -p dbmanager --all-features --example "$view"
 done
 
-# `cargo check -p dbmanager "$@"`, failing on any warning (without RUSTFLAGS, which would
-# rebuild every dependency).
-check_clean() {
-  local out
-  out=$(cargo check -q -p dbmanager "$@" 2>&1) || { printf '%s\n' "$out"; die "cargo check $* failed"; }
-  if printf '%s\n' "$out" | grep -q '^warning'; then
-    printf '%s\n' "$out"
-    die "cargo check $* has warnings"
-  fi
-}
-
-if [ "${1:-}" = "--lint" ]; then
-  # Every feature combination a service may build: a check each (tests ran once, above,
-  # with all features). Each engine alone, each view with one engine, none at all.
-  for features in "" postgres mysql sqlite mongodb mssql "sea-orm,postgres" "sea-orm,sqlite" \
-                  "diesel,postgres" "diesel,mysql" "diesel,sqlite" "metrics,sqlite" "http,sqlite" "otlp,sqlite" "cli"; do
-    say "cargo check -p dbmanager --no-default-features --features '$features'"
-    check_clean --no-default-features --features "$features"
-  done
-  say "cargo check -p dbmanager (default features)"
-  check_clean
-  say "cargo clippy --workspace --all-targets --all-features -- -D warnings"
-  cargo clippy --workspace --all-targets --all-features -- -D warnings
-  say "cargo fmt --all -- --check"
-  cargo fmt --all -- --check
-  say "cargo doc --no-deps --all-features (warnings are errors)"
-  RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features --workspace
+if [ -n "$lint_pid" ]; then
+  say "waiting for the lint"
+  lint_ok=0
+  wait "$lint_pid" || lint_ok=$?
+  cat target/lint.log
+  [ "$lint_ok" -eq 0 ] || die "the lint step failed (above)"
 fi
+say "done"
