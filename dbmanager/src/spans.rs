@@ -7,7 +7,7 @@
 //! connections with `enable_tracing: true` make spans. No span carries a credential or a
 //! DSN: the address and port are read from the typed fields, or from a URL's host part.
 
-use crate::config::{ConnectionConfig, DbType, Endpoint};
+use crate::config::{ConnectionConfig, Endpoint};
 use std::sync::Arc;
 use tracing::Span;
 use tracing::field::Empty;
@@ -21,18 +21,6 @@ pub(crate) struct Target {
     namespace: Option<String>,
     address: Option<String>,
     port: Option<u16>,
-}
-
-/// OpenTelemetry's `db.system.name` for an engine.
-fn system(kind: DbType) -> &'static str {
-    match kind {
-        DbType::Postgres => "postgresql",
-        DbType::MySql => "mysql",
-        DbType::Sqlite => "sqlite",
-        DbType::MsSql => "microsoft.sql_server",
-        DbType::MongoDb => "mongodb",
-        other => other.as_str(),
-    }
 }
 
 /// Host and port of a URL DSN, without its userinfo, path or query; `None` for another
@@ -73,7 +61,7 @@ impl Target {
         Target {
             enabled: c.enable_tracing,
             name: Arc::from(c.name.as_str()),
-            system: system(c.kind),
+            system: c.kind.db_system(),
             namespace,
             address,
             port,

@@ -60,6 +60,18 @@ impl DbType {
         }
     }
 
+    /// OpenTelemetry's `db.system.name` for the engine (a custom provider's own name).
+    pub fn db_system(self) -> &'static str {
+        match self {
+            DbType::Postgres => "postgresql",
+            DbType::MySql => "mysql",
+            DbType::Sqlite => "sqlite",
+            DbType::MsSql => "microsoft.sql_server",
+            DbType::MongoDb => "mongodb",
+            DbType::Custom(name) => name,
+        }
+    }
+
     /// The cargo feature that compiles this engine's provider (a custom provider's own
     /// name: it is compiled in by the application that registers it).
     pub fn feature(self) -> &'static str {

@@ -52,7 +52,7 @@ pub mod sqlite;
 pub use classify::{Classify, ErrorClass, classify};
 pub use error::{Phase, ProviderError};
 pub use kind::DbType;
-pub use provider::{EndpointKind, EnginePool, OpenRequest, Provider, Rules};
+pub use provider::{EndpointKind, EnginePool, LagSample, OpenRequest, Provider, Rules};
 pub use redact::{Secrets, dsn_secrets};
 pub use secrecy::{ExposeSecret, SecretString};
 

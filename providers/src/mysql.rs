@@ -72,6 +72,17 @@ fn ssl_mode(mode: SslMode) -> Result<MySqlSslMode, ProviderError> {
     })
 }
 
+/// The session statements that set `query_timeout`, in the order to try them: MariaDB's
+/// `max_statement_time` (seconds, every statement), then MySQL's `max_execution_time`
+/// (milliseconds, SELECT only), which MariaDB does not have. The sqlx pool and the
+/// diesel view both use them: one round trip on MariaDB, two on MySQL.
+pub(crate) fn query_timeout_statements(t: std::time::Duration) -> [String; 2] {
+    [
+        format!("SET SESSION max_statement_time = {}", t.as_secs_f64()),
+        format!("SET SESSION max_execution_time = {}", t.as_millis()),
+    ]
+}
+
 /// Builds the pool; with `eager`, connects before returning (bounded by `connect_timeout`).
 pub async fn open(
     server: &ServerSettings,
@@ -83,15 +94,10 @@ pub async fn open(
     let init: Option<InitFn<MySql>> = server.query_timeout.map(|t| {
         let f: InitFn<MySql> = Arc::new(move |conn| {
             Box::pin(async move {
-                let version: String = sqlx::query_scalar("SELECT VERSION()")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                let stmt = if version.contains("MariaDB") {
-                    format!("SET SESSION max_statement_time = {}", t.as_secs_f64())
-                } else {
-                    format!("SET SESSION max_execution_time = {}", t.as_millis())
-                };
-                conn.execute(sqlx::AssertSqlSafe(stmt)).await?;
+                let [mariadb, mysql] = query_timeout_statements(t);
+                if conn.execute(sqlx::AssertSqlSafe(mariadb)).await.is_err() {
+                    conn.execute(sqlx::AssertSqlSafe(mysql)).await?;
+                }
                 Ok(())
             })
         });
@@ -107,17 +113,38 @@ pub async fn open(
         })
     });
     let listener: crate::pool::ListenerFn<MySql> = |o| {
-        Some(match o.get_socket() {
-            Some(path) => Listener::Unix(path.clone()),
-            None => Listener::Tcp {
-                host: o.get_host().to_owned(),
-                port: o.get_port(),
-            },
-        })
+        Some(Listener::socket_or_tcp(
+            o.get_socket().cloned(),
+            o.get_host(),
+            o.get_port(),
+        ))
     };
+    let lag: crate::pool::LagFn<MySql> = Arc::new(|pool| {
+        Box::pin(async move {
+            use sqlx::Row;
+            let Some(row) = sqlx::query("SHOW SLAVE STATUS")
+                .fetch_optional(pool)
+                .await
+                .ok()?
+            else {
+                // Not a replica at all: nothing to lag behind.
+                return Some(crate::provider::LagSample::new(true, None, None));
+            };
+            // NULL while replication is stopped or broken: as far behind as can be.
+            let behind: Option<u64> = row.try_get("Seconds_Behind_Master").ok()?;
+            let server_lag =
+                behind.map_or(std::time::Duration::MAX, std::time::Duration::from_secs);
+            Some(crate::provider::LagSample::new(
+                behind == Some(0),
+                None,
+                Some(server_lag),
+            ))
+        })
+    });
     let checks = crate::pool::ServerChecks {
         read_only: Some(read_only),
         listener: Some(listener),
+        lag: Some(lag),
     };
     SqlPool::open(pool, options, init, checks, eager, false, ctx).await
 }

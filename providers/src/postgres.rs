@@ -215,17 +215,32 @@ pub async fn open(
             .get_socket()
             .cloned()
             .or_else(|| o.get_host().starts_with('/').then(|| o.get_host().into()));
-        Some(match dir {
-            Some(dir) => Listener::Unix(dir.join(format!(".s.PGSQL.{}", o.get_port()))),
-            None => Listener::Tcp {
-                host: o.get_host().to_owned(),
-                port: o.get_port(),
-            },
-        })
+        let file = dir.map(|d: std::path::PathBuf| d.join(format!(".s.PGSQL.{}", o.get_port())));
+        Some(Listener::socket_or_tcp(file, o.get_host(), o.get_port()))
     };
+    // Caught up when everything received is replayed (an idle primary sends nothing, so
+    // the last replay's age alone would grow forever).
+    let lag: crate::pool::LagFn<Postgres> = std::sync::Arc::new(|pool| {
+        Box::pin(async move {
+            let (caught_up, applied, secs): (bool, Option<String>, Option<f64>) = sqlx::query_as(
+                "select not pg_is_in_recovery() \
+                   or pg_last_wal_receive_lsn() is not distinct from pg_last_wal_replay_lsn(), \
+                 pg_last_wal_replay_lsn()::text, \
+                 extract(epoch from now() - pg_last_xact_replay_timestamp())::float8",
+            )
+            .fetch_one(pool)
+            .await
+            .ok()?;
+            let server_lag = secs.map(|s| std::time::Duration::from_secs_f64(s.max(0.0)));
+            Some(crate::provider::LagSample::new(
+                caught_up, applied, server_lag,
+            ))
+        })
+    });
     let checks = crate::pool::ServerChecks {
         read_only: Some(read_only),
         listener: Some(listener),
+        lag: Some(lag),
     };
     SqlPool::open(pool, options, None, checks, eager, false, ctx).await
 }

@@ -60,6 +60,12 @@ pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Ok(true) })
     }
 
+    /// One sample of the server's replication state, for a replica's lag check; `None`
+    /// when the engine cannot tell or the question failed. The default is `None`.
+    fn replication_lag(&self) -> BoxFuture<'_, Option<LagSample>> {
+        Box::pin(async { None })
+    }
+
     /// The pool was replaced by a swap: the manager sends it no new work. A pool that
     /// keeps connections back for the manager's own checkouts (the SQL pools' fast path)
     /// hands them to whoever still holds the pool itself, so the drain that follows sees
@@ -288,6 +294,32 @@ impl std::fmt::Debug for dyn Provider {
     }
 }
 
+/// What one lag check reads off a replica's server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LagSample {
+    /// Everything received is applied (or the server is no replica at all).
+    pub caught_up: bool,
+    /// How far it has applied (PostgreSQL: the replay LSN), so a stalled replica can be
+    /// told from a moving one.
+    pub applied: Option<String>,
+    /// The server's own figure (PostgreSQL: age of the last replayed transaction;
+    /// MySQL: `Seconds_Behind_Master`, `Duration::MAX` while replication is stopped),
+    /// when it has one.
+    pub server_lag: Option<Duration>,
+}
+
+impl LagSample {
+    /// A sample with these values.
+    pub fn new(caught_up: bool, applied: Option<String>, server_lag: Option<Duration>) -> Self {
+        LagSample {
+            caught_up,
+            applied,
+            server_lag,
+        }
+    }
+}
+
 /// Implements [`EnginePool`] for a pool type whose inherent methods have the same names
 /// (`read_only` and `retire` too when the invocation starts with `read_only;`).
 macro_rules! engine_pool {
@@ -301,6 +333,11 @@ macro_rules! engine_pool {
             }
             fn retire(&self) {
                 Self::retire(self);
+            }
+            fn replication_lag(
+                &self,
+            ) -> futures_util::future::BoxFuture<'_, Option<$crate::provider::LagSample>> {
+                Box::pin(Self::replication_lag(self))
             }
             fn renew(&self, fresh: &dyn $crate::provider::EnginePool) -> bool {
                 Self::renew(self, fresh)

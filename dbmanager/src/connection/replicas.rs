@@ -5,11 +5,12 @@
 //! set.
 
 use super::{Connection, Inner};
-use crate::config::{ConnectionConfig, DbType, Fallback, LoadBalancing, ReplicaConfig};
+use crate::config::{ConnectionConfig, Fallback, LoadBalancing, ReplicaConfig};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::health::HealthState;
 use crate::stats::ReplicaStats;
+use dbmanager_providers::LagSample;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -215,7 +216,7 @@ impl Inner {
             return;
         };
         let measured =
-            tokio::time::timeout(config.health_check_timeout, sample(config.kind, &pools)).await;
+            tokio::time::timeout(config.health_check_timeout, pools.main.replication_lag()).await;
         let Ok(Some(sample)) = measured else {
             return;
         };
@@ -229,23 +230,12 @@ impl Inner {
     }
 }
 
-/// What one lag check reads off a replica.
-struct Sample {
-    /// Everything received is applied.
-    caught_up: bool,
-    /// How far it has applied (PostgreSQL: the replay LSN), to see it stall.
-    applied: Option<String>,
-    /// The server's own figure (PostgreSQL: age of the last replayed transaction;
-    /// MySQL: `Seconds_Behind_Master`), when it has one.
-    server_lag: Option<Duration>,
-}
-
 impl Inner {
     /// The lag a sample means. Behind, the lag is at least the server's figure and at
     /// least how long the applied position has not moved: PostgreSQL has no replay
     /// timestamp until a standby replays its first transaction, so a standby paused
     /// since it started reports none.
-    fn lag_from(&self, s: Sample) -> Duration {
+    fn lag_from(&self, s: LagSample) -> Duration {
         let mut stalled = self
             .stalled
             .lock()
@@ -260,60 +250,5 @@ impl Inner {
         };
         *stalled = s.applied.clone().map(|a| (a, since));
         s.server_lag.unwrap_or_default().max(since.elapsed())
-    }
-}
-
-/// One lag sample of a replica, or `None` if it could not be read.
-#[cfg_attr(
-    not(any(feature = "postgres", feature = "mysql")),
-    allow(unused_variables)
-)]
-async fn sample(kind: DbType, pools: &crate::pools::PoolSet) -> Option<Sample> {
-    match kind {
-        #[cfg(feature = "postgres")]
-        DbType::Postgres => {
-            let pool = pools.main_as::<dbmanager_providers::pool::SqlPool<sqlx::Postgres>>()?;
-            // Caught up when everything received is replayed (an idle primary sends
-            // nothing, so the last replay's age alone would grow forever).
-            let (caught_up, applied, secs): (bool, Option<String>, Option<f64>) = sqlx::query_as(
-                "select not pg_is_in_recovery() \
-                   or pg_last_wal_receive_lsn() is not distinct from pg_last_wal_replay_lsn(), \
-                 pg_last_wal_replay_lsn()::text, \
-                 extract(epoch from now() - pg_last_xact_replay_timestamp())::float8",
-            )
-            .fetch_one(pool.sqlx())
-            .await
-            .ok()?;
-            Some(Sample {
-                caught_up,
-                applied,
-                server_lag: secs.map(|s| Duration::from_secs_f64(s.max(0.0))),
-            })
-        }
-        #[cfg(feature = "mysql")]
-        DbType::MySql => {
-            use sqlx::Row;
-            let pool = pools.main_as::<dbmanager_providers::pool::SqlPool<sqlx::MySql>>()?;
-            let row = sqlx::query("SHOW SLAVE STATUS")
-                .fetch_optional(pool.sqlx())
-                .await
-                .ok()?;
-            let Some(row) = row else {
-                // Not a replica at all: nothing to lag behind.
-                return Some(Sample {
-                    caught_up: true,
-                    applied: None,
-                    server_lag: None,
-                });
-            };
-            // NULL while replication is stopped or broken: as far behind as can be.
-            let behind: Option<u64> = row.try_get("Seconds_Behind_Master").ok()?;
-            Some(Sample {
-                caught_up: behind == Some(0),
-                applied: None,
-                server_lag: Some(behind.map_or(Duration::MAX, Duration::from_secs)),
-            })
-        }
-        _ => None,
     }
 }

@@ -98,12 +98,9 @@ impl Connector for MysqlConnector {
             .await
             .map_err(|e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost))?;
         if let Some(t) = self.query_timeout {
-            // As the sqlx pool does: MariaDB's `max_statement_time`, else MySQL's
-            // `max_execution_time` (SELECT only).
-            let set = format!("SET SESSION max_statement_time = {}", t.as_secs_f64());
-            if conn.batch_execute(&set).await.is_err() {
-                let set = format!("SET SESSION max_execution_time = {}", t.as_millis());
-                conn.batch_execute(&set)
+            let [mariadb, mysql] = crate::mysql::query_timeout_statements(t);
+            if conn.batch_execute(&mariadb).await.is_err() {
+                conn.batch_execute(&mysql)
                     .await
                     .map_err(|e| ProviderError::driver_connect(e, ErrorClass::Config))?;
             }

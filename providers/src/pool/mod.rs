@@ -56,20 +56,29 @@ pub type ReadOnlyFn<DB> = Arc<
         + Sync,
 >;
 
+/// Reads one replication-lag sample through the pool (see
+/// [`EnginePool::replication_lag`](crate::EnginePool::replication_lag)).
+pub type LagFn<DB> = Arc<
+    dyn for<'p> Fn(&'p Pool<DB>) -> BoxFuture<'p, Option<crate::provider::LagSample>> + Send + Sync,
+>;
+
 /// What the pool asks an engine's server besides the caller's queries.
 pub struct ServerChecks<DB: Database> {
     /// How to ask whether the server refuses writes (`None`: the engine cannot tell).
     pub read_only: Option<ReadOnlyFn<DB>>,
     /// Where it listens, for the probe's reachability check (`None`: no network server).
     pub listener: Option<ListenerFn<DB>>,
+    /// How to read a replica's lag (`None`: the engine cannot tell).
+    pub lag: Option<LagFn<DB>>,
 }
 
 impl<DB: Database> ServerChecks<DB> {
-    /// Neither (an embedded database).
+    /// None of them (an embedded database).
     pub fn none() -> Self {
         ServerChecks {
             read_only: None,
             listener: None,
+            lag: None,
         }
     }
 }
@@ -114,6 +123,8 @@ struct Inner<DB: Database> {
     read_only: Option<ReadOnlyFn<DB>>,
     /// Where the server listens (`None`: no network server).
     listener: Option<ListenerFn<DB>>,
+    /// How to read a replica's lag (`None`: the engine cannot tell).
+    lag: Option<LagFn<DB>>,
     /// The fast path: connections the manager's checkouts borrowed from `pool`.
     cache: Arc<Cache<DB>>,
     /// The session setup every new connection runs; replaced by [`SqlPool::renew`].
@@ -246,6 +257,7 @@ impl<DB: Database> SqlPool<DB> {
             anchor: tokio::sync::Mutex::new(anchor),
             read_only: checks.read_only,
             listener: checks.listener,
+            lag: checks.lag,
             cache,
             init,
         });
@@ -266,6 +278,14 @@ impl<DB: Database> SqlPool<DB> {
         self.inner.cache.raw_used.store(true, Ordering::Relaxed);
         self.inner.cache.give_back_if_exhausted();
         &self.inner.pool
+    }
+
+    /// One sample of the server's replication state, asked through the raw pool (so it
+    /// waits in the same line as the raw pool's callers); `None` when the engine cannot
+    /// tell or the question failed.
+    pub async fn replication_lag(&self) -> Option<crate::provider::LagSample> {
+        let lag = self.inner.lag.clone()?;
+        lag(self.sqlx()).await
     }
 
     /// The settings the pool was built with.

@@ -34,6 +34,17 @@ pub type ListenerFn<DB> =
     fn(&<<DB as Database>::Connection as sqlx::Connection>::Options) -> Option<Listener>;
 
 impl Listener {
+    /// A Unix-domain socket file when there is one, else `host:port`.
+    pub fn socket_or_tcp(socket: Option<std::path::PathBuf>, host: &str, port: u16) -> Self {
+        match socket {
+            Some(path) => Listener::Unix(path),
+            None => Listener::Tcp {
+                host: host.to_owned(),
+                port,
+            },
+        }
+    }
+
     /// Opens a socket connection and closes it at once (no bytes sent: no session, no
     /// login attempt). `Err` is the refusal.
     pub async fn reach(&self) -> std::io::Result<()> {
@@ -71,7 +82,7 @@ impl<DB: Database> SqlPool<DB> {
             after: timeout,
         };
         let inner = &self.inner;
-        let mut conn = loop {
+        let conn = loop {
             if inner.pool.is_closed() {
                 return Err(ProviderError::Closed);
             }
@@ -103,17 +114,8 @@ impl<DB: Database> SqlPool<DB> {
             }
         };
         let started = Instant::now();
-        match tokio::time::timeout_at(deadline, conn.ping()).await {
-            Ok(Ok(())) => Ok(started.elapsed()),
-            Ok(Err(e)) => {
-                conn.close_broken();
-                Err(ProviderError::Database(e))
-            }
-            Err(_) => {
-                conn.close_broken();
-                Err(elapsed())
-            }
-        }
+        ping_by(conn, deadline, timeout).await?;
+        Ok(started.elapsed())
     }
 
     /// A probe while the connection is down: a session opened through the pool, pinged
@@ -164,7 +166,7 @@ impl<DB: Database> SqlPool<DB> {
             }
             std::future::pending().await
         };
-        let mut conn = tokio::select! {
+        let conn = tokio::select! {
             acquired = acquire => match acquired {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(ProviderError::AcquireTimeout { .. })) | Err(_) => {
@@ -178,21 +180,9 @@ impl<DB: Database> SqlPool<DB> {
                 return Err(ProviderError::Connect(sqlx::Error::Io(refused)));
             }
         };
-        match tokio::time::timeout_at(deadline, conn.ping()).await {
-            Ok(Ok(())) => {
-                drop(conn);
-                inner.cache.kick();
-                Ok(started.elapsed())
-            }
-            Ok(Err(e)) => {
-                conn.close_broken();
-                Err(ProviderError::Database(e))
-            }
-            Err(_) => {
-                conn.close_broken();
-                Err(elapsed())
-            }
-        }
+        ping_by(conn, deadline, timeout).await?;
+        inner.cache.kick();
+        Ok(started.elapsed())
     }
 
     /// Where the server listens, from the pool's current connect options.
@@ -217,5 +207,29 @@ impl<DB: Database> SqlPool<DB> {
                 phase: "read-only check",
                 after: timeout,
             }))
+    }
+}
+
+/// Pings `conn` by `deadline` and returns it to the pool; one that fails or does not
+/// answer in time is closed instead (sqlx would ping it again on release and could hang
+/// there).
+async fn ping_by<DB: Database>(
+    mut conn: crate::fast::PooledConnection<DB>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<(), ProviderError> {
+    match tokio::time::timeout_at(deadline, conn.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            conn.close_broken();
+            Err(ProviderError::Database(e))
+        }
+        Err(_) => {
+            conn.close_broken();
+            Err(ProviderError::Timeout {
+                phase: "health check",
+                after: timeout,
+            })
+        }
     }
 }
