@@ -117,6 +117,34 @@ pub enum ClearReason {
     Driver,
 }
 
+impl ClearReason {
+    /// Every kind of clear (the error class left out), as the `reason` label of
+    /// `dbmanager_pool_clears_total`, in [`label_index`](Self::label_index) order.
+    pub const LABELS: [&'static str; 5] = [
+        "health_check_failed",
+        "health_check_timeout",
+        "error_reported",
+        "requested",
+        "driver",
+    ];
+
+    /// Its kind, as a label.
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self.label_index()]
+    }
+
+    /// Its kind's place in [`LABELS`](Self::LABELS).
+    pub fn label_index(self) -> usize {
+        match self {
+            ClearReason::HealthCheckFailed(_) => 0,
+            ClearReason::HealthCheckTimeout => 1,
+            ClearReason::ErrorReported(_) => 2,
+            ClearReason::Requested => 3,
+            ClearReason::Driver => 4,
+        }
+    }
+}
+
 /// The kinds of [`Event`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -10,7 +10,7 @@
 
 use crate::health::HealthState;
 use crate::manager::Manager;
-use crate::stats::ConnectionStats;
+use crate::stats::{CloseReason, ConnectionStats};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -125,14 +125,10 @@ fn connection(c: &ConnectionStats) -> Value {
                 "acquire_errors": p.acquire_errors,
                 "opened_total": p.opened_total,
                 "closed_total": p.closed_total,
-                "closed": {
-                    "max_lifetime": p.closed_max_lifetime,
-                    "idle_timeout": p.closed_idle_timeout,
-                    "max_idle": p.closed_max_idle,
-                    "broken": p.closed_broken,
-                    "shutdown": p.closed_shutdown,
-                    "cleared": p.closed_cleared,
-                },
+                "closed": CloseReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_owned(), json!(p.closed(*r))))
+                    .collect::<serde_json::Map<_, _>>(),
                 "pool_clears": p.pool_clears,
             })
         })

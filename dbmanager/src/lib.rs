@@ -61,7 +61,7 @@ pub use manager::{ConfigWatcher, WatchOutcome};
 pub use manager::{KeyStats, KeyedPools, Manager, ReloadReport, Resolver};
 pub use pools::SqlEngine;
 pub use registry::Registry;
-pub use stats::{ReplicaStats, View, ViewStats};
+pub use stats::{CloseReason, ReplicaStats, View, ViewStats};
 
 /// sqlx, re-exported so a service writes `dbmanager::sqlx::query(...)` with the version and
 /// the database features dbmanager was built with (a second sqlx in the tree would not

@@ -15,7 +15,7 @@
 use crate::events::{ClearReason, Event, EventKind, Subscriber};
 use crate::health::HealthState;
 use crate::manager::Manager;
-use dbmanager_providers::stats::{PoolStats, WAIT_BUCKETS};
+use dbmanager_providers::stats::{CloseReason, PoolStats, WAIT_BUCKETS};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder};
 use prometheus_client::metrics::MetricType;
@@ -36,25 +36,6 @@ const STATES: [HealthState; 4] = [
     HealthState::Unhealthy,
     HealthState::Closed,
 ];
-
-/// The clear reasons, as label values.
-const CLEAR_REASONS: [&str; 5] = [
-    "health_check_failed",
-    "health_check_timeout",
-    "error_reported",
-    "requested",
-    "driver",
-];
-
-fn clear_reason(r: ClearReason) -> usize {
-    match r {
-        ClearReason::HealthCheckFailed(_) => 0,
-        ClearReason::HealthCheckTimeout => 1,
-        ClearReason::ErrorReported(_) => 2,
-        ClearReason::Requested => 3,
-        _ => 4,
-    }
-}
 
 /// A fixed-bucket histogram of durations in seconds.
 #[derive(Debug, Default)]
@@ -84,7 +65,7 @@ impl Durations {
 struct Counted {
     reconnect_ok: AtomicU64,
     reconnect_error: AtomicU64,
-    clears: [AtomicU64; CLEAR_REASONS.len()],
+    clears: [AtomicU64; ClearReason::LABELS.len()],
     swaps: AtomicU64,
     unavailable: AtomicU64,
     check_ok: Durations,
@@ -134,7 +115,7 @@ impl Subscriber for Events {
                     &c.reconnect_error
                 });
             }
-            EventKind::PoolCleared { reason, .. } => inc(&counted().clears[clear_reason(*reason)]),
+            EventKind::PoolCleared { reason, .. } => inc(&counted().clears[reason.label_index()]),
             EventKind::Swapped { .. } => inc(&counted().swaps),
             EventKind::Unavailable { .. } => inc(&counted().unavailable),
             EventKind::HealthChecked { took, ok } => {
@@ -392,26 +373,20 @@ impl Collector for Scrape {
             "connections the pool closed, by reason",
             Counter,
             pools().flat_map(|(r, pool, s)| {
-                [
-                    ("max_lifetime", s.closed_max_lifetime),
-                    ("idle_timeout", s.closed_idle_timeout),
-                    ("max_idle", s.closed_max_idle),
-                    ("broken", s.closed_broken),
-                    ("shutdown", s.closed_shutdown),
-                    ("cleared", s.closed_cleared),
-                ]
-                .map(|(reason, n)| {
-                    let [a, b] = r.labels.clone();
-                    (
-                        [
-                            a,
-                            b,
-                            ("pool", pool.to_owned()),
-                            ("reason", reason.to_owned()),
-                        ],
-                        count(n),
-                    )
-                })
+                CloseReason::ALL
+                    .map(|reason| (reason.as_str(), s.closed(reason)))
+                    .map(|(reason, n)| {
+                        let [a, b] = r.labels.clone();
+                        (
+                            [
+                                a,
+                                b,
+                                ("pool", pool.to_owned()),
+                                ("reason", reason.to_owned()),
+                            ],
+                            count(n),
+                        )
+                    })
             }),
         )?;
         family(
@@ -420,12 +395,15 @@ impl Collector for Scrape {
             "times the connection's pool was cleared, by reason",
             Counter,
             rows.iter().flat_map(|r| {
-                CLEAR_REASONS.iter().enumerate().map(move |(i, reason)| {
-                    (
-                        r.with(("reason", (*reason).to_owned())),
-                        count(load(&r.counted.clears[i])),
-                    )
-                })
+                ClearReason::LABELS
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, reason)| {
+                        (
+                            r.with(("reason", (*reason).to_owned())),
+                            count(load(&r.counted.clears[i])),
+                        )
+                    })
             }),
         )?;
         family(

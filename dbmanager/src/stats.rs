@@ -2,7 +2,7 @@
 
 use crate::config::DbType;
 use crate::health::HealthState;
-pub use dbmanager_providers::stats::PoolStats;
+pub use dbmanager_providers::stats::{CloseReason, PoolStats};
 use std::time::Duration;
 
 /// One named connection's statistics.

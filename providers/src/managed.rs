@@ -11,7 +11,7 @@
 use crate::context::PoolContext;
 use crate::error::ProviderError;
 use crate::settings::PoolSettings;
-use crate::stats::{PoolCounters, PoolStats};
+use crate::stats::{CloseReason, PoolCounters, PoolStats};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
 use std::future::Future;
 use std::sync::Arc;
@@ -91,29 +91,21 @@ impl<K: Connector> Manager<K> {
     }
 
     /// Why an idle connection may not be handed out again, if it may not (no round trip).
-    fn stale(&self, conn: &Pooled<K::Conn>, metrics: &Metrics) -> Option<&'static str> {
+    fn stale(&self, conn: &Pooled<K::Conn>, metrics: &Metrics) -> Option<CloseReason> {
         let s = &self.settings;
         if conn.generation != self.generation.load(Ordering::Acquire) {
-            Some("cleared")
+            Some(CloseReason::Cleared)
         } else if s.max_lifetime.is_some_and(|l| metrics.age() >= l) {
-            Some("max_lifetime")
+            Some(CloseReason::MaxLifetime)
         } else if s.max_idle_time.is_some_and(|l| metrics.last_used() >= l) {
-            Some("idle_timeout")
+            Some(CloseReason::IdleTimeout)
         } else {
             None
         }
     }
 
-    fn count_close(&self, reason: &str) {
-        let c = &self.counters;
-        PoolCounters::inc(match reason {
-            "broken" => &c.closed_broken,
-            "cleared" => &c.closed_cleared,
-            "max_lifetime" => &c.closed_max_lifetime,
-            "idle_timeout" => &c.closed_idle_timeout,
-            "max_idle" => &c.closed_max_idle,
-            _ => &c.closed_shutdown,
-        });
+    fn count_close(&self, reason: CloseReason) {
+        self.counters.count_close(reason);
     }
 }
 
@@ -146,13 +138,13 @@ impl<K: Connector> managed::Manager for Manager<K> {
         metrics: &Metrics,
     ) -> RecycleResult<ProviderError> {
         let reason = if self.connector.is_broken(&mut conn.conn) {
-            Some("broken")
+            Some(CloseReason::Broken)
         } else {
             self.stale(conn, metrics)
         };
         if let Some(reason) = reason {
             self.count_close(reason);
-            return Err(RecycleError::message(reason));
+            return Err(RecycleError::message(reason.as_str()));
         }
         if self
             .settings
@@ -169,7 +161,7 @@ impl<K: Connector> managed::Manager for Manager<K> {
                     }),
                 };
             if let Err(e) = result {
-                self.count_close("broken");
+                self.count_close(CloseReason::Broken);
                 return Err(RecycleError::Backend(e));
             }
         }
@@ -331,7 +323,7 @@ impl<K: Connector> ManagedPool<K> {
                 return false;
             }
             if kept >= max_idle {
-                manager.count_close("max_idle");
+                manager.count_close(CloseReason::MaxIdle);
                 return false;
             }
             kept += 1;

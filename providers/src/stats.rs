@@ -25,6 +25,49 @@ pub struct PoolCounters {
     pub(crate) wait_buckets: [AtomicU64; WAIT_BUCKETS.len() + 1],
 }
 
+/// Why a pool closed a connection: the `reason` label of metrics, the keys of `/stats`,
+/// and the [`PoolStats`] counter each reads ([`PoolStats::closed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Older than `conn_max_lifetime`.
+    MaxLifetime,
+    /// Idle longer than `conn_max_idle_time`.
+    IdleTimeout,
+    /// Released while `max_idle_conns` were idle already.
+    MaxIdle,
+    /// Found broken (a failed liveness ping, a driver's broken flag).
+    Broken,
+    /// Closed with its pool (`close()`, a swap).
+    Shutdown,
+    /// Opened before the pool was cleared (server restart, failover).
+    Cleared,
+}
+
+impl CloseReason {
+    /// Every reason, in the order metrics and `/stats` list them.
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::MaxLifetime,
+        CloseReason::IdleTimeout,
+        CloseReason::MaxIdle,
+        CloseReason::Broken,
+        CloseReason::Shutdown,
+        CloseReason::Cleared,
+    ];
+
+    /// Its name in metrics, `/stats` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::MaxLifetime => "max_lifetime",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::MaxIdle => "max_idle",
+            CloseReason::Broken => "broken",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Cleared => "cleared",
+        }
+    }
+}
+
 /// The upper bounds (seconds) of the acquire-wait histogram's buckets.
 pub const WAIT_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -42,6 +85,18 @@ impl Drop for Pending<'_> {
 impl PoolCounters {
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one connection closed for `reason`.
+    pub(crate) fn count_close(&self, reason: CloseReason) {
+        Self::inc(match reason {
+            CloseReason::MaxLifetime => &self.closed_max_lifetime,
+            CloseReason::IdleTimeout => &self.closed_idle_timeout,
+            CloseReason::MaxIdle => &self.closed_max_idle,
+            CloseReason::Broken => &self.closed_broken,
+            CloseReason::Shutdown => &self.closed_shutdown,
+            CloseReason::Cleared => &self.closed_cleared,
+        });
     }
 
     pub(crate) fn record_wait(&self, waited: Duration) {
@@ -157,15 +212,22 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
+    /// Connections closed for `reason`.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        match reason {
+            CloseReason::MaxLifetime => self.closed_max_lifetime,
+            CloseReason::IdleTimeout => self.closed_idle_timeout,
+            CloseReason::MaxIdle => self.closed_max_idle,
+            CloseReason::Broken => self.closed_broken,
+            CloseReason::Shutdown => self.closed_shutdown,
+            CloseReason::Cleared => self.closed_cleared,
+        }
+    }
+
     /// Connections closed, counted by reason (unlike `closed_total`, which is derived
     /// from the open count and so also moves with connects under way).
     pub fn closed_by_reason(&self) -> u64 {
-        self.closed_max_lifetime
-            + self.closed_idle_timeout
-            + self.closed_max_idle
-            + self.closed_broken
-            + self.closed_shutdown
-            + self.closed_cleared
+        CloseReason::ALL.iter().map(|r| self.closed(*r)).sum()
     }
 
     /// Two pools' statistics added up (the views of one connection): sizes, limits and
