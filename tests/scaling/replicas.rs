@@ -200,13 +200,17 @@ async fn reads_spread_by_strategy_and_writes_through_reader_fail_as_read_only() 
     within(&counts, "r2", 500, 50);
     mgr.close().await;
 
-    // Least connections: with a connection held on r1, reads go to r2.
+    // Least connections: with two connections held on r1, reads go to r2 (which has
+    // at most the one a read just returned).
     let mgr = c
         .manager("    load_balancing: least_connections\n", &[])
         .await;
     let main = mgr.get("main").unwrap();
     let r1 = main.replica("r1").unwrap();
-    let _held = r1.acquire::<sqlx::Postgres>().await.unwrap();
+    let _held = (
+        r1.acquire::<sqlx::Postgres>().await.unwrap(),
+        r1.acquire::<sqlx::Postgres>().await.unwrap(),
+    );
     let counts = spread(&c, &main, 100).await;
     assert_eq!(counts.get("r2"), Some(&100), "{counts:?}");
     mgr.close().await;
