@@ -218,6 +218,8 @@ if [ "${1:-}" = "--lint" ]; then
   lint > target/lint.log 2>&1 &
   lint_pid=$!
   say "lint started beside the tests (target/lint.log)"
+  # A failed test ends the script: the lint (and the cargo it runs) ends with it.
+  trap 'pkill -TERM -P "$lint_pid" 2>/dev/null; kill "$lint_pid" 2>/dev/null; stop_mongo' EXIT
 fi
 
 say "cargo test --workspace --all-features --exclude dbmanager-charts"
@@ -241,6 +243,7 @@ if [ -n "$lint_pid" ]; then
   say "waiting for the lint"
   lint_ok=0
   wait "$lint_pid" || lint_ok=$?
+  trap stop_mongo EXIT
   cat target/lint.log
   [ "$lint_ok" -eq 0 ] || die "the lint step failed (above)"
 fi
