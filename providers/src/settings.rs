@@ -72,7 +72,39 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    /// Every accepted spelling, for error messages.
+    /// Every accepted spelling (compared case-insensitively, `_` and `-` alike) and the
+    /// canonical name it stands for: PostgreSQL's names, MySQL's (`disabled`, `preferred`,
+    /// `required`, `verify_ca`, `verify_identity`) and booleans.
+    pub const SPELLINGS: &'static [(&'static str, &'static str)] = &[
+        ("disable", "disable"),
+        ("disabled", "disable"),
+        ("false", "disable"),
+        ("off", "disable"),
+        ("allow", "allow"),
+        ("prefer", "prefer"),
+        ("preferred", "prefer"),
+        ("require", "require"),
+        ("required", "require"),
+        ("true", "require"),
+        ("on", "require"),
+        ("verify-ca", "verify-ca"),
+        ("verify-full", "verify-full"),
+        ("verify-identity", "verify-full"),
+        ("strict", "strict"),
+    ];
+
+    /// Every mode.
+    pub const ALL: &'static [SslMode] = &[
+        SslMode::Disable,
+        SslMode::Allow,
+        SslMode::Prefer,
+        SslMode::Require,
+        SslMode::VerifyCa,
+        SslMode::VerifyFull,
+        SslMode::Strict,
+    ];
+
+    /// Every canonical name, for error messages.
     pub const NAMES: &'static [&'static str] = &[
         "disable",
         "allow",
@@ -83,19 +115,25 @@ impl SslMode {
         "strict",
     ];
 
-    /// Parses PostgreSQL's names and MySQL's (`disabled`, `preferred`, `required`,
-    /// `verify_ca`, `verify_identity`), case-insensitively.
+    /// The canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+            SslMode::Strict => "strict",
+        }
+    }
+
+    /// Parses any of [`SPELLINGS`](Self::SPELLINGS).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "disable" | "disabled" | "false" | "off" => SslMode::Disable,
-            "allow" => SslMode::Allow,
-            "prefer" | "preferred" => SslMode::Prefer,
-            "require" | "required" | "true" | "on" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" | "verify-identity" => SslMode::VerifyFull,
-            "strict" => SslMode::Strict,
-            _ => return None,
-        })
+        let norm = |s: &str| s.trim().to_ascii_lowercase().replace('_', "-");
+        let wanted = norm(s);
+        let (_, canonical) = Self::SPELLINGS.iter().find(|(sp, _)| norm(sp) == wanted)?;
+        Self::ALL.iter().copied().find(|m| m.as_str() == *canonical)
     }
 }
 

@@ -17,7 +17,7 @@ fn pgbouncer_refuses_session_settings_and_other_engines() {
          pgbouncer: true\n    schema: app\n  m:\n    type: mysql\n    host: h\n    database: d\n    pgbouncer: true\n",
     );
     assert!(
-        e.contains("connections.p.schema: `schema` cannot be combined with `pgbouncer: true`"),
+        e.contains("connections.p.schema (line 8, column 13): `schema` cannot be combined with `pgbouncer: true`"),
         "{e}"
     );
     assert!(e.contains("ALTER ROLE"), "{e}");
@@ -87,6 +87,17 @@ fn replicas_are_validated_with_their_paths_and_inherit_the_connection() {
         "connections:\n  main:\n    type: postgres\n    host: h\n    database: d\n    load_balancing: fastest\n",
     );
     assert!(lb.contains("connections.main.load_balancing (line 6, column 21): unknown load balancing strategy `fastest`"), "{lb}");
+    // A near miss is named, with the spelling meant.
+    let typo = errors(
+        "connections:\n  main:\n    type: postgres\n    host: h\n    database: d\n    load_balancing: round_robbin\n    sslmode: verify_ful\n    fallback: primry\n",
+    );
+    for needle in [
+        "unknown load balancing strategy `round_robbin` (did you mean `round_robin`?): expected one of round_robin, least_connections, random",
+        "unknown sslmode `verify_ful` (did you mean `verify-full`?)",
+        "unknown replica fallback `primry` (did you mean `primary`?): expected one of primary, error",
+    ] {
+        assert!(typo.contains(needle), "{needle}\n{typo}");
+    }
     for needle in [
         "connections.main.replicas[0].weight",
         "connections.main.replicas[1] (line 10, column 9): a replica needs `host` or `dsn`",

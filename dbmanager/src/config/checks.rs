@@ -1,10 +1,11 @@
 //! The per-connection checks of validation: which fields the engine accepts (from its
 //! provider's rules), the pool limits and backoff, the endpoint, and the views' budget.
 
-use super::fields::{self, Group};
+use super::fields::Val;
+use super::fields::{self, ForReplica, Group, key};
 use super::tree::Node;
 use super::validate::{Merged, Validator, inherited};
-use super::value::{Val, join};
+use super::value::join;
 use super::{DbType, DefaultOrm, Endpoint, RetrySettings};
 use dbmanager_providers::settings::{PoolSettings, SqliteSettings, SqliteTarget};
 use dbmanager_providers::{EndpointKind, Rules};
@@ -76,15 +77,15 @@ impl Validator<'_> {
     /// `max_idle_conns` (MongoDB's driver does not: there `min_idle_conns` is bounded by
     /// `max_open_conns` alone).
     pub(crate) fn pool(&mut self, m: &Merged<'_>, path: &str, idle_cap: bool) -> PoolSettings {
-        let max_open = m.count("max_open_conns");
+        let max_open = m.get(key::max_open_conns);
         let explicit_idle = m
-            .src("max_idle_conns")
+            .set(key::max_idle_conns)
             .filter(|s| inherited(&s.path, path).is_empty());
-        let max_idle = match m.src("max_idle_conns") {
+        let max_idle = match m.set(key::max_idle_conns) {
             // Inherited from the top level: lowered to this connection's `max_open_conns`,
             // as Go's database/sql does (ResolveSpec's own sample configuration relies on it).
-            Some(s) if explicit_idle.is_none() && m.count("max_idle_conns") > max_open => {
-                let from = m.count("max_idle_conns");
+            Some(s) if explicit_idle.is_none() && m.get(key::max_idle_conns) > max_open => {
+                let from = m.get(key::max_idle_conns);
                 let top = s.path.clone();
                 self.warn(
                     &join(path, "max_idle_conns"),
@@ -95,11 +96,11 @@ impl Validator<'_> {
                 );
                 max_open
             }
-            Some(_) => m.count("max_idle_conns"),
-            None => m.count("max_idle_conns").min(max_open),
+            Some(_) => m.get(key::max_idle_conns),
+            None => m.get(key::max_idle_conns).min(max_open),
         };
-        let min_idle = m.count("min_idle_conns");
-        if let Some(s) = m.src("max_idle_conns")
+        let min_idle = m.get(key::min_idle_conns);
+        if let Some(s) = m.set(key::max_idle_conns)
             && max_idle > max_open
         {
             let (p, o) = (s.path.clone(), s.origin.clone());
@@ -117,7 +118,7 @@ impl Validator<'_> {
         } else {
             (max_open, "max_open_conns")
         };
-        if let Some(s) = m.src("min_idle_conns")
+        if let Some(s) = m.set(key::min_idle_conns)
             && min_idle > bound
         {
             let (p, o) = (s.path.clone(), s.origin.clone());
@@ -130,15 +131,15 @@ impl Validator<'_> {
                 ),
             );
         }
-        let lifetime = m.opt_duration("conn_max_lifetime");
-        let idle_time = m.opt_duration("conn_max_idle_time");
+        let lifetime = m.get(key::conn_max_lifetime);
+        let idle_time = m.get(key::conn_max_idle_time);
         if let (Some(l), Some(i)) = (lifetime, idle_time)
             && l < i
         {
-            let (p, o) = if m.src("conn_max_lifetime").is_some() {
-                m.at("conn_max_lifetime", path)
+            let (p, o) = if m.set(key::conn_max_lifetime).is_some() {
+                m.at(key::conn_max_lifetime, path)
             } else {
-                m.at("conn_max_idle_time", path)
+                m.at(key::conn_max_idle_time, path)
             };
             self.err(
                 &p,
@@ -156,18 +157,18 @@ impl Validator<'_> {
         pool.min_idle = min_idle;
         pool.max_lifetime = lifetime;
         pool.max_idle_time = idle_time;
-        pool.acquire_timeout = m.duration("acquire_timeout");
-        pool.connect_timeout = m.duration("connect_timeout");
-        pool.ping_idle_after = m.opt_duration("ping_idle_after");
+        pool.acquire_timeout = m.get(key::acquire_timeout);
+        pool.connect_timeout = m.get(key::connect_timeout);
+        pool.ping_idle_after = m.get(key::ping_idle_after);
         pool
     }
 
     /// The reconnect backoff.
     pub(crate) fn retry(&mut self, m: &Merged<'_>, path: &str) -> RetrySettings {
-        let delay = m.duration("retry_delay");
-        let max_delay = m.duration("retry_max_delay");
+        let delay = m.get(key::retry_delay);
+        let max_delay = m.get(key::retry_max_delay);
         if delay > max_delay {
-            let (p, o) = m.at("retry_max_delay", path);
+            let (p, o) = m.at(key::retry_max_delay, path);
             self.err(
                 &p,
                 &o,
@@ -180,7 +181,7 @@ impl Validator<'_> {
             );
         }
         RetrySettings {
-            attempts: m.count("retry_attempts"),
+            attempts: m.get(key::retry_attempts),
             delay,
             max_delay,
         }
@@ -189,21 +190,17 @@ impl Validator<'_> {
     /// A SQLite endpoint.
     pub(crate) fn file_endpoint(
         &mut self,
+        m: &Merged<'_>,
         own: &Own<'_>,
-        vals: &BTreeMap<&str, Val>,
         node: &Node,
         path: &str,
         name: &str,
     ) -> Option<Endpoint> {
-        let text = |key: &str| match vals.get(key) {
-            Some(Val::Text(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let target = match text("filepath").as_deref() {
+        let target = match m.get(key::filepath).as_deref() {
             None => {
-                if !own.contains_key("filepath") {
+                if !own.contains_key(key::filepath.name) {
                     self.err(
-                        &join(path, "filepath"),
+                        &join(path, key::filepath.name),
                         &node.origin,
                         "missing `filepath` for a sqlite connection (a file path, or `:memory:`)",
                     );
@@ -216,14 +213,10 @@ impl Validator<'_> {
             Some(p) => SqliteTarget::File(PathBuf::from(p)),
         };
         let mut s = SqliteSettings::new(target);
-        if let Some(Val::Duration(b)) = vals.get("busy_timeout") {
-            s.busy_timeout = *b;
-        }
-        if let Some(Val::Bool(f)) = vals.get("foreign_keys") {
-            s.foreign_keys = *f;
-        }
-        s.journal_mode = text("journal_mode");
-        s.synchronous = text("synchronous");
+        s.busy_timeout = m.get(key::busy_timeout);
+        s.foreign_keys = m.get(key::foreign_keys);
+        s.journal_mode = m.get(key::journal_mode);
+        s.synchronous = m.get(key::synchronous);
         Some(Endpoint::Sqlite(s))
     }
 
@@ -247,9 +240,11 @@ impl Validator<'_> {
             }
             return;
         }
-        let overridden: Vec<&str> = ["host", "port", "user", "password", "database", "sslmode"]
-            .into_iter()
-            .filter(|k| own.contains_key(k))
+        // The address fields: what a replica's own `dsn` replaces too.
+        let overridden: Vec<&str> = fields::FIELDS
+            .iter()
+            .filter(|f| f.replica == ForReplica::Address && own.contains_key(f.name))
+            .map(|f| f.name)
             .collect();
         if !overridden.is_empty() {
             self.warn(
@@ -264,23 +259,17 @@ impl Validator<'_> {
     }
 
     /// `default_orm` and the diesel view's part of the budget (docs/views.md).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn views(
         &mut self,
         kind: DbType,
         rules: &Rules,
         m: &Merged<'_>,
-        vals: &BTreeMap<&str, Val>,
-        own: &Own<'_>,
         path: &str,
         max_open: u32,
     ) -> (DefaultOrm, u32) {
-        let default_orm = m
-            .text("default_orm")
-            .and_then(|s| DefaultOrm::parse(&s))
-            .unwrap_or_default();
+        let default_orm: DefaultOrm = m.get(key::default_orm);
         if !rules.sql_views {
-            if let Some(s) = m.src("default_orm")
+            if let Some(s) = m.set(key::default_orm)
                 && default_orm != DefaultOrm::Sqlx
             {
                 if s.path.starts_with(path) {
@@ -304,13 +293,13 @@ impl Validator<'_> {
             }
             return (DefaultOrm::Sqlx, 0);
         }
-        let diesel_conns = match (vals.get("diesel_conns"), own.get("diesel_conns")) {
-            (Some(Val::Count(c)), Some((n, p))) => {
-                let c = *c;
+        let diesel_conns = match m.get(key::diesel_conns) {
+            Some(c) => {
+                let (p, o) = m.at(key::diesel_conns, path);
                 if c >= max_open {
                     self.err(
-                        p,
-                        &n.origin,
+                        &p,
+                        &o,
                         format!(
                             "diesel_conns ({c}) must be less than max_open_conns ({max_open}): \
                              the sqlx pool (sqlx and SeaORM views) keeps at least one"
@@ -318,8 +307,8 @@ impl Validator<'_> {
                     );
                 } else if c == 0 && default_orm == DefaultOrm::Diesel {
                     self.err(
-                        p,
-                        &n.origin,
+                        &p,
+                        &o,
                         "diesel_conns must be at least 1 with default_orm: diesel",
                     );
                 }
@@ -327,7 +316,7 @@ impl Validator<'_> {
             }
             _ if default_orm == DefaultOrm::Diesel => {
                 if max_open < 2 {
-                    let (p, o) = m.at("max_open_conns", path);
+                    let (p, o) = m.at(key::max_open_conns, path);
                     self.err(
                         &p,
                         &o,

@@ -4,8 +4,9 @@
 
 use super::{Layer, Validator, check_name};
 use crate::config::error::{ConfigError, ConfigErrors};
+use crate::config::fields::is_secret;
 use crate::config::tree::{Node, Value};
-use crate::config::value::{SECRET_FIELDS, join};
+use crate::config::value::join;
 use crate::config::{ConnectionConfig, fields};
 use crate::registry::Registry;
 use std::time::Duration;
@@ -124,7 +125,7 @@ impl<'a> Redacted<'a> {
     fn field(name: &str, node: &'a Node) -> Self {
         Redacted {
             node,
-            secret: SECRET_FIELDS.contains(&name),
+            secret: is_secret(name),
         }
     }
 }

@@ -43,6 +43,7 @@ mod tree;
 mod validate;
 mod value;
 
+pub(crate) use fields::changed;
 pub use fields::reference;
 
 pub use dbmanager_providers::DbType;
@@ -72,11 +73,11 @@ pub enum Startup {
 }
 
 impl Startup {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "strict" => Some(Startup::Strict),
-            "lazy" => Some(Startup::Lazy),
-            _ => None,
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Startup::Strict => "strict",
+            Startup::Lazy => "lazy",
         }
     }
 }
@@ -95,17 +96,6 @@ pub enum OnUnavailable {
 }
 
 impl OnUnavailable {
-    /// Accepted spellings.
-    pub const NAMES: &'static [&'static str] = &["wait", "fail_fast"];
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "wait" => Some(OnUnavailable::Wait),
-            "fail_fast" | "failfast" => Some(OnUnavailable::FailFast),
-            _ => None,
-        }
-    }
-
     /// The YAML spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -128,6 +118,17 @@ pub enum LoadBalancing {
     Random,
 }
 
+impl LoadBalancing {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancing::RoundRobin => "round_robin",
+            LoadBalancing::LeastConnections => "least_connections",
+            LoadBalancing::Random => "random",
+        }
+    }
+}
+
 /// What `Connection::reader()` returns when no replica is healthy and caught up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -137,6 +138,16 @@ pub enum Fallback {
     Primary,
     /// `Error::NoReplica`.
     Error,
+}
+
+impl Fallback {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::Primary => "primary",
+            Fallback::Error => "error",
+        }
+    }
 }
 
 /// Which view of a SQL connection is created eagerly (`default_orm`).
@@ -153,17 +164,34 @@ pub enum DefaultOrm {
 }
 
 impl DefaultOrm {
-    /// Accepted spellings.
-    pub const NAMES: &'static [&'static str] = &["sqlx", "native", "sea_orm", "diesel"];
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "sqlx" | "native" => Some(DefaultOrm::Sqlx),
-            "sea_orm" | "seaorm" => Some(DefaultOrm::SeaOrm),
-            "diesel" => Some(DefaultOrm::Diesel),
-            _ => None,
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultOrm::Sqlx => "sqlx",
+            DefaultOrm::SeaOrm => "sea_orm",
+            DefaultOrm::Diesel => "diesel",
         }
     }
+}
+
+/// The values of each choice setting, for reading them by their canonical spelling.
+macro_rules! choice_values {
+    ($($t:ident: $($v:ident),+;)*) => {$(
+        impl fields::Choice for $t {
+            const ALL: &'static [Self] = &[$($t::$v),+];
+            fn as_str(self) -> &'static str {
+                $t::as_str(self)
+            }
+        }
+    )*};
+}
+
+choice_values! {
+    Startup: Strict, Lazy;
+    OnUnavailable: Wait, FailFast;
+    LoadBalancing: RoundRobin, LeastConnections, Random;
+    Fallback: Primary, Error;
+    DefaultOrm: Sqlx, SeaOrm, Diesel;
 }
 
 /// Reconnect backoff (`retry_attempts`, `retry_delay`, `retry_max_delay`).

@@ -2,11 +2,22 @@
 
 use super::error::{ConfigError, ConfigWarning, Origin};
 use super::fields::{Bounds, Field, Ty};
+use super::fields::{Val, is_secret};
 use super::tree::{Node, Value};
 use super::validate::Validator;
-use super::value::{SECRET_FIELDS, Src, Val, field_of, join, quote};
+use super::value::{Src, field_of, join, quote};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// The candidate nearest to `word`, if one is near enough to be what was meant.
+pub(crate) fn suggestion<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|cand| (strsim::jaro_winkler(word, cand), *cand))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
 
 impl Validator<'_> {
     pub(crate) fn err(&mut self, path: &str, origin: &Origin, msg: impl Into<String>) {
@@ -26,9 +37,9 @@ impl Validator<'_> {
     pub(crate) fn string(&mut self, node: &Node, path: &str) -> Option<String> {
         match &node.value {
             Value::Str(s) => Some(s.clone()),
-            Value::Int(i) if !SECRET_FIELDS.contains(&field_of(path)) => Some(i.to_string()),
-            Value::Float(f) if !SECRET_FIELDS.contains(&field_of(path)) => Some(f.to_string()),
-            Value::Bool(b) if !SECRET_FIELDS.contains(&field_of(path)) => Some(b.to_string()),
+            Value::Int(i) if !is_secret(field_of(path)) => Some(i.to_string()),
+            Value::Float(f) if !is_secret(field_of(path)) => Some(f.to_string()),
+            Value::Bool(b) if !is_secret(field_of(path)) => Some(b.to_string()),
             Value::Null => {
                 self.err(
                     path,
@@ -44,7 +55,7 @@ impl Validator<'_> {
                     format!(
                         "expected a string, found {}{}",
                         node.kind_name(),
-                        if SECRET_FIELDS.contains(&field_of(path)) {
+                        if is_secret(field_of(path)) {
                             " (quote it)"
                         } else {
                             ""
@@ -306,19 +317,11 @@ impl Validator<'_> {
             }
             Ty::Choice { what, options } => {
                 let s = self.string(node, path)?;
-                let wanted = s.trim().to_ascii_lowercase();
-                let found = options.iter().find(|(spelling, _)| {
-                    spelling.to_ascii_lowercase() == wanted
-                        || spelling.to_ascii_lowercase() == wanted.replace('-', "_")
-                });
-                if let Some((_, canonical)) = found {
+                // Case, and `-` against `_`, do not matter.
+                let norm = |s: &str| s.trim().to_ascii_lowercase().replace('-', "_");
+                let wanted = norm(&s);
+                if let Some((_, canonical)) = options.iter().find(|(sp, _)| norm(sp) == wanted) {
                     return Some(Val::Text((*canonical).to_owned()));
-                }
-                let mut names: Vec<&str> = Vec::new();
-                for (spelling, _) in options {
-                    if !names.contains(spelling) && !spelling.contains('-') {
-                        names.push(spelling);
-                    }
                 }
                 if field.name == "default_orm" && matches!(wanted.as_str(), "bun" | "gorm") {
                     // ResolveSpec's files say `bun` or `gorm`: accept them.
@@ -332,7 +335,16 @@ impl Validator<'_> {
                     );
                     return Some(Val::Text("sqlx".to_owned()));
                 }
-                let hint = "";
+                let mut names: Vec<&str> = Vec::new();
+                for (_, canonical) in options {
+                    if !names.contains(canonical) {
+                        names.push(canonical);
+                    }
+                }
+                let spellings: Vec<&str> = options.iter().map(|(sp, _)| *sp).collect();
+                let hint = suggestion(&wanted, &spellings)
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
                 self.err(
                     path,
                     &node.origin,

@@ -3,24 +3,19 @@
 //! put in, validated as a connection, so it inherits every pool and health setting.
 
 use super::{Layer, Validator, check_name};
+use crate::config::fields::{FIELDS, ForReplica, field, key};
 use crate::config::tree::{Node, Value};
 use crate::config::value::join;
 use crate::config::{ConnectionConfig, Startup};
 
-/// What a replica entry may set.
-const REPLICA_FIELDS: &[&str] = &[
-    "name", "host", "port", "dsn", "user", "password", "database", "sslmode", "weight",
-];
-/// The connection's fields a replica does not inherit.
-const NOT_INHERITED: &[&str] = &[
-    "name",
-    "replicas",
-    "load_balancing",
-    "fallback",
-    "max_replica_lag",
-];
-/// The endpoint fields a `dsn` replaces.
-const ADDRESS: &[&str] = &["host", "port", "user", "password", "database", "sslmode"];
+/// The names of the fields a replica treats as `what`.
+fn treated_as(what: &[ForReplica]) -> Vec<&'static str> {
+    FIELDS
+        .iter()
+        .filter(|f| what.contains(&f.replica))
+        .map(|f| f.name)
+        .collect()
+}
 
 /// One read replica of a connection, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,10 +61,14 @@ impl Validator<'_> {
         let Value::Map(base) = &node.value else {
             return Vec::new();
         };
+        // What a replica may set, what it never inherits, and what its own `dsn` replaces.
+        let settable = treated_as(&[ForReplica::Address, ForReplica::Own]);
+        let not_inherited = treated_as(&[ForReplica::Own, ForReplica::Skip]);
+        let address = treated_as(&[ForReplica::Address]);
         let mut out: Vec<ReplicaConfig> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let ipath = format!("{lpath}[{i}]");
-            let fields = self.entries(item, &ipath, REPLICA_FIELDS);
+            let fields = self.entries(item, &ipath, &settable);
             let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
             let rname = match get("name") {
                 Some(n) => self.nonempty_string(n, &join(&ipath, "name")),
@@ -92,12 +91,14 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let weight = match get("weight") {
-                Some(w) => match self.count(w, &join(&ipath, "weight"), 1) {
-                    Some(w) => w,
+            let weight = match get(key::weight.name) {
+                Some(w) => match field(key::weight.name)
+                    .and_then(|f| self.read(f, w, &join(&ipath, key::weight.name)))
+                {
+                    Some(v) => key::weight.read(Some(&v)),
                     None => continue,
                 },
-                None => 1,
+                None => key::weight.read(None),
             };
             if get("host").is_none() && get("dsn").is_none() {
                 self.err(&ipath, &item.origin, "a replica needs `host` or `dsn`");
@@ -107,18 +108,13 @@ impl Validator<'_> {
             let own_dsn = get("dsn").is_some();
             let mut entries: Vec<(String, Node)> = base
                 .iter()
-                .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()))
-                .filter(|(k, _)| {
-                    if own_dsn {
-                        !ADDRESS.contains(&k.as_str())
-                    } else {
-                        k != "dsn"
-                    }
-                })
+                .filter(|(k, _)| !not_inherited.contains(&k.as_str()))
+                .filter(|(k, _)| !(own_dsn && address.contains(&k.as_str())))
                 .cloned()
                 .collect();
             for (k, v) in &fields {
-                if matches!(*k, "name" | "weight") {
+                // The replica's identity, not a connection setting.
+                if [key::name.name, key::weight.name].contains(k) {
                     continue;
                 }
                 match entries.iter_mut().find(|(e, _)| e == k) {

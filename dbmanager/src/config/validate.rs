@@ -5,20 +5,16 @@
 //! [`Rules`](dbmanager_providers::Rules). This file only applies them.
 
 use super::error::{ConfigError, ConfigWarning, Origin};
-use super::fields::{self, Default as Def, Scope};
+use super::fields::{self, FromVal, Key, Scope, Val, key};
 use super::tree::{Node, Value};
-use super::value::{Src, Val, join, quote};
-use super::{
-    Config, ConnectionConfig, DbType, Endpoint, Fallback, LoadBalancing, MongoSettings,
-    OnUnavailable, Startup,
-};
+use super::value::{Src, join, quote};
+use super::{Config, ConnectionConfig, DbType, Endpoint, MongoSettings};
 use crate::registry::Registry;
 use dbmanager_providers::settings::{ServerSettings, SslMode, TlsSettings};
 use dbmanager_providers::{EndpointKind, Provider, Rules, SecretString};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[path = "keyed.rs"]
 mod keyed;
@@ -43,58 +39,28 @@ pub(crate) struct Merged<'a> {
 }
 
 impl Merged<'_> {
+    /// The value set for the field called `name` (a name from a provider's rules).
     pub(crate) fn src(&self, name: &str) -> Option<&Src<Val>> {
         self.local.get(name).or_else(|| self.global.get(name))
     }
 
-    pub(crate) fn value(&self, name: &'static str) -> Val {
-        if let Some(s) = self.src(name) {
-            return s.value.clone();
-        }
-        match fields::field(name).map(|f| f.default) {
-            Some(Def::Count(n)) => Val::Count(n),
-            Some(Def::Duration(d)) => Val::Duration(d),
-            Some(Def::OptDuration(d)) => Val::OptDuration(d),
-            Some(Def::Bool(b)) => Val::Bool(b),
-            Some(Def::Choice(c)) => Val::Text(c.to_owned()),
-            Some(Def::None) | None => Val::OptDuration(None),
-        }
+    /// The value set for `key`, if one is.
+    pub(crate) fn set<T>(&self, key: Key<T>) -> Option<&Src<Val>> {
+        self.src(key.name)
     }
 
-    pub(crate) fn count(&self, name: &'static str) -> u32 {
-        match self.value(name) {
-            Val::Count(n) => n,
-            _ => 0,
-        }
-    }
-
-    pub(crate) fn duration(&self, name: &'static str) -> Duration {
-        match self.value(name) {
-            Val::Duration(d) => d,
-            _ => Duration::ZERO,
-        }
-    }
-
-    pub(crate) fn opt_duration(&self, name: &'static str) -> Option<Duration> {
-        match self.value(name) {
-            Val::OptDuration(d) => d,
-            _ => None,
-        }
-    }
-
-    pub(crate) fn flag(&self, name: &'static str) -> bool {
-        matches!(self.value(name), Val::Bool(true))
-    }
-
-    pub(crate) fn text(&self, name: &'static str) -> Option<String> {
-        match self.value(name) {
-            Val::Text(s) => Some(s),
-            _ => None,
-        }
+    /// `key`'s value: set, else its default.
+    pub(crate) fn get<T: FromVal + std::default::Default>(&self, key: Key<T>) -> T {
+        key.read(self.set(key).map(|s| &s.value))
     }
 
     /// Where a value that breaks a rule came from (the connection's path when defaulted).
-    pub(crate) fn at(&self, name: &str, conn_path: &str) -> (String, Origin) {
+    pub(crate) fn at<T>(&self, key: Key<T>, conn_path: &str) -> (String, Origin) {
+        self.at_name(key.name, conn_path)
+    }
+
+    /// [`at`](Self::at) by the field's name (a name from a provider's rules).
+    pub(crate) fn at_name(&self, name: &str, conn_path: &str) -> (String, Origin) {
         self.src(name)
             .map(|s| (s.path.clone(), s.origin.clone()))
             .unwrap_or_else(|| (join(conn_path, name), Origin::Unknown))
@@ -136,16 +102,15 @@ impl<'r> Validator<'r> {
     /// `pgbouncer: true` with a session setting PgBouncer cannot carry.
     fn bouncer_conflicts(&mut self, s: &ServerSettings, m: &Merged<'_>, path: &str) {
         let set = [
-            ("schema", s.schema.is_some()),
-            ("query_timeout", s.query_timeout.is_some()),
+            (key::schema.name, "search_path", s.schema.is_some()),
+            (
+                key::query_timeout.name,
+                "statement_timeout",
+                s.query_timeout.is_some(),
+            ),
         ];
-        for (field, _) in set.into_iter().filter(|(_, on)| *on) {
-            let (at, origin) = m.at(field, path);
-            let what = if field == "schema" {
-                "search_path"
-            } else {
-                "statement_timeout"
-            };
+        for (field, what, _) in set.into_iter().filter(|(_, _, on)| *on) {
+            let (at, origin) = m.at_name(field, path);
             self.err(
                 &at,
                 &origin,
@@ -189,12 +154,8 @@ impl<'r> Validator<'r> {
                 out.push((k.as_str(), v));
                 continue;
             }
-            let suggestion = allowed
-                .iter()
-                .map(|cand| (strsim::jaro_winkler(k, cand), *cand))
-                .filter(|(score, _)| *score > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, c)| format!(" (did you mean `{c}`?)"))
+            let suggestion = super::read::suggestion(k, allowed)
+                .map(|c| format!(" (did you mean `{c}`?)"))
                 .unwrap_or_default();
             self.err(
                 &join(path, k),
@@ -394,114 +355,78 @@ impl<'r> Validator<'r> {
         if entries.is_empty() && !matches!(node.value, Value::Map(_)) {
             return None;
         }
+        // Every field's value, read as its type: the connection's own layer holds its
+        // connection-only fields too (they have no top-level value to inherit).
         let mut local = Layer::new();
         let mut own: BTreeMap<&str, (&Node, String)> = BTreeMap::new();
         for (key, value) in entries {
             let fpath = join(path, key);
-            match fields::field(key).map(|f| f.scope) {
-                Some(Scope::Both) => self.layer_field(&mut local, key, value, &fpath),
-                _ => {
-                    own.insert(key, (value, fpath));
-                }
+            self.layer_field(&mut local, key, value, &fpath);
+            if fields::field(key).is_some_and(|f| f.scope != Scope::Both) {
+                own.insert(key, (value, fpath));
             }
         }
         let engine = self.engine(&own, node, path);
-
-        // Every connection-only field's value, read as its type.
-        let mut vals: BTreeMap<&str, Val> = BTreeMap::new();
-        for (key, (n, p)) in &own {
-            let Some(field) = fields::field(key) else {
-                continue;
-            };
-            if let Some(v) = self.read(field, n, p) {
-                vals.insert(field.name, v);
-            }
-        }
-        if let Some(Val::Text(s)) = vals.get("name")
+        let m = Merged {
+            local: &local,
+            global,
+        };
+        if let Some(s) = m.get(key::name)
             && s != name
         {
-            let (n, p) = &own["name"];
+            let (p, o) = m.at(key::name, path);
             self.err(
-                p,
-                &n.origin,
+                &p,
+                &o,
                 format!("`name` must match the connection's key `{name}` (or be left out)"),
             );
         }
-        let sslmode = own.get("sslmode").and_then(|(n, p)| {
-            let Some(Val::Text(s)) = vals.get("sslmode") else {
-                return None;
-            };
-            let m = SslMode::parse(s);
-            if m.is_none() {
-                self.err(
-                    p,
-                    &n.origin,
-                    format!(
-                        "unknown sslmode {} (expected one of: {})",
-                        quote("sslmode", s),
-                        SslMode::NAMES.join(", ")
-                    ),
-                );
-            }
-            m
-        });
+        let sslmode: Option<SslMode> = m.get(key::sslmode);
 
         let (kind, provider) = engine?;
         let rules = provider
             .as_ref()
             .map_or_else(|| permissive(kind), |p| p.rules());
-        let m = Merged {
-            local: &local,
-            global,
-        };
         self.applicability(kind, &rules, &own, &m, path);
-        if let (Some(SslMode::Strict), false) = (sslmode, rules.strict_tls)
-            && let Some((n, p)) = own.get("sslmode")
-        {
+        if let (Some(SslMode::Strict), false) = (sslmode, rules.strict_tls) {
+            let (p, o) = m.at(key::sslmode, path);
             self.err(
-                p,
-                &n.origin,
+                &p,
+                &o,
                 format!("sslmode `strict` (TDS 8.0) applies to mssql connections only, not {kind}"),
             );
         }
         let pool = self.pool(&m, path, rules.unsupported("max_idle_conns").is_none());
         let retry = self.retry(&m, path);
-        let text = |key: &str| match vals.get(key) {
-            Some(Val::Text(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let application_name = m.text("application_name");
+        let application_name = m.get(key::application_name);
         let endpoint = match rules.endpoint {
-            EndpointKind::File => self.file_endpoint(&own, &vals, node, path, name),
+            EndpointKind::File => self.file_endpoint(&m, &own, node, path, name),
             _ => {
                 let mut tls = TlsSettings::default();
                 tls.mode = sslmode.unwrap_or_default();
-                tls.root_cert = text("ssl_root_cert").map(PathBuf::from);
-                tls.client_cert = text("ssl_cert").map(PathBuf::from);
-                tls.client_key = text("ssl_key").map(PathBuf::from);
+                tls.root_cert = m.get(key::ssl_root_cert).map(PathBuf::from);
+                tls.client_cert = m.get(key::ssl_cert).map(PathBuf::from);
+                tls.client_key = m.get(key::ssl_key).map(PathBuf::from);
                 let mut s = ServerSettings::default();
-                s.dsn = text("dsn").map(SecretString::from);
-                s.host = text("host");
-                s.port = match vals.get("port") {
-                    Some(Val::Count(p)) => u16::try_from(*p).ok(),
-                    _ => None,
-                };
-                s.user = text("user");
+                s.dsn = m.get(key::dsn).map(SecretString::from);
+                s.host = m.get(key::host);
+                s.port = m.get(key::port);
+                s.user = m.get(key::user);
                 // An empty password is no password, as with `mysql --password=`: a
                 // driver given "" sends it, and a user without one is refused.
-                s.password = text("password")
+                s.password = m
+                    .get(key::password)
                     .filter(|p| !p.is_empty())
                     .map(SecretString::from);
-                s.database = text("database");
+                s.database = m.get(key::database);
                 s.tls = tls;
-                s.schema = text("schema");
-                s.pgbouncer = rules.extra.contains(&"pgbouncer")
-                    && matches!(vals.get("pgbouncer"), Some(Val::Bool(true)));
-                if rules.unsupported("application_name").is_none() {
+                s.schema = m.get(key::schema);
+                s.pgbouncer = rules.extra.contains(&key::pgbouncer.name) && m.get(key::pgbouncer);
+                if rules.unsupported(key::application_name.name).is_none() {
                     s.application_name = application_name.clone();
                 }
-                if rules.unsupported("query_timeout").is_none() {
-                    s.query_timeout = m.opt_duration("query_timeout");
+                if rules.unsupported(key::query_timeout.name).is_none() {
+                    s.query_timeout = m.get(key::query_timeout);
                 }
                 if s.pgbouncer {
                     self.bouncer_conflicts(&s, &m, path);
@@ -519,17 +444,13 @@ impl<'r> Validator<'r> {
                 .unwrap_or_else(|| (path.to_owned(), node.origin.clone()));
             self.err(&at, &origin, err.to_string());
         }
-        let (default_orm, diesel_conns) =
-            self.views(kind, &rules, &m, &vals, &own, path, pool.max_open);
+        let (default_orm, diesel_conns) = self.views(kind, &rules, &m, path, pool.max_open);
 
         if self.errors.len() > errors_before {
             return None;
         }
-        let max_replica_lag = match vals.get("max_replica_lag") {
-            Some(Val::OptDuration(d)) => *d,
-            _ => None,
-        };
-        let mut replicas = if rules.extra.contains(&"replicas") {
+        let max_replica_lag = m.get(key::max_replica_lag);
+        let mut replicas = if rules.extra.contains(&key::replicas.name) {
             self.replicas(name, node, path, global)
         } else {
             Vec::new()
@@ -542,57 +463,38 @@ impl<'r> Validator<'r> {
         }
         Some(ConnectionConfig {
             replicas,
-            load_balancing: match vals.get("load_balancing") {
-                Some(Val::Text(s)) if s == "least_connections" => LoadBalancing::LeastConnections,
-                Some(Val::Text(s)) if s == "random" => LoadBalancing::Random,
-                _ => LoadBalancing::RoundRobin,
-            },
-            fallback: match vals.get("fallback") {
-                Some(Val::Text(s)) if s == "error" => Fallback::Error,
-                _ => Fallback::Primary,
-            },
+            load_balancing: m.get(key::load_balancing),
+            fallback: m.get(key::fallback),
             max_replica_lag,
             name: name.to_owned(),
             kind,
             endpoint: endpoint?,
             pool,
             retry,
-            health_check_interval: m.duration("health_check_interval"),
-            health_check_timeout: m.duration("health_check_timeout"),
-            failure_threshold: m.count("failure_threshold"),
-            enable_auto_reconnect: m.flag("enable_auto_reconnect"),
-            on_unavailable: m
-                .text("on_unavailable")
-                .and_then(|s| OnUnavailable::parse(&s))
-                .unwrap_or_default(),
-            drain_timeout: m.duration("drain_timeout"),
-            startup: m
-                .text("startup")
-                .and_then(|s| Startup::parse(&s))
-                .unwrap_or_default(),
-            close_timeout: m.duration("close_timeout"),
+            health_check_interval: m.get(key::health_check_interval),
+            health_check_timeout: m.get(key::health_check_timeout),
+            failure_threshold: m.get(key::failure_threshold),
+            enable_auto_reconnect: m.get(key::enable_auto_reconnect),
+            on_unavailable: m.get(key::on_unavailable),
+            drain_timeout: m.get(key::drain_timeout),
+            startup: m.get(key::startup),
+            close_timeout: m.get(key::close_timeout),
             default_orm,
             diesel_conns,
-            enable_tracing: m.flag("enable_tracing"),
-            enable_metrics: m.flag("enable_metrics"),
-            enable_logging: m.flag("enable_logging"),
-            required: m.flag("required"),
+            enable_tracing: m.get(key::enable_tracing),
+            enable_metrics: m.get(key::enable_metrics),
+            enable_logging: m.get(key::enable_logging),
+            required: m.get(key::required),
             application_name,
             mongo: {
                 let mut mongo = MongoSettings::default();
-                mongo.auth_source = text("auth_source");
-                mongo.replica_set = text("replica_set");
-                mongo.read_preference = text("read_preference");
+                mongo.auth_source = m.get(key::auth_source);
+                mongo.replica_set = m.get(key::replica_set);
+                mongo.read_preference = m.get(key::read_preference);
                 mongo
             },
-            tags: match vals.get("tags") {
-                Some(Val::Map(t)) => t.clone(),
-                _ => BTreeMap::new(),
-            },
-            options: match vals.get("options") {
-                Some(Val::Map(o)) => o.clone(),
-                _ => BTreeMap::new(),
-            },
+            tags: m.get(key::tags),
+            options: m.get(key::options),
             provider,
         })
     }

@@ -18,7 +18,6 @@ mod checkout;
 mod lifecycle;
 mod replicas;
 
-pub(crate) use replicas::same_replicas;
 mod retry;
 mod state;
 mod supervised;

@@ -62,72 +62,11 @@ impl std::fmt::Display for ReloadReport {
     }
 }
 
-/// The YAML fields whose values differ between two settings of one connection.
+/// The YAML fields whose values differ between two settings of one connection; each
+/// field's row in the field table says how to compare it.
 pub(crate) fn changed_fields(a: &ConnectionConfig, b: &ConnectionConfig) -> Vec<&'static str> {
-    let (p, q) = (&a.pool, &b.pool);
-    let d = |x: &dyn std::fmt::Debug, y: &dyn std::fmt::Debug| format!("{x:?}") != format!("{y:?}");
-    let checks: [(&'static str, bool); 27] = [
-        ("type", a.kind != b.kind),
-        ("endpoint", d(&a.endpoint, &b.endpoint)),
-        ("password/dsn", a.endpoint.secrets() != b.endpoint.secrets()),
-        ("max_open_conns", p.max_open != q.max_open),
-        ("max_idle_conns", p.max_idle != q.max_idle),
-        ("min_idle_conns", p.min_idle != q.min_idle),
-        ("conn_max_lifetime", p.max_lifetime != q.max_lifetime),
-        ("conn_max_idle_time", p.max_idle_time != q.max_idle_time),
-        ("acquire_timeout", p.acquire_timeout != q.acquire_timeout),
-        ("connect_timeout", p.connect_timeout != q.connect_timeout),
-        ("ping_idle_after", p.ping_idle_after != q.ping_idle_after),
-        ("retry", d(&a.retry, &b.retry)),
-        (
-            "health_check_interval",
-            a.health_check_interval != b.health_check_interval,
-        ),
-        (
-            "health_check_timeout",
-            a.health_check_timeout != b.health_check_timeout,
-        ),
-        (
-            "failure_threshold",
-            a.failure_threshold != b.failure_threshold,
-        ),
-        (
-            "enable_auto_reconnect",
-            a.enable_auto_reconnect != b.enable_auto_reconnect,
-        ),
-        ("on_unavailable", a.on_unavailable != b.on_unavailable),
-        ("drain_timeout", a.drain_timeout != b.drain_timeout),
-        ("startup", a.startup != b.startup),
-        ("close_timeout", a.close_timeout != b.close_timeout),
-        ("default_orm", a.default_orm != b.default_orm),
-        ("diesel_conns", a.diesel_conns != b.diesel_conns),
-        (
-            "enable_tracing/metrics/logging",
-            (a.enable_tracing, a.enable_metrics, a.enable_logging)
-                != (b.enable_tracing, b.enable_metrics, b.enable_logging),
-        ),
-        ("required", a.required != b.required),
-        ("application_name", a.application_name != b.application_name),
-        (
-            "mongodb/tags/options",
-            d(
-                &(&a.mongo, &a.tags, &a.options),
-                &(&b.mongo, &b.tags, &b.options),
-            ),
-        ),
-        (
-            "replicas",
-            d(
-                &(&a.replicas, a.load_balancing, a.fallback, a.max_replica_lag),
-                &(&b.replicas, b.load_balancing, b.fallback, b.max_replica_lag),
-            ) || !crate::connection::same_replicas(a, b),
-        ),
-    ];
-    let mut out: Vec<&'static str> = checks
-        .into_iter()
-        .filter(|(_, differs)| *differs)
-        .map(|(name, _)| name)
-        .collect();
+    let mut out = crate::config::changed(a, b);
+    // Only the provider (a service's own, registered anew) differs.
     if out.is_empty() && a != b {
         out.push("provider");
     }
