@@ -131,10 +131,11 @@ pub(crate) fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dbmanager_providers::TimeoutPhase;
 
     fn lost() -> Result<Duration, ProviderError> {
         Err(ProviderError::Timeout {
-            phase: "health check",
+            phase: TimeoutPhase::HealthCheck,
             after: Duration::from_secs(1),
         })
     }

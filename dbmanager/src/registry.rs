@@ -60,7 +60,7 @@ impl Registry {
     /// Every `type` spelling accepted: the built-in engines' (compiled in or not, so a
     /// missing feature is reported as such) and the registered ones'.
     pub fn names(&self) -> Vec<&'static str> {
-        let mut out: Vec<&'static str> = DbType::NAMES.to_vec();
+        let mut out: Vec<&'static str> = DbType::builtin_names().collect();
         for p in &self.providers {
             for n in p.names() {
                 if !out.contains(n) {

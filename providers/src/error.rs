@@ -32,8 +32,8 @@ pub enum ProviderError {
     /// An operation did not finish in time.
     #[error("{phase} timed out after {after:?}")]
     Timeout {
-        /// What timed out: `connect`, `health check`, ...
-        phase: &'static str,
+        /// What timed out.
+        phase: TimeoutPhase,
         /// The limit that was reached.
         after: Duration,
     },
@@ -89,6 +89,35 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// What timed out, in a [`ProviderError::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Opening a connection (including authentication).
+    Connect,
+    /// A health check's round trip (or the wait for a connection to make it on).
+    HealthCheck,
+    /// The check that the server accepts writes (`read-only check`).
+    ReadOnlyCheck,
+}
+
+impl TimeoutPhase {
+    /// The name in messages and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutPhase::Connect => "connect",
+            TimeoutPhase::HealthCheck => "health check",
+            TimeoutPhase::ReadOnlyCheck => "read-only check",
+        }
+    }
+}
+
+impl std::fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ProviderError {
     /// A copy of this error with the same variant, message and class. A driver's error
     /// (which cannot be cloned) becomes its message, so only the original can be
@@ -104,7 +133,7 @@ impl ProviderError {
                 reason: reason.clone(),
             },
             ProviderError::Timeout { phase, after } => ProviderError::Timeout {
-                phase,
+                phase: *phase,
                 after: *after,
             },
             ProviderError::AcquireTimeout { waited } => {

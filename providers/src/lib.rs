@@ -34,6 +34,7 @@ pub mod managed;
 pub mod pool;
 pub mod provider;
 pub mod redact;
+pub mod rules;
 pub mod settings;
 pub mod stats;
 pub mod time;
@@ -50,7 +51,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use classify::{Classify, ErrorClass, classify};
-pub use error::{Phase, ProviderError};
+pub use error::{Phase, ProviderError, TimeoutPhase};
 pub use kind::DbType;
 pub use provider::{EndpointKind, EnginePool, LagSample, OpenRequest, Provider, Rules};
 pub use redact::{Secrets, dsn_secrets};

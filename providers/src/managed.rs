@@ -9,7 +9,7 @@
 //! counters of [`PoolStats`]. A driver plugs in through [`Connector`].
 
 use crate::context::PoolContext;
-use crate::error::ProviderError;
+use crate::error::{ProviderError, TimeoutPhase};
 use crate::settings::PoolSettings;
 use crate::stats::{CloseReason, PoolCounters, PoolStats};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
@@ -119,7 +119,7 @@ impl<K: Connector> managed::Manager for Manager<K> {
             Ok(r) => r?,
             Err(_) => {
                 return Err(ProviderError::Timeout {
-                    phase: "connect",
+                    phase: TimeoutPhase::Connect,
                     after: timeout,
                 });
             }
@@ -156,7 +156,7 @@ impl<K: Connector> managed::Manager for Manager<K> {
                 match tokio::time::timeout(timeout, self.connector.ping(&mut conn.conn)).await {
                     Ok(r) => r,
                     Err(_) => Err(ProviderError::Timeout {
-                        phase: "health check",
+                        phase: TimeoutPhase::HealthCheck,
                         after: timeout,
                     }),
                 };
@@ -282,7 +282,7 @@ impl<K: Connector> ManagedPool<K> {
                 PoolError::Timeout(managed::TimeoutType::Create) => {
                     PoolCounters::inc(&c.acquire_errors);
                     ProviderError::Timeout {
-                        phase: "connect",
+                        phase: TimeoutPhase::Connect,
                         after: self.inner.settings.connect_timeout,
                     }
                 }
@@ -409,7 +409,7 @@ impl<K: Connector> ManagedPool<K> {
                     ProviderError::Busy { waited }
                 } else {
                     ProviderError::Timeout {
-                        phase: "health check",
+                        phase: TimeoutPhase::HealthCheck,
                         after: timeout,
                     }
                 }
@@ -421,7 +421,7 @@ impl<K: Connector> ManagedPool<K> {
         let result = match tokio::time::timeout(left, connector.ping(&mut conn.conn)).await {
             Ok(r) => r,
             Err(_) => Err(ProviderError::Timeout {
-                phase: "health check",
+                phase: TimeoutPhase::HealthCheck,
                 after: timeout,
             }),
         };

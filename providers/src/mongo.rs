@@ -12,7 +12,7 @@
 
 use crate::classify::ErrorClass;
 use crate::context::PoolContext;
-use crate::error::ProviderError;
+use crate::error::{ProviderError, TimeoutPhase};
 use crate::kind::DbType;
 use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::{MongoSettings, PoolSettings, ServerSettings, SslMode};
@@ -337,7 +337,7 @@ impl MongoPool {
                 Err(ProviderError::driver(e, class))
             }
             Err(_) => Err(ProviderError::Timeout {
-                phase: "health check",
+                phase: TimeoutPhase::HealthCheck,
                 after: timeout,
             }),
         }
@@ -410,32 +410,11 @@ impl Provider for MongoProvider {
     }
 
     fn names(&self) -> &'static [&'static str] {
-        &["mongodb", "mongo"]
+        DbType::MongoDb.names()
     }
 
     fn rules(&self) -> Rules {
-        Rules::server()
-            .with_extra(&["auth_source", "replica_set", "read_preference"])
-            .with_unsupported(&[
-                (
-                    "conn_max_lifetime",
-                    "the MongoDB driver has no connection lifetime (it closes connections after \
-                     conn_max_idle_time idle, after errors and when its pool is cleared)",
-                ),
-                (
-                    "max_idle_conns",
-                    "the MongoDB driver keeps no cap on idle connections (min_idle_conns sets \
-                     its minPoolSize, conn_max_idle_time closes idle ones)",
-                ),
-                (
-                    "ping_idle_after",
-                    "the MongoDB driver checks its servers with its own heartbeats",
-                ),
-                (
-                    "query_timeout",
-                    "set a per-operation max_time on MongoDB operations instead",
-                ),
-            ])
+        DbType::MongoDb.rules()
     }
 
     fn open<'a>(&'a self, req: OpenRequest<'a>) -> OpenFuture<'a> {

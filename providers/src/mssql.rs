@@ -9,7 +9,7 @@
 
 use crate::classify::ErrorClass;
 use crate::context::PoolContext;
-use crate::error::ProviderError;
+use crate::error::{ProviderError, TimeoutPhase};
 use crate::kind::DbType;
 use crate::managed::{Connector, ManagedPool, Object};
 use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
@@ -182,7 +182,7 @@ async fn connect(config: &Config, timeout: Duration) -> Result<TdsConnection, Pr
     match tokio::time::timeout(timeout, Box::pin(attempt)).await {
         Ok(r) => r,
         Err(_) => Err(ProviderError::Timeout {
-            phase: "connect",
+            phase: TimeoutPhase::Connect,
             after: timeout,
         }),
     }
@@ -219,7 +219,7 @@ async fn ping_conn(conn: &mut TdsConnection, timeout: Duration) -> Result<(), Pr
         Err(_) => {
             conn.mark_broken();
             Err(ProviderError::Timeout {
-                phase: "health check",
+                phase: TimeoutPhase::HealthCheck,
                 after: timeout,
             })
         }
@@ -515,19 +515,11 @@ impl Provider for MssqlProvider {
     }
 
     fn names(&self) -> &'static [&'static str] {
-        &["mssql", "sqlserver"]
+        DbType::MsSql.names()
     }
 
     fn rules(&self) -> Rules {
-        Rules {
-            refused: &[(
-                "schema",
-                " (SQL Server gives each user a default schema: \
-                 ALTER USER ... WITH DEFAULT_SCHEMA, or qualify table names)",
-            )],
-            strict_tls: true,
-            ..Rules::server()
-        }
+        DbType::MsSql.rules()
     }
 
     fn check(&self, endpoint: &Endpoint) -> Result<(), ProviderError> {

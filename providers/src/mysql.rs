@@ -159,20 +159,11 @@ impl Provider for MySqlProvider {
     }
 
     fn names(&self) -> &'static [&'static str] {
-        &["mysql", "mariadb"]
+        DbType::MySql.names()
     }
 
     fn rules(&self) -> Rules {
-        Rules {
-            refused: &[("schema", " (a MySQL schema is a database: set `database`)")],
-            sql_views: true,
-            ..Rules::server()
-                .with_extra(&["replicas", "load_balancing", "fallback", "max_replica_lag"])
-                .with_unsupported(&[(
-                    "application_name",
-                    "sqlx's MySQL driver sends no connection attributes (filter by `user` instead)",
-                )])
-        }
+        DbType::MySql.rules()
     }
 
     fn check(&self, endpoint: &Endpoint) -> Result<(), ProviderError> {

@@ -255,21 +255,11 @@ impl Provider for PostgresProvider {
     }
 
     fn names(&self) -> &'static [&'static str] {
-        &["postgres", "postgresql"]
+        DbType::Postgres.names()
     }
 
     fn rules(&self) -> Rules {
-        Rules {
-            sql_views: true,
-            ..Rules::server().with_extra(&[
-                "schema",
-                "pgbouncer",
-                "replicas",
-                "load_balancing",
-                "fallback",
-                "max_replica_lag",
-            ])
-        }
+        DbType::Postgres.rules()
     }
 
     fn check(&self, endpoint: &Endpoint) -> Result<(), ProviderError> {

@@ -96,22 +96,11 @@ impl Provider for SqliteProvider {
     }
 
     fn names(&self) -> &'static [&'static str] {
-        &["sqlite"]
+        DbType::Sqlite.names()
     }
 
     fn rules(&self) -> Rules {
-        Rules {
-            endpoint: crate::provider::EndpointKind::File,
-            endpoint_hint: " (SQLite is a file: set `filepath`)",
-            sql_views: true,
-            ..Rules::server().with_unsupported(&[
-                (
-                    "query_timeout",
-                    "SQLite has no statement timeout (busy_timeout bounds lock waits)",
-                ),
-                ("application_name", "SQLite has no server to report it to"),
-            ])
-        }
+        DbType::Sqlite.rules()
     }
 
     fn open<'a>(&'a self, req: OpenRequest<'a>) -> OpenFuture<'a> {

@@ -11,7 +11,7 @@ use super::value::{Src, join, quote};
 use super::{Config, ConnectionConfig, DbType, Endpoint, MongoSettings};
 use crate::registry::Registry;
 use dbmanager_providers::settings::{ServerSettings, SslMode, TlsSettings};
-use dbmanager_providers::{EndpointKind, Provider, Rules, SecretString};
+use dbmanager_providers::{EndpointKind, Provider, SecretString};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,29 +65,6 @@ impl Merged<'_> {
             .map(|s| (s.path.clone(), s.origin.clone()))
             .unwrap_or_else(|| (join(conn_path, name), Origin::Unknown))
     }
-}
-
-/// Rules for a built-in engine whose feature is off: accept its fields (opening it will
-/// fail with `Error::NotBuilt`, naming the feature).
-fn permissive(kind: DbType) -> Rules {
-    let mut r = Rules::server().with_extra(&[
-        "schema",
-        "pgbouncer",
-        "replicas",
-        "load_balancing",
-        "fallback",
-        "max_replica_lag",
-        "auth_source",
-        "replica_set",
-        "read_preference",
-        "options",
-    ]);
-    if kind == DbType::Sqlite {
-        r.endpoint = EndpointKind::File;
-    }
-    r.sql_views = matches!(kind, DbType::Postgres | DbType::MySql | DbType::Sqlite);
-    r.strict_tls = kind == DbType::MsSql;
-    r
 }
 
 pub(crate) fn inherited(value_path: &str, conn_path: &str) -> String {
@@ -386,7 +363,7 @@ impl<'r> Validator<'r> {
         let (kind, provider) = engine?;
         let rules = provider
             .as_ref()
-            .map_or_else(|| permissive(kind), |p| p.rules());
+            .map_or_else(|| kind.rules(), |p| p.rules());
         self.applicability(kind, &rules, &own, &m, path);
         if let (Some(SslMode::Strict), false) = (sslmode, rules.strict_tls) {
             let (p, o) = m.at(key::sslmode, path);

@@ -8,7 +8,7 @@ use crate::events::EventKind;
 use crate::pools::{PoolSet, SqlEngine, TimedAcquire};
 use dbmanager_providers::fast::{PooledConnection, Transaction};
 use dbmanager_providers::pool::SqlPool;
-use dbmanager_providers::{Phase, ProviderError};
+use dbmanager_providers::{Phase, ProviderError, TimeoutPhase};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ fn is_connect_failure(e: &ProviderError) -> bool {
     match e {
         ProviderError::Connect(_) => true,
         ProviderError::Driver { phase, .. } => *phase == Phase::Connect,
-        ProviderError::Timeout { phase, .. } => *phase == "connect",
+        ProviderError::Timeout { phase, .. } => *phase == TimeoutPhase::Connect,
         _ => false,
     }
 }

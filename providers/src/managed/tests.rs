@@ -175,7 +175,7 @@ async fn a_connect_that_hangs_fails_within_connect_timeout_and_leaves_no_session
         matches!(
             err,
             ProviderError::Timeout {
-                phase: "connect",
+                phase: TimeoutPhase::Connect,
                 ..
             }
         ),

@@ -25,7 +25,7 @@ mod probe;
 
 pub use probe::{Listener, ListenerFn};
 
-use crate::error::ProviderError;
+use crate::error::{ProviderError, TimeoutPhase};
 use crate::fast::{Cache, PooledConnection, sqlx_idle};
 use crate::settings::PoolSettings;
 use crate::stats::{PoolCounters, PoolStats};
@@ -214,7 +214,7 @@ impl<DB: Database> SqlPool<DB> {
             let conn = tokio::time::timeout(settings.connect_timeout, connect.connect())
                 .await
                 .map_err(|_| ProviderError::Timeout {
-                    phase: "connect",
+                    phase: TimeoutPhase::Connect,
                     after: settings.connect_timeout,
                 })?
                 .map_err(ProviderError::Connect)?;
@@ -227,7 +227,7 @@ impl<DB: Database> SqlPool<DB> {
             tokio::time::timeout(settings.connect_timeout, options.connect_with(connect))
                 .await
                 .map_err(|_| ProviderError::Timeout {
-                    phase: "connect",
+                    phase: TimeoutPhase::Connect,
                     after: settings.connect_timeout,
                 })?
                 .map_err(ProviderError::Connect)?

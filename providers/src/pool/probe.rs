@@ -2,7 +2,7 @@
 //! while down, and the read-only question after a failover.
 
 use super::SqlPool;
-use crate::error::ProviderError;
+use crate::error::{ProviderError, TimeoutPhase};
 use crate::fast::sqlx_idle;
 use sqlx::{Connection, Database};
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ impl<DB: Database> SqlPool<DB> {
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ProviderError> {
         let deadline = tokio::time::Instant::from_std(crate::time::deadline_in(timeout));
         let elapsed = || ProviderError::Timeout {
-            phase: "health check",
+            phase: TimeoutPhase::HealthCheck,
             after: timeout,
         };
         let inner = &self.inner;
@@ -148,7 +148,7 @@ impl<DB: Database> SqlPool<DB> {
         down: bool,
     ) -> Result<Duration, ProviderError> {
         let elapsed = || ProviderError::Timeout {
-            phase: "health check",
+            phase: TimeoutPhase::HealthCheck,
             after: timeout,
         };
         let inner = &self.inner;
@@ -204,7 +204,7 @@ impl<DB: Database> SqlPool<DB> {
         tokio::time::timeout(timeout, ask)
             .await
             .unwrap_or(Err(ProviderError::Timeout {
-                phase: "read-only check",
+                phase: TimeoutPhase::ReadOnlyCheck,
                 after: timeout,
             }))
     }
@@ -227,7 +227,7 @@ async fn ping_by<DB: Database>(
         Err(_) => {
             conn.close_broken();
             Err(ProviderError::Timeout {
-                phase: "health check",
+                phase: TimeoutPhase::HealthCheck,
                 after: timeout,
             })
         }
