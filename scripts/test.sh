@@ -188,25 +188,49 @@ check_clean() {
   fi
 }
 
-# The lint step: every feature combination a service may build (a check each: each
-# engine alone, each view with one engine, none at all; the tests run once, with all
+# The feature combinations a service may build, read from dbmanager/Cargo.toml so that a
+# new engine is checked without an edit here: none at all; each engine alone (a feature
+# that forwards to the providers crate's feature of the same name); each view with each
+# sqlx engine it serves; the rest of `[package.metadata.feature-checks]`.
+feature_combos() {
+  python3 - <<'PY'
+import tomllib
+manifest = tomllib.load(open("dbmanager/Cargo.toml", "rb"))
+features = manifest["features"]
+checks = manifest["package"]["metadata"]["feature-checks"]
+views = checks["views"]
+engines = [f for f, on in features.items()
+           if f"dbmanager-providers/{f}" in on and f not in views]
+sqlx_engines = [f for f in engines if any(x.startswith("sqlx/") for x in features[f])]
+combos = [""] + engines
+combos += [f"{v},{e}" for v in views for e in sqlx_engines]
+combos += [f"{f},{checks['with']}" for f in checks["with-an-engine"]]
+combos += checks["alone"]
+print("\n".join(combos))
+PY
+}
+
+# The lint step: each feature combination (a check each; the tests run once, with all
 # features), clippy -D warnings, rustfmt, cargo doc with warnings as errors. In a target
-# directory of its own, so that it runs while the tests do: they mostly wait on servers.
+# directory of its own, at the lowest CPU priority from the start: it takes the cores the
+# build and the tests leave idle (the tests mostly wait on servers), and the build keeps
+# its speed.
 lint() {
   export CARGO_TARGET_DIR=target/lint
-  for features in "" postgres mysql sqlite mongodb mssql "sea-orm,postgres" "sea-orm,sqlite" \
-                  "diesel,postgres" "diesel,mysql" "diesel,sqlite" "metrics,sqlite" "http,sqlite" "otlp,sqlite" "cli"; do
-    say "cargo check -p dbmanager --no-default-features --features '$features'"
-    check_clean --no-default-features --features "$features"
-  done
-  say "cargo check -p dbmanager (default features)"
-  check_clean
   say "cargo clippy --workspace --all-targets --all-features -- -D warnings"
   cargo clippy -q --workspace --all-targets --all-features -- -D warnings
-  say "cargo fmt --all -- --check"
-  cargo fmt --all -- --check
   say "cargo doc --no-deps --all-features (warnings are errors)"
   RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features --workspace
+  say "cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+  local combos
+  combos=$(feature_combos) || die "could not read the feature combinations from dbmanager/Cargo.toml"
+  while IFS= read -r features; do
+    say "cargo check -p dbmanager --no-default-features --features '$features'"
+    check_clean --no-default-features --features "$features"
+  done <<< "$combos"
+  say "cargo check -p dbmanager (default features)"
+  check_clean
   say "lint done"
 }
 
@@ -214,16 +238,14 @@ lint() {
 # checks it under --lint, and scripts/charts.sh runs it.
 lint_pid=""
 if [ "${1:-}" = "--lint" ]; then
-  # Built first: a lint started at once beside the build slowed it more than it gained
-  # (12 min 44 s to the end of the tests, lint unfinished).
-  say "cargo test --no-run (the build, before the lint starts beside the tests)"
-  cargo test -q --workspace --all-features --exclude dbmanager-charts --no-run
   mkdir -p target
-  lint > target/lint.log 2>&1 &
+  ( renice -n 19 "$BASHPID" >/dev/null; lint ) > target/lint.log 2>&1 &
   lint_pid=$!
-  say "lint started beside the tests (target/lint.log)"
+  say "lint started beside the build and the tests, at the lowest priority (target/lint.log)"
   # A failed test ends the script: the lint (and the cargo it runs) ends with it.
   trap 'pkill -TERM -P "$lint_pid" 2>/dev/null; kill "$lint_pid" 2>/dev/null; stop_mongo' EXIT
+  say "cargo test --no-run (the build)"
+  cargo test -q --workspace --all-features --exclude dbmanager-charts --no-run
 fi
 
 say "cargo test --workspace --all-features --exclude dbmanager-charts"
