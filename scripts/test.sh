@@ -4,6 +4,7 @@
 #
 #   scripts/test.sh            # all tests
 #   scripts/test.sh --lint     # also feature checks, clippy -D warnings, rustfmt --check, cargo doc
+#   scripts/test.sh --lint-unpinned  # the feature checks without pinned dependencies (slow)
 #   scripts/test.sh -- CMD...  # start the servers, then run CMD instead (one test, say:
 #                              # scripts/test.sh -- cargo test -p dbmanager --all-features --test integration -- hardening::)
 set -euo pipefail
@@ -210,13 +211,16 @@ print("\n".join(combos))
 PY
 }
 
-# The lint step: each feature combination (a check each; the tests run once, with all
-# features), clippy -D warnings, rustfmt, cargo doc with warnings as errors. In a target
-# directory of its own, at the lowest CPU priority from the start: it takes the cores the
-# build and the tests leave idle (the tests mostly wait on servers), and the build keeps
-# its speed.
+# The lint step: clippy -D warnings, cargo doc with warnings as errors, rustfmt, and each
+# feature combination (a check of our two crates each, the dependencies pinned to what
+# clippy checked them with: scripts/feature-check.py says why and what that leaves out).
+# With --lint it runs beside the tests, in the build's target directory (its build
+# scripts and proc-macros are shared): the tests run from their binaries, without cargo,
+# so cargo's lock on the directory is free for the lint. At the lowest CPU priority: the
+# tests mostly wait on servers, and some measure time.
 lint() {
-  export CARGO_TARGET_DIR=target/lint
+  say "cargo test --doc (the doc tests need cargo, so they run here)"
+  cargo test -q --doc --workspace --all-features --exclude dbmanager-charts
   say "cargo clippy --workspace --all-targets --all-features -- -D warnings"
   cargo clippy -q --workspace --all-targets --all-features -- -D warnings
   say "cargo doc --no-deps --all-features (warnings are errors)"
@@ -226,51 +230,84 @@ lint() {
   local combos
   combos=$(feature_combos) || die "could not read the feature combinations from dbmanager/Cargo.toml"
   while IFS= read -r features; do
-    say "cargo check -p dbmanager --no-default-features --features '$features'"
-    check_clean --no-default-features --features "$features"
+    say "feature check: '$features'"
+    python3 scripts/feature-check.py "$features"
   done <<< "$combos"
-  say "cargo check -p dbmanager (default features)"
-  check_clean
+  say "feature check: default features"
+  python3 scripts/feature-check.py DEFAULT
   say "lint done"
 }
 
+# The same checks without the pin: every dependency resolved anew for each combination.
+lint_unpinned() {
+  local combos
+  combos=$(feature_combos) || die "could not read the feature combinations from dbmanager/Cargo.toml"
+  while IFS= read -r features; do
+    say "cargo check -p dbmanager --no-default-features --features '$features'"
+    check_clean --no-default-features --features "$features"
+  done <<< "$combos"
+}
+
+if [ "${1:-}" = "--lint-unpinned" ]; then
+  lint_unpinned
+  exit 0
+fi
+
+run_examples() { # runner: how to start an example (`cargo run ... --example` or a binary path prefix)
+  say "example: PostgreSQL and MongoDB from one file (examples/service.yaml)"
+  MONGO_URL="$DBMANAGER_TEST_MONGO_URL" "$@" pg_and_mongo
+  say "example: custom_provider (a provider of the service's own, pooled and supervised)"
+  "$@" custom_provider
+  say "example: keyed_devices (one pool per device, created on first use, closed when idle)"
+  "$@" keyed_devices
+  for view in sqlx_view sea_orm_view diesel_view; do
+    say "example: $view (PostgreSQL)"
+    "$@" "$view"
+  done
+}
+
+cargo_example() { cargo run -q -p dbmanager --all-features --example "$1"; }
+built_example() { "target/debug/examples/$1"; }
+
+if [ "${1:-}" != "--lint" ]; then
+  say "cargo test --workspace --all-features --exclude dbmanager-charts"
+  cargo test --workspace --all-features --exclude dbmanager-charts
+  run_examples cargo_example
+  say "done"
+  exit 0
+fi
+
 # tools/charts (the renderer of docs/observability.md's charts) has no tests; clippy
 # checks it under --lint, and scripts/charts.sh runs it.
-lint_pid=""
-if [ "${1:-}" = "--lint" ]; then
-  mkdir -p target
-  ( renice -n 19 "$BASHPID" >/dev/null; lint ) > target/lint.log 2>&1 &
-  lint_pid=$!
-  say "lint started beside the build and the tests, at the lowest priority (target/lint.log)"
-  # A failed test ends the script: the lint (and the cargo it runs) ends with it.
-  trap 'pkill -TERM -P "$lint_pid" 2>/dev/null; kill "$lint_pid" 2>/dev/null; stop_mongo' EXIT
-  say "cargo test --no-run (the build)"
-  cargo test -q --workspace --all-features --exclude dbmanager-charts --no-run
-fi
+mkdir -p target
+say "cargo test --no-run (the build: every test binary and example)"
+cargo test -q --workspace --all-features --exclude dbmanager-charts --no-run \
+  --message-format=json-render-diagnostics > target/test-build.json
+# Each test binary, with the directory cargo would run it in (its package's).
+python3 - > target/test-binaries.txt <<'PY' || die "could not read the test binaries from target/test-build.json"
+import json, os
+for line in open("target/test-build.json"):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(os.path.dirname(m["manifest_path"]) + "\t" + m["executable"])
+PY
 
-say "cargo test --workspace --all-features --exclude dbmanager-charts"
-cargo test --workspace --all-features --exclude dbmanager-charts
+( renice -n 19 "$BASHPID" >/dev/null; lint ) > target/lint.log 2>&1 &
+lint_pid=$!
+say "lint started beside the tests, at the lowest priority (target/lint.log)"
+# A failed test ends the script: the lint (and the cargo it runs) ends with it.
+trap 'pkill -TERM -P "$lint_pid" 2>/dev/null; kill "$lint_pid" 2>/dev/null; stop_mongo' EXIT
 
-say "example: PostgreSQL and MongoDB from one file (examples/service.yaml)"
-MONGO_URL="$DBMANAGER_TEST_MONGO_URL" cargo run -q -p dbmanager --all-features --example pg_and_mongo
+while IFS=$'\t' read -r dir exe; do
+  say "test binary: ${exe#"$PWD"/} (in ${dir#"$PWD"/})"
+  (cd "$dir" && "$exe") || die "tests failed: $exe"
+done < target/test-binaries.txt
+run_examples built_example
 
-say "example: custom_provider (a provider of the service's own, pooled and supervised)"
-cargo run -q -p dbmanager --all-features --example custom_provider
-
-say "example: keyed_devices (one pool per device, created on first use, closed when idle)"
-cargo run -q -p dbmanager --all-features --example keyed_devices
-
-for view in sqlx_view sea_orm_view diesel_view; do
-  say "example: $view (PostgreSQL)"
-  cargo run -q -p dbmanager --all-features --example "$view"
-done
-
-if [ -n "$lint_pid" ]; then
-  say "waiting for the lint"
-  lint_ok=0
-  wait "$lint_pid" || lint_ok=$?
-  trap stop_mongo EXIT
-  cat target/lint.log
-  [ "$lint_ok" -eq 0 ] || die "the lint step failed (above)"
-fi
+say "waiting for the lint"
+lint_ok=0
+wait "$lint_pid" || lint_ok=$?
+trap stop_mongo EXIT
+cat target/lint.log
+[ "$lint_ok" -eq 0 ] || die "the lint step failed (above)"
 say "done"
