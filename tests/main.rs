@@ -15,6 +15,8 @@ mod architecture;
 mod cli;
 mod config;
 mod custom_provider;
+#[cfg(all(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod handle;
 #[cfg(all(
     feature = "postgres",
     feature = "mysql",

@@ -113,11 +113,13 @@ pub enum Error {
         name: String,
     },
 
-    /// Opening the connection's pool failed.
-    #[error("connection `{name}`: {source}")]
+    /// Opening a connection failed (refused, unreachable, timed out, a rejected login).
+    #[error("connection `{name}`{}: {source}", at(address.as_deref()))]
     Connect {
-        /// The connection.
+        /// The connection (with the replica's name, `primary/replica-1`, for a replica).
         name: String,
+        /// Where it tried: `host:port` or a file's path (never credentials).
+        address: Option<String>,
         /// Why.
         #[source]
         source: ProviderError,
@@ -163,6 +165,12 @@ pub enum Error {
         #[source]
         source: ProviderError,
     },
+
+    /// A query failed (a sqlx error met through `?` in a handler: `From<sqlx::Error>`).
+    /// A failed checkout inside a query through [`Db`](crate::Db) is given back as the
+    /// error it was (`Unavailable`, `AcquireTimeout`...), not as this.
+    #[error("query failed: {0}")]
+    Query(#[source] sqlx::Error),
 
     /// `reader()` found no healthy, caught-up replica and the connection says
     /// `fallback: error`.
@@ -249,8 +257,13 @@ impl Error {
             },
             Error::NoDatabase { name } => Error::NoDatabase { name: name.clone() },
             Error::NotConnected { name } => Error::NotConnected { name: name.clone() },
-            Error::Connect { name, source } => Error::Connect {
+            Error::Connect {
+                name,
+                address,
+                source,
+            } => Error::Connect {
                 name: name.clone(),
+                address: address.clone(),
                 source: source.duplicate(),
             },
             Error::AcquireTimeout { name, waited } => Error::AcquireTimeout {
@@ -274,6 +287,7 @@ impl Error {
                 source: source.duplicate(),
             },
             Error::NoReplica { name } => Error::NoReplica { name: name.clone() },
+            Error::Query(e) => Error::Query(sqlx::Error::Protocol(e.to_string())),
             Error::UnknownGroup { name, known } => Error::UnknownGroup {
                 name: name.clone(),
                 known: known.clone(),
@@ -305,6 +319,7 @@ impl Error {
             | Error::Unavailable { name, .. }
             | Error::Database { name, .. } => Some(name),
             Error::Config(_)
+            | Error::Query(_)
             | Error::NoDefault { .. }
             | Error::Startup { .. }
             | Error::UnknownGroup { .. } => None,
@@ -318,6 +333,7 @@ impl Error {
         match self {
             Error::Connect { source, .. } | Error::Database { source, .. } => Some(source.class()),
             Error::AcquireTimeout { .. } => Some(ErrorClass::Transient),
+            Error::Query(e) => Some(dbmanager_providers::classify(e)),
             Error::Unavailable { class, .. } => Some(class.unwrap_or(ErrorClass::ConnectionLost)),
             Error::Config(_) => Some(ErrorClass::Config),
             Error::Startup { failures } => failures.iter().find_map(Error::class),
@@ -342,11 +358,33 @@ impl Error {
             | ProviderError::Driver {
                 phase: dbmanager_providers::Phase::Connect,
                 ..
-            } => Error::Connect { name, source: e },
+            } => Error::Connect {
+                name,
+                address: None,
+                source: e,
+            },
             other => Error::Database {
                 name,
                 source: other,
             },
+        }
+    }
+}
+
+/// ` (address)` after a connection's name, when the address is known.
+fn at(address: Option<&str>) -> String {
+    address.map(|a| format!(" ({a})")).unwrap_or_default()
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            // A checkout failure inside a `Db` query: give back the error it was.
+            sqlx::Error::AnyDriverError(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::Query(sqlx::Error::AnyDriverError(other)),
+            },
+            e => Error::Query(e),
         }
     }
 }

@@ -45,7 +45,13 @@ pub mod stats;
 mod supervisor;
 
 pub use config::{Config, DbType, OnUnavailable};
-pub use connection::Connection;
+#[cfg(feature = "mysql")]
+pub use connection::MySqlDb;
+#[cfg(feature = "postgres")]
+pub use connection::PgDb;
+#[cfg(feature = "sqlite")]
+pub use connection::SqliteDb;
+pub use connection::{Connection, Db};
 pub use dbmanager_providers::fast::{PooledConnection, Transaction};
 pub use dbmanager_providers::managed::{self, Connector, ManagedPool};
 pub use dbmanager_providers::pool::{PoolContext, SqlPool};

@@ -259,6 +259,47 @@ impl Manager {
         });
     }
 
+    /// The storable handle of the PostgreSQL connection called `name` ([`Db`]): keep it in
+    /// the service's state; it survives `reconnect()` and reloads, and `&db` is a sqlx
+    /// executor with the outage policy.
+    ///
+    /// [`Db`]: crate::Db
+    #[cfg(feature = "postgres")]
+    pub fn postgres(&self, name: &str) -> Result<crate::PgDb> {
+        self.connection(name)?.db()
+    }
+
+    /// The storable handle of the MySQL or MariaDB connection called `name` (as
+    /// [`postgres`](Self::postgres)).
+    #[cfg(feature = "mysql")]
+    pub fn mysql(&self, name: &str) -> Result<crate::MySqlDb> {
+        self.connection(name)?.db()
+    }
+
+    /// The storable handle of the SQLite connection called `name` (as
+    /// [`postgres`](Self::postgres)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dbmanager::Result<()> {
+    /// let mgr = dbmanager::Manager::from_yaml_str(
+    ///     "connections:\n  cache:\n    type: sqlite\n    filepath: ':memory:'\n",
+    /// )?;
+    /// mgr.connect().await?;
+    /// let db = mgr.sqlite("cache")?;
+    /// // `?` on the handle's calls and on sqlx's: one error type in the handler.
+    /// let one: i64 = dbmanager::sqlx::query_scalar("select 1").fetch_one(&db).await?;
+    /// let mut tx = db.begin().await?;
+    /// dbmanager::sqlx::query("select 2").execute(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// assert_eq!(one, 1);
+    /// mgr.close().await;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(&self, name: &str) -> Result<crate::SqliteDb> {
+        self.connection(name)?.db()
+    }
+
     /// The connection called `name`, as a handle of its own (a `Clone` of a shared
     /// `Arc`: keep it, move it into a task). A lookup: no lock, no I/O. On a hot path where
     /// a borrow will do, [`connection`](Self::connection) skips the shared counter.

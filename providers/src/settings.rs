@@ -324,6 +324,26 @@ pub enum Endpoint {
 static MEMORY_DB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Endpoint {
+    /// Where the database is, for messages: `host:port` (`host` alone when no port is
+    /// set), read from the DSN when there is one (a URL's authority, or an ADO string's
+    /// `server`); a SQLite target's path or `:memory:`. Never a user name or password.
+    /// `None` when a DSN's address cannot be read.
+    pub fn address(&self) -> Option<String> {
+        match self {
+            Endpoint::Sqlite(s) => Some(match &s.target {
+                SqliteTarget::File(path) => path.display().to_string(),
+                SqliteTarget::Memory { .. } => ":memory:".to_owned(),
+            }),
+            Endpoint::Server(s) => match &s.dsn {
+                Some(dsn) => dsn_address(secrecy::ExposeSecret::expose_secret(dsn)),
+                None => s.host.as_ref().map(|h| match s.port {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h.clone(),
+                }),
+            },
+        }
+    }
+
     /// The endpoint one pool generation opens: the same, except that an in-memory SQLite
     /// database gets a name unique in the process, so two managers (or a manager and a
     /// test) never share one by accident.
@@ -358,5 +378,48 @@ impl Endpoint {
             }
         }
         out
+    }
+}
+
+/// A DSN's address: the authority of a URL without its user information, or the value of
+/// an ADO connection string's `server` (`data source`, `address`) key.
+fn dsn_address(dsn: &str) -> Option<String> {
+    if let Some((_, rest)) = dsn.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        return (!host.is_empty()).then(|| host.to_owned());
+    }
+    dsn.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        let k = k.trim().to_ascii_lowercase();
+        matches!(k.as_str(), "server" | "data source" | "address" | "addr")
+            .then(|| v.trim().trim_start_matches("tcp:").to_owned())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::dsn_address;
+
+    #[test]
+    fn a_dsn_address_never_carries_credentials() {
+        assert_eq!(
+            dsn_address("postgres://app:s3cret@db.internal:6432/app?sslmode=require").as_deref(),
+            Some("db.internal:6432")
+        );
+        assert_eq!(
+            dsn_address("mysql://root:p@ss@w0rd@10.0.0.7/test").as_deref(),
+            Some("10.0.0.7")
+        );
+        assert_eq!(
+            dsn_address("mongodb://u:p@h1:27017,h2:27017/?replicaSet=rs").as_deref(),
+            Some("h1:27017,h2:27017")
+        );
+        assert_eq!(
+            dsn_address("server=tcp:sql.local,1433;user id=sa;password=x").as_deref(),
+            Some("sql.local,1433")
+        );
+        assert_eq!(dsn_address("password=x;user=y"), None);
     }
 }

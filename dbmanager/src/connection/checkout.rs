@@ -38,6 +38,31 @@ impl Connection {
             })
     }
 
+    /// A connect failure, named with the connection (and replica) and its address.
+    pub(crate) fn connect_failed(&self, source: ProviderError) -> Error {
+        Error::Connect {
+            name: self.error_name(),
+            address: self.config().endpoint.address(),
+            source,
+        }
+    }
+
+    /// A provider error met while using the pool; a connect failure gets its address.
+    pub(crate) fn provider_error(&self, e: ProviderError) -> Error {
+        match Error::from_provider(self.name(), e) {
+            Error::Connect { source, .. } => self.connect_failed(source),
+            other => other,
+        }
+    }
+
+    /// The name errors give: the connection's, and the replica's after a `/`.
+    fn error_name(&self) -> String {
+        match self.replica_name() {
+            Some(r) => format!("{}/{r}", self.name()),
+            None => self.name().to_owned(),
+        }
+    }
+
     pub(crate) fn wrong_kind(&self, expected: DbType) -> Error {
         let actual = self.kind();
         if actual == expected {
@@ -117,15 +142,12 @@ impl Connection {
                         let waiting =
                             c.on_unavailable == OnUnavailable::Wait && class.is_transient();
                         if !waiting || Instant::now() >= deadline {
-                            return Err(Error::Connect {
-                                name: self.name().to_owned(),
-                                source: e,
-                            });
+                            return Err(self.connect_failed(e));
                         }
                         // Give the supervisor a moment to notice, then wait by the policy.
                         self.pause_after_connect_failure(deadline).await;
                     }
-                    Err(e) => return Err(Error::from_provider(self.name(), e)),
+                    Err(e) => return Err(self.provider_error(e)),
                 }
             }
         }

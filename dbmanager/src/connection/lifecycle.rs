@@ -3,7 +3,7 @@
 
 use super::{Connection, Inner};
 use crate::config::{ConnectionConfig, DefaultOrm, Startup};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::EventKind;
 use crate::health::{Health, HealthState};
 use crate::pools::PoolSet;
@@ -192,10 +192,7 @@ impl Connection {
         let main = provider
             .open(request)
             .await
-            .map_err(|source| Error::Connect {
-                name: c.name.clone(),
-                source,
-            })?;
+            .map_err(|source| self.connect_failed(source))?;
         Ok((main, endpoint))
     }
 
@@ -299,7 +296,7 @@ impl Connection {
             return Err(self.closed());
         }
         self.inner.observe(&result);
-        result.map_err(|e| Error::from_provider(self.name(), e))
+        result.map_err(|e| self.provider_error(e))
     }
 
     /// Replaces every session without dropping work in flight, within `max_open_conns`.
@@ -516,10 +513,7 @@ impl Connection {
         };
         match pools.main.ping(self.config().pool.connect_timeout).await {
             Ok(_) | Err(ProviderError::Busy { .. }) => Ok(()),
-            Err(source) => Err(Error::Connect {
-                name: self.name().to_owned(),
-                source,
-            }),
+            Err(source) => Err(self.connect_failed(source)),
         }
     }
 

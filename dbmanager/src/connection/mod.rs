@@ -15,6 +15,7 @@
 
 mod accessors;
 mod checkout;
+mod handle;
 mod lifecycle;
 mod replicas;
 
@@ -22,6 +23,14 @@ mod retry;
 mod state;
 mod supervised;
 mod views;
+
+pub use handle::Db;
+#[cfg(feature = "mysql")]
+pub use handle::MySqlDb;
+#[cfg(feature = "postgres")]
+pub use handle::PgDb;
+#[cfg(feature = "sqlite")]
+pub use handle::SqliteDb;
 
 use crate::config::{ConnectionConfig, DbType};
 use crate::events::{Bus, ClearReason, EventKind};

@@ -223,6 +223,20 @@ impl<DB: Database> SqlPool<DB> {
             None
         };
 
+        if eager && anchor.is_none() {
+            // One connection opened directly first, and closed: sqlx's pool retries a
+            // refused connect in its own loop until the time limit and then reports only
+            // the timeout, so the cause (refused, unknown host, a rejected password) would
+            // be lost. Opened here, a failure comes back at once, with its cause.
+            let first = tokio::time::timeout(settings.connect_timeout, connect.connect())
+                .await
+                .map_err(|_| ProviderError::Timeout {
+                    phase: TimeoutPhase::Connect,
+                    after: settings.connect_timeout,
+                })?
+                .map_err(ProviderError::Connect)?;
+            let _ = first.close().await;
+        }
         let pool = if eager {
             tokio::time::timeout(settings.connect_timeout, options.connect_with(connect))
                 .await

@@ -90,10 +90,7 @@ impl Connection {
         }
         let ctx = self.view_ctx().clone();
         match open(c.kind, &set.endpoint, self.diesel_settings(), eager, ctx).await {
-            Some(r) => r.map_err(|source| Error::Connect {
-                name: self.name().to_owned(),
-                source,
-            }),
+            Some(r) => r.map_err(|source| self.connect_failed(source)),
             None => Err(self.no_view("diesel")),
         }
     }
