@@ -15,8 +15,10 @@ but forgets to enable while another of our features enables it. Our features ena
 dependencies' features explicitly (dbmanager/Cargo.toml, providers/Cargo.toml), and
 `scripts/test.sh --lint-unpinned` checks every combination without the pin.
 
-Usage: scripts/feature-check.py FEATURES [--target-dir DIR]  (FEATURES comma-separated,
-"" for none, "DEFAULT" for the default features). Exits non-zero on an error or a warning.
+Usage: scripts/feature-check.py FEATURES [--doc] [--target-dir DIR]  (FEATURES
+comma-separated, "" for none, "DEFAULT" for the default features, "ALL" for every one).
+With --doc, documents our two crates instead (`cargo doc --no-deps`, rustdoc's warnings
+as errors), reusing the same dependency checks. Exits non-zero on an error or a warning.
 """
 
 import json
@@ -24,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,6 +62,9 @@ def target_side_crates():
 
 
 def manifest(features, crates):
+    if features == "ALL":
+        manifest_of_ours = tomllib.load(open(os.path.join(ROOT, "dbmanager", "Cargo.toml"), "rb"))
+        features = ",".join(f for f in manifest_of_ours["features"] if f != "default")
     if features == "DEFAULT":
         ours = 'dbmanager = { path = "%s/dbmanager" }' % ROOT
     else:
@@ -110,14 +116,17 @@ def main():
     # The project's lock file: the same versions, nothing resolved anew.
     open(os.path.join(pin, "Cargo.lock"), "w").write(open(lock).read())
     env = dict(os.environ, CARGO_TARGET_DIR=target_dir)
-    run = subprocess.run(
-        ["cargo", "check", "-q", "--manifest-path", os.path.join(pin, "Cargo.toml")],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )
+    command = ["cargo", "check", "-q", "--manifest-path", os.path.join(pin, "Cargo.toml")]
+    if "--doc" in args:
+        env["RUSTDOCFLAGS"] = "-D warnings"
+        command = ["cargo", "doc", "-q", "--no-deps", "--manifest-path",
+                   os.path.join(pin, "Cargo.toml"), "-p", "feature-pin", "-p", "dbmanager",
+                   "-p", "dbmanager-providers"]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     output = run.stdout + run.stderr
     if run.returncode != 0 or re.search(r"^warning", output, re.M):
         sys.stdout.write(output)
-        sys.exit("cargo check with features '%s' %s" % (
+        sys.exit("cargo %s with features '%s' %s" % ("doc" if "--doc" in args else "check",
             features, "failed" if run.returncode else "has warnings"))
 
 

@@ -223,10 +223,14 @@ lint() {
   cargo test -q --doc --workspace --all-features --exclude dbmanager-charts
   say "cargo clippy --workspace --all-targets --all-features -- -D warnings"
   cargo clippy -q --workspace --all-targets --all-features -- -D warnings
-  say "cargo doc --no-deps --all-features (warnings are errors)"
-  RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --all-features --workspace
+  say "cargo doc --no-deps, every feature (warnings are errors; dependencies as clippy checked them)"
+  python3 scripts/feature-check.py ALL --doc
   say "cargo fmt --all -- --check"
   cargo fmt --all -- --check
+  # The crates as they would be published (metadata, the files they carry); their build
+  # is the default-features check below.
+  say "cargo package -p dbmanager-providers -p dbmanager --no-verify"
+  cargo package -q -p dbmanager-providers -p dbmanager --no-verify
   local combos
   combos=$(feature_combos) || die "could not read the feature combinations from dbmanager/Cargo.toml"
   while IFS= read -r features; do
