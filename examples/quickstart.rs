@@ -4,10 +4,12 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! Creates a table, writes and reads rows through the managed pool, prints the stats.
+//! Creates a table, writes and reads rows through the connection's handle, prints the
+//! stats. sqlx comes through `dbmanager::sqlx`, so this file needs no sqlx line of its
+//! own in Cargo.toml.
 
 use dbmanager::Manager;
-use sqlx::Row;
+use dbmanager::sqlx::{self, Row};
 
 const CONFIG: &str = r#"
 default_connection: cache
@@ -27,6 +29,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mgr.connect().await?;
 
     let cache = mgr.default()?;
+    // The handle a service keeps in its state: it survives reconnects and reloads, and
+    // `&db` runs queries through the manager (outage policy, stats).
+    let db = mgr.sqlite("cache")?;
     println!(
         "connection `{}` ({}) is {}",
         cache.name(),
@@ -34,26 +39,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cache.health().state
     );
 
-    let pool = cache.sqlite()?;
     sqlx::query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-        .execute(&pool)
+        .execute(&db)
         .await?;
     for body in ["first note", "second note", "third note"] {
         sqlx::query("INSERT INTO notes (body) VALUES (?)")
             .bind(body)
-            .execute(&pool)
+            .execute(&db)
             .await?;
     }
 
-    // A transaction through the manager's instrumented acquire.
-    let mut tx = cache.begin::<sqlx::Sqlite>().await?;
+    // A transaction: several statements on one connection.
+    let mut tx = db.begin().await?;
     sqlx::query("UPDATE notes SET body = body || ' (edited)' WHERE id = 2")
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
 
     let rows = sqlx::query("SELECT id, body FROM notes ORDER BY id")
-        .fetch_all(&pool)
+        .fetch_all(&db)
         .await?;
     for row in &rows {
         let id: i64 = row.get("id");
@@ -81,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             p.idle,
             p.in_use,
             p.max_open,
-            p.wait_count,
+            p.acquire_count,
             p.wait_duration,
             p.opened_total
         );

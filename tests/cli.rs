@@ -19,9 +19,11 @@ fn run(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn validate_exit_codes_and_every_error_on_stderr() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.yaml");
-    let (code, stdout, _) = run(&["validate", "--config", example]);
+    let (code, stdout, stderr) = run(&["validate", "--config", example]);
     assert_eq!(code, 0);
     assert!(stdout.contains("valid, 6 connection(s)"), "{stdout}");
+    // The project's own example is clean: no warning.
+    assert!(stderr.is_empty(), "{stderr}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
@@ -77,9 +79,38 @@ async fn check_reports_every_connection_and_exits_by_health() {
     assert_eq!(list.len(), 3);
     assert!(
         list.iter()
-            .all(|c| c["status"] == "healthy" && c["latency_ms"].is_number())
+            .all(|c| c["status"] == "healthy" && c["round_trip_ms"].is_number())
     );
+    // Strict connections report how long opening them took, apart from the round trip.
+    assert!(list.iter().all(|c| c["connect_ms"].is_number()), "{stdout}");
     assert_eq!(list[0]["pool"]["max_open_conns"], 25);
+
+    // An invalid file, asked for JSON, answers in JSON too (exit 2).
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "connections:\n  a:\n    type: postgres\n    max_open_conns: 0\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = run(&[
+        "check",
+        "--config",
+        bad.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 2, "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["valid"], false);
+    assert!(
+        v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "connections.a.max_open_conns"),
+        "{stdout}"
+    );
 
     let down = dir.path().join("down.yaml");
     let port = support::free_port();
@@ -97,6 +128,11 @@ async fn check_reports_every_connection_and_exits_by_health() {
         "{stdout}"
     );
     assert!(stdout.contains("error: connection `gone`"), "{stdout}");
+    // The refusal and the address, not a bare timeout.
+    assert!(
+        stdout.contains(&format!("(127.0.0.1:{port})")) && stdout.contains("refused"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,3 +137,34 @@ async fn a_handle_is_typed_by_engine() {
     );
     mgr.close().await;
 }
+
+/// A refused connect fails at once with its cause and the address (the pool alone would
+/// retry until `connect_timeout` and report only the timeout), and never the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_says_refused_and_where_at_once() {
+    let port = support::free_port();
+    for endpoint in [
+        format!(
+            "    host: 127.0.0.1\n    port: {port}\n    user: app\n    password: S3cret-pw\n    database: test\n"
+        ),
+        format!("    dsn: 'postgres://app:S3cret-pw@127.0.0.1:{port}/test'\n"),
+    ] {
+        let mgr = Manager::from_yaml_str(&format!(
+            "connections:\n  db:\n    type: postgres\n    connect_timeout: 30s\n{endpoint}"
+        ))
+        .unwrap();
+        let started = std::time::Instant::now();
+        let err = mgr.connect().await.unwrap_err();
+        let waited = started.elapsed();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("refused"), "{text}");
+        assert!(text.contains(&format!("(127.0.0.1:{port})")), "{text}");
+        assert!(!text.contains("S3cret"), "{text}");
+        // Well within connect_timeout (30 s): the refusal is the answer.
+        assert!(
+            waited < Duration::from_secs(10),
+            "waited {waited:?}: {text}"
+        );
+        mgr.close().await;
+    }
+}

@@ -300,3 +300,65 @@ fn the_monitor_logs_pool_stats_at_its_interval_and_is_off_by_default() {
         }
     }
 }
+
+/// While a connection is down, every failed probe clears its pool, which is empty after
+/// the first: the outage counts (and logs) one clear, not one per probe, so the frequent-
+/// clears alert does not fire beside the connection-down one. The stats say why it is
+/// down, and the histograms are in base units reaching past `acquire_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_counts_one_clear_and_the_stats_name_its_error() {
+    use crate::support::{Recorder, proxy::FaultProxy};
+    use dbmanager::EventKind;
+    support::require_postgres().await;
+    let proxy = FaultProxy::start(5432).await;
+    let mgr = Manager::from_yaml_str(&format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: 'postgres://postgres@127.0.0.1:{}/test'\n    health_check_interval: 100ms\n    health_check_timeout: 200ms\n    retry_delay: 20ms\n    retry_max_delay: 100ms\n",
+        proxy.port()
+    ))
+    .unwrap();
+    let mut registry = Registry::default();
+    mgr.register_metrics(&mut registry);
+    mgr.connect().await.unwrap();
+    let events = Recorder::start(&mgr);
+    let conn = mgr.get("db").unwrap();
+    // The idle connections go, and nothing listens any more.
+    proxy.down();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            events.count(|k| matches!(k, EventKind::ReconnectAttempt { .. })) >= 5
+        })
+        .await,
+        "the supervisor kept probing: {:?}",
+        events.names()
+    );
+    let cleared = events.count(|k| matches!(k, EventKind::PoolCleared { .. }));
+    assert!(
+        cleared <= 1,
+        "{cleared} clear events for one outage: {:?}",
+        events.names()
+    );
+    let counted: f64 = scrape(&registry)
+        .into_iter()
+        .filter(|(s, _)| {
+            s.starts_with("dbmanager_pool_clears_total{") && s.contains("connection=\"db\"")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(counted <= 1.0, "{counted} clears counted for one outage");
+    let stats = conn.stats();
+    let why = stats
+        .last_error
+        .clone()
+        .expect("the stats say why it is down");
+    assert!(why.contains("refused"), "{why}");
+    // Base units, and a bucket past the default acquire_timeout (30 s).
+    let exposition = text(&registry);
+    assert!(
+        exposition.contains("dbmanager_acquire_duration_seconds_bucket{")
+            && exposition.contains("le=\"300.0\""),
+        "{exposition}"
+    );
+    assert!(!exposition.contains("_milliseconds"), "{exposition}");
+    proxy.accept_again();
+    mgr.close().await;
+}

@@ -174,7 +174,7 @@ async fn login_select_one_health_and_stats() {
     assert_eq!(conn.health().state, HealthState::Healthy);
     let stats = conn.stats().pool;
     assert!(stats.opened_total >= 1 && stats.open >= 1, "{stats:?}");
-    assert!(stats.wait_count >= 2, "{stats:?}");
+    assert!(stats.acquire_count >= 2, "{stats:?}");
     assert!(!format!("{mgr:?}").contains(&server.password()));
     mgr.close().await;
     assert_eq!(mgr.task_count(), 0);

@@ -221,11 +221,8 @@ async fn unreachable_servers_fail_clearly_and_accessors_before_connect() {
     assert_eq!(names, vec!["docs", "legacy"]);
     for f in &failures {
         assert!(matches!(f, Error::Connect { .. }), "{f:?}");
-        assert_eq!(
-            f.class(),
-            Some(dbmanager::ErrorClass::ConnectionLost),
-            "{f}"
-        );
+        // Never reached: its own class, transient.
+        assert_eq!(f.class(), Some(dbmanager::ErrorClass::Unreachable), "{f}");
         assert!(f.is_transient());
     }
     assert!(mgr.get("c").unwrap().sqlite().is_ok());

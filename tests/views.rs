@@ -261,7 +261,7 @@ where
         main.open,
         diesel.max_open,
         diesel.open,
-        stats.pool.wait_count,
+        stats.pool.acquire_count,
         stats.pool.wait_duration,
     );
     assert!(

@@ -171,6 +171,8 @@ pub enum EventKind {
         round: u32,
         /// How long the supervisor waited before this attempt.
         delay: Duration,
+        /// After a failed attempt, how long until the next one.
+        next_delay: Option<Duration>,
         /// The round trip's latency, or the error (redacted).
         result: Result<Duration, String>,
     },

@@ -119,7 +119,7 @@ fn connection(c: &ConnectionStats) -> Value {
                 "idle": p.idle,
                 "in_use": p.in_use,
                 "pending": p.pending,
-                "wait_count": p.wait_count,
+                "acquire_count": p.acquire_count,
                 "wait_seconds": p.wait_duration.as_secs_f64(),
                 "acquire_timeouts": p.acquire_timeouts,
                 "acquire_errors": p.acquire_errors,
@@ -137,6 +137,7 @@ fn connection(c: &ConnectionStats) -> Value {
         "connection": c.name,
         "type": c.kind.to_string(),
         "health": c.health.as_str(),
+        "last_error": c.last_error,
         "pools": pools,
         "replicas": c.replicas.iter().map(|r| json!({
             "replica": r.name,

@@ -84,10 +84,16 @@ pub use prometheus_client;
 #[cfg(feature = "http")]
 pub use axum;
 
-/// The README's Rust snippets, compiled as doctests so they stay true.
-#[cfg(doctest)]
+/// The README's Rust snippets, compiled as doctests so they stay true (they use the
+/// PostgreSQL engine and the HTTP router).
+#[cfg(all(doctest, feature = "postgres", feature = "http"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/guide.md's Rust snippets, compiled as doctests so they stay true.
+#[cfg(all(doctest, feature = "postgres"))]
+#[doc = include_str!("../../docs/guide.md")]
+pub struct GuideDoctests;
 
 /// The MongoDB provider's types (the pool, its error classification) and the driver itself,
 /// so a service uses the same `mongodb` version dbmanager was built with.

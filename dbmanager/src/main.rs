@@ -131,6 +131,10 @@ struct Row {
     name: String,
     kind: String,
     status: HealthState,
+    /// How long `connect()` took to open it (strict connections; lazy ones connect on
+    /// their first round trip).
+    connect: Option<Duration>,
+    /// One round trip on an open connection.
     latency: Option<Duration>,
     error: Option<String>,
     pool: String,
@@ -145,32 +149,66 @@ fn settings(c: &ConnectionConfig) -> (String, serde_json::Value) {
             |d| humantime::format_duration(d).to_string(),
         )
     };
-    let text = format!(
-        "open<={} idle<={} min={} life={} idle_time={} acquire={}",
-        p.max_open,
-        p.max_idle,
-        p.min_idle,
-        d(p.max_lifetime),
-        d(p.max_idle_time),
-        d(Some(p.acquire_timeout))
-    );
-    let json = serde_json::json!({
-        "max_open_conns": p.max_open,
-        "max_idle_conns": p.max_idle,
-        "min_idle_conns": p.min_idle,
-        "conn_max_lifetime": d(p.max_lifetime),
-        "conn_max_idle_time": d(p.max_idle_time),
-        "acquire_timeout": d(Some(p.acquire_timeout)),
-        "connect_timeout": d(Some(p.connect_timeout)),
-        "startup": format!("{:?}", c.startup).to_lowercase(),
-    });
-    (text, json)
+    // What the engine applies: a setting its driver has no use for (MongoDB's idle cap and
+    // lifetime) is left out, as the configuration's warnings say.
+    let rules = c.rules();
+    let all = [
+        ("max_open_conns", "open<=", p.max_open.to_string()),
+        ("max_idle_conns", "idle<=", p.max_idle.to_string()),
+        ("min_idle_conns", "min=", p.min_idle.to_string()),
+        ("conn_max_lifetime", "life=", d(p.max_lifetime)),
+        ("conn_max_idle_time", "idle_time=", d(p.max_idle_time)),
+        ("acquire_timeout", "acquire=", d(Some(p.acquire_timeout))),
+        ("connect_timeout", "connect=", d(Some(p.connect_timeout))),
+    ];
+    let applied: Vec<&(&str, &str, String)> = all
+        .iter()
+        .filter(|(field, _, _)| rules.unsupported(field).is_none())
+        .collect();
+    let text = applied
+        .iter()
+        .filter(|(field, _, _)| *field != "connect_timeout")
+        .map(|(_, short, v)| format!("{short}{v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut json = serde_json::Map::new();
+    for (field, _, v) in &applied {
+        let value = v
+            .parse::<u64>()
+            .map_or_else(|_| serde_json::json!(v), |n| serde_json::json!(n));
+        json.insert((*field).to_owned(), value);
+    }
+    json.insert("startup".to_owned(), serde_json::json!(c.startup.as_str()));
+    (text, serde_json::Value::Object(json))
+}
+
+/// A configuration that does not load, as `check --format json` prints it.
+fn invalid_json(errors: &dbmanager::config::ConfigErrors) -> serde_json::Value {
+    serde_json::json!({
+        "valid": false,
+        "source": errors.source_name,
+        "errors": errors.errors.iter().map(|e| serde_json::json!({
+            "path": e.path,
+            "origin": e.origin.to_string(),
+            "message": e.message,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn check(path: &PathBuf, format: Format) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let config = match (Config::from_yaml_file(path), format) {
+        (Ok(c), _) => c,
+        (Err(errors), Format::Json) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&invalid_json(&errors)).unwrap_or_default()
+            );
+            return ExitCode::from(2);
+        }
+        (Err(errors), Format::Table) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
     };
     for w in &config.warnings {
         eprintln!("warning: {w}");
@@ -181,9 +219,22 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
     };
     let rows = runtime.block_on(async {
         let mgr = Manager::new(config);
+        // When each connection opened, from its `Opened` event's time.
+        let mut events = mgr.subscribe();
+        let started = std::time::SystemTime::now();
         // A connection that failed to open is reported with its connect error.
         let mut connect_errors = std::collections::HashMap::new();
-        if let Err(dbmanager::Error::Startup { failures }) = mgr.connect().await {
+        let connected = mgr.connect().await;
+        let mut connect_times = std::collections::HashMap::new();
+        while let Ok(event) = events.try_recv() {
+            if let (dbmanager::EventKind::Opened { lazy: false }, None) =
+                (&event.kind, &event.replica)
+                && let Ok(took) = event.at.duration_since(started)
+            {
+                connect_times.insert(event.connection.to_string(), took);
+            }
+        }
+        if let Err(dbmanager::Error::Startup { failures }) = connected {
             for f in failures {
                 if let Some(name) = f.connection() {
                     connect_errors.insert(name.to_owned(), f.to_string());
@@ -198,6 +249,7 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
             // A driver's message may quote what it was given: scrub every error printed
             // of the connection's secrets (every spelling of its password and DSN).
             let secrets = conn.config().endpoint.secrets();
+            let failed_to_open = connect_errors.contains_key(&name);
             let (status, latency, error) = match result {
                 Ok(l) => (HealthState::Healthy, Some(l), None),
                 Err(e) => (
@@ -217,6 +269,7 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
                 name: name.clone(),
                 kind: conn.kind().to_string(),
                 status,
+                connect: connect_times.get(&name).copied(),
                 latency,
                 error,
                 pool,
@@ -229,6 +282,14 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
                 let secrets = replica.config().endpoint.secrets();
                 let (status, latency, error) = match replica.health_check().await {
                     Ok(l) => (HealthState::Healthy, Some(l), None),
+                    // Its connection did not open, so neither did the replica.
+                    Err(_) if failed_to_open => (
+                        HealthState::Unhealthy,
+                        None,
+                        Some(format!(
+                            "not checked: connection `{name}` failed to open (above)"
+                        )),
+                    ),
                     Err(e) => (
                         HealthState::Unhealthy,
                         None,
@@ -239,6 +300,7 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
                     name: rname,
                     kind: replica.kind().to_string(),
                     status,
+                    connect: None,
                     latency,
                     error,
                     pool,
@@ -259,7 +321,8 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
                         "name": r.name,
                         "type": r.kind,
                         "status": r.status.as_str(),
-                        "latency_ms": r.latency.map(|l| l.as_secs_f64() * 1000.0),
+                        "connect_ms": r.connect.map(|l| l.as_secs_f64() * 1000.0),
+                        "round_trip_ms": r.latency.map(|l| l.as_secs_f64() * 1000.0),
                         "error": r.error,
                         "pool": r.settings,
                     })
@@ -279,18 +342,22 @@ fn check(path: &PathBuf, format: Format) -> ExitCode {
 }
 
 fn print_table(rows: &[Row]) {
-    let header = ["NAME", "TYPE", "STATUS", "LATENCY", "POOL"];
-    let cells: Vec<[String; 5]> = rows
+    let ms = |d: Option<Duration>| {
+        d.map_or_else(
+            || "-".into(),
+            |l| format!("{:.2}ms", l.as_secs_f64() * 1000.0),
+        )
+    };
+    let header = ["NAME", "TYPE", "STATUS", "CONNECT", "ROUND TRIP", "POOL"];
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             [
                 r.name.clone(),
                 r.kind.clone(),
                 r.status.to_string(),
-                r.latency.map_or_else(
-                    || "-".into(),
-                    |l| format!("{:.2}ms", l.as_secs_f64() * 1000.0),
-                ),
+                ms(r.connect),
+                ms(r.latency),
                 r.pool.clone(),
             ]
         })
@@ -301,7 +368,7 @@ fn print_table(rows: &[Row]) {
             *w = (*w).max(c.len());
         }
     }
-    let line = |cols: [&str; 5]| {
+    let line = |cols: [&str; 6]| {
         let mut s = String::new();
         for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
             if i > 0 {
@@ -313,7 +380,7 @@ fn print_table(rows: &[Row]) {
     };
     line(header);
     for (row, r) in cells.iter().zip(rows) {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
         if let Some(e) = &r.error {
             println!("  error: {e}");
         }

@@ -248,7 +248,7 @@ impl Manager {
                         in_use = p.in_use,
                         max_open = p.max_open,
                         pending = p.pending,
-                        wait_count = p.wait_count,
+                        acquire_count = p.acquire_count,
                         acquire_timeouts = p.acquire_timeouts,
                         opened_total = p.opened_total,
                         closed_total = p.closed_total,

@@ -162,6 +162,8 @@ impl Row {
 /// A value written with the right encoder call for its family's type.
 enum Value {
     Gauge(i64),
+    /// A gauge in base units that are not whole (seconds).
+    GaugeF(f64),
     Counter(u64),
 }
 
@@ -211,6 +213,7 @@ fn family<L: prometheus_client::encoding::EncodeLabelSet>(
         let mut s = m.encode_family(&labels)?;
         match value {
             Value::Gauge(v) => s.encode_gauge(&v)?,
+            Value::GaugeF(v) => s.encode_gauge(&v)?,
             Value::Counter(v) => {
                 s.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&v, None)?
             }
@@ -347,7 +350,7 @@ impl Collector for Scrape {
                 (
                     r.with(("pool", pool.to_owned())),
                     s.wait_duration.as_secs_f64(),
-                    s.wait_count,
+                    s.acquire_count,
                     buckets(&WAIT_BUCKETS, s.wait_buckets.iter().copied()),
                 )
             }),
@@ -494,13 +497,10 @@ fn encode_replicas(e: &mut DescriptorEncoder, rows: &[Row]) -> Result<(), std::f
     )?;
     family(
         e,
-        "dbmanager_replica_lag_milliseconds",
+        "dbmanager_replica_lag_seconds",
         "the replica's replication lag at its last health check (with max_replica_lag)",
         Gauge,
-        replicas().filter_map(|(l, s)| {
-            let ms = u64::try_from(s.lag?.as_millis()).unwrap_or(u64::MAX);
-            Some((l, gauge(ms)))
-        }),
+        replicas().filter_map(|(l, s)| Some((l, Value::GaugeF(s.lag?.as_secs_f64())))),
     )?;
     family(
         e,

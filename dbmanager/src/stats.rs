@@ -15,6 +15,9 @@ pub struct ConnectionStats {
     pub kind: DbType,
     /// Its last known health.
     pub health: HealthState,
+    /// The error of the last failed health check while not healthy (redacted: no
+    /// password or DSN), as `Health::last_error`.
+    pub last_error: Option<String>,
     /// Its pools, every view summed (all zeros before `connect()`). `max_open` is the
     /// connection's whole budget, `max_open_conns`.
     pub pool: PoolStats,

@@ -64,6 +64,7 @@ pub(crate) trait Supervised: Send + Sync + 'static {
         attempt: u32,
         round: u32,
         delay: Duration,
+        next_delay: Option<Duration>,
         result: &Result<Duration, ProviderError>,
     );
 }
@@ -139,14 +140,12 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
         let auto = now.auto_reconnect;
         // The clear above (if any) notified `broken` on our behalf; that is not news.
         let _ = broken.notified().now_or_never();
-        if was_down {
-            let (attempt, round) = backoff
-                .as_ref()
-                .map_or((1, 1), |b| (b.attempt.max(1), b.round));
-            target.attempted(attempt, round, delay, &result);
-        }
+        let (attempt, round) = backoff
+            .as_ref()
+            .map_or((1, 1), |b| (b.attempt.max(1), b.round));
+        let waited = delay;
         fatal = class.is_some_and(ErrorClass::is_fatal);
-        delay = match (result, class) {
+        delay = match (&result, class) {
             (Ok(_), _) => {
                 backoff = None;
                 interval
@@ -162,6 +161,10 @@ async fn run(weak: Weak<dyn Supervised>, cancel: CancellationToken, broken: Arc<
                 b.next().unwrap_or(retry.max_delay)
             }
         };
+        if was_down {
+            let next = result.is_err().then_some(delay);
+            target.attempted(attempt, round, waited, next, &result);
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! | class | examples | pool action | retry? |
 //! |---|---|---|---|
-//! | [`ErrorClass::ConnectionLost`] | connection reset/refused/EOF, PG `57P01`/`57P02`/`57P03`, class `08`, MySQL 2006/2013/1053/1927 | clear the pool | yes |
+//! | [`ErrorClass::Unreachable`] | connect refused, no route to the host or network (nothing was sent) | clear the pool | yes, any statement |
+//! | [`ErrorClass::ConnectionLost`] | connection reset/EOF, a timeout, PG `57P01`/`57P02`/`57P03`, class `08`, MySQL 2006/2013/1053/1927 | clear the pool | yes |
 //! | [`ErrorClass::ReadOnly`] | PG `25006`, MySQL 1290/1836 (a failover left us on a replica) | clear the pool once the server confirms it is read-only | yes |
 //! | [`ErrorClass::Transient`] | deadlock, serialization failure, lock timeout, too many connections, SQLite busy | none | yes |
 //! | [`ErrorClass::Auth`] | PG `28000`/`28P01`, MySQL 1044/1045/1698 | none | slowly (the supervisor) |
@@ -16,7 +17,12 @@ use std::io;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorClass {
-    /// The connection (or the server) is gone: the pool's idle connections are suspect.
+    /// The server could not be reached: the connect was refused, or there is no route to
+    /// it. Nothing was sent, so any statement may be retried; the pool's idle connections
+    /// are suspect.
+    Unreachable,
+    /// The connection (or the server) is gone: the pool's idle connections are suspect,
+    /// and what the server did with the last request is unknown.
     ConnectionLost,
     /// A write reached a read-only server, typically the old primary after a failover.
     ReadOnly,
@@ -35,13 +41,19 @@ impl ErrorClass {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            ErrorClass::ConnectionLost | ErrorClass::ReadOnly | ErrorClass::Transient
+            ErrorClass::Unreachable
+                | ErrorClass::ConnectionLost
+                | ErrorClass::ReadOnly
+                | ErrorClass::Transient
         )
     }
 
     /// Whether every idle connection of the pool should be dropped.
     pub fn clears_pool(self) -> bool {
-        matches!(self, ErrorClass::ConnectionLost | ErrorClass::ReadOnly)
+        matches!(
+            self,
+            ErrorClass::Unreachable | ErrorClass::ConnectionLost | ErrorClass::ReadOnly
+        )
     }
 
     /// Whether reconnecting cannot help until someone changes the configuration or the
@@ -53,6 +65,7 @@ impl ErrorClass {
     /// Lower-case name (`connection_lost`, ...), for events and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
+            ErrorClass::Unreachable => "unreachable",
             ErrorClass::ConnectionLost => "connection_lost",
             ErrorClass::ReadOnly => "read_only",
             ErrorClass::Transient => "transient",
@@ -73,17 +86,18 @@ impl std::fmt::Display for ErrorClass {
 pub fn classify_io(e: &io::Error) -> ErrorClass {
     use io::ErrorKind as K;
     match e.kind() {
+        // Refused or no route: the connect did not happen, nothing was sent.
         K::ConnectionRefused
-        | K::ConnectionReset
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown
+        | K::AddrNotAvailable => ErrorClass::Unreachable,
+        K::ConnectionReset
         | K::ConnectionAborted
         | K::NotConnected
         | K::BrokenPipe
         | K::UnexpectedEof
         | K::TimedOut
-        | K::HostUnreachable
-        | K::NetworkUnreachable
-        | K::NetworkDown
-        | K::AddrNotAvailable
         | K::WouldBlock
         | K::Interrupted => ErrorClass::ConnectionLost,
         // DNS failures surface as `Other`/`Uncategorized` with no stable kind; a name that

@@ -375,9 +375,10 @@ pub fn classify(e: &mongodb::error::Error) -> ErrorClass {
     }
     match e.kind.as_ref() {
         ErrorKind::Authentication { .. } => ErrorClass::Auth,
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => ErrorClass::ConnectionLost,
-        ErrorKind::ServerSelection { .. } => ErrorClass::ConnectionLost,
-        ErrorKind::DnsResolve { .. } => ErrorClass::ConnectionLost,
+        ErrorKind::Io(io) => crate::classify::classify_io(io),
+        ErrorKind::ConnectionPoolCleared { .. } => ErrorClass::ConnectionLost,
+        // No server to send to (down, unknown host, no member of the wanted kind).
+        ErrorKind::ServerSelection { .. } | ErrorKind::DnsResolve { .. } => ErrorClass::Unreachable,
         ErrorKind::InvalidArgument { .. } | ErrorKind::InvalidTlsConfig { .. } => {
             ErrorClass::Config
         }

@@ -149,9 +149,10 @@ async fn connect(config: &Config, timeout: Duration) -> Result<TdsConnection, Pr
     let attempt = async {
         let mut config = config.clone();
         for _ in 0..2 {
-            let tcp = TcpStream::connect(config.get_addr())
-                .await
-                .map_err(|e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost))?;
+            let tcp = TcpStream::connect(config.get_addr()).await.map_err(|e| {
+                let class = crate::classify::classify_io(&e);
+                ProviderError::driver_connect(e, class)
+            })?;
             let _ = tcp.set_nodelay(true);
             let broken = Arc::new(AtomicBool::new(false));
             let stream = TdsStream {

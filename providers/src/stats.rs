@@ -11,7 +11,7 @@ pub struct PoolCounters {
     pub(crate) closed_idle_timeout: AtomicU64,
     pub(crate) closed_max_idle: AtomicU64,
     pub(crate) closed_broken: AtomicU64,
-    pub(crate) wait_count: AtomicU64,
+    pub(crate) acquire_count: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
     pub(crate) acquire_timeouts: AtomicU64,
     pub(crate) acquire_errors: AtomicU64,
@@ -68,9 +68,12 @@ impl CloseReason {
     }
 }
 
-/// The upper bounds (seconds) of the acquire-wait histogram's buckets.
-pub const WAIT_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// The upper bounds (seconds) of the acquire-wait histogram's buckets: from half a
+/// millisecond (a fast-path checkout) to five minutes, past the default `acquire_timeout`
+/// (30 s), so a timed-out wait lands in a bucket of its own rather than in `+Inf`.
+pub const WAIT_BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
 ];
 
 /// An acquire in progress, counted in [`PoolStats::pending`] until dropped.
@@ -100,7 +103,7 @@ impl PoolCounters {
     }
 
     pub(crate) fn record_wait(&self, waited: Duration) {
-        Self::inc(&self.wait_count);
+        Self::inc(&self.acquire_count);
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
         let secs = waited.as_secs_f64();
@@ -138,7 +141,7 @@ impl PoolCounters {
             open,
             idle,
             in_use: open.saturating_sub(idle),
-            wait_count: get(&self.wait_count),
+            acquire_count: get(&self.acquire_count),
             wait_duration: Duration::from_nanos(get(&self.wait_nanos)),
             acquire_timeouts: get(&self.acquire_timeouts),
             acquire_errors: get(&self.acquire_errors),
@@ -174,7 +177,7 @@ pub struct PoolStats {
     /// Connections open and waiting in the pool.
     pub idle: u32,
     /// Acquires through the manager (each one counted, whether it had to wait or not).
-    pub wait_count: u64,
+    pub acquire_count: u64,
     /// Total time those acquires spent waiting.
     pub wait_duration: Duration,
     /// Acquires that gave up after `acquire_timeout`.
@@ -205,7 +208,7 @@ pub struct PoolStats {
     pub pool_clears: u64,
     /// Acquires through the manager in progress now (waiting, or opening a connection).
     pub pending: u32,
-    /// The acquires of `wait_count` by how long they waited: slot `i` counts those that
+    /// The acquires of `acquire_count` by how long they waited: slot `i` counts those that
     /// waited at most [`WAIT_BUCKETS`]`[i]` seconds (and more than the bound before it);
     /// the last slot, longer ones.
     pub wait_buckets: [u64; WAIT_BUCKETS.len() + 1],
@@ -238,7 +241,7 @@ impl PoolStats {
             open: self.open + other.open,
             in_use: self.in_use + other.in_use,
             idle: self.idle + other.idle,
-            wait_count: self.wait_count + other.wait_count,
+            acquire_count: self.acquire_count + other.acquire_count,
             wait_duration: self.wait_duration + other.wait_duration,
             acquire_timeouts: self.acquire_timeouts + other.acquire_timeouts,
             acquire_errors: self.acquire_errors + other.acquire_errors,

@@ -54,19 +54,14 @@ impl Validator<'_> {
             if s.value == Val::OptDuration(None) {
                 continue;
             }
+            // A top-level value is a default for the connections that can use it: the
+            // others leave it out, quietly (`dbmanager check` shows what each applies).
             if s.path.starts_with(path) {
                 let (p, o) = (s.path.clone(), s.origin.clone());
                 self.err(
                     &p,
                     &o,
                     format!("`{field}` is not supported for {kind} connections: {why}"),
-                );
-            } else {
-                self.warn(
-                    path,
-                    format!(
-                        "the top-level `{field}` is not applied to this {kind} connection: {why}"
-                    ),
                 );
             }
         }
@@ -271,25 +266,17 @@ impl Validator<'_> {
         if !rules.sql_views {
             if let Some(s) = m.set(key::default_orm)
                 && default_orm != DefaultOrm::Sqlx
+                && s.path.starts_with(path)
             {
-                if s.path.starts_with(path) {
-                    let (p, o) = (s.path.clone(), s.origin.clone());
-                    self.err(
-                        &p,
-                        &o,
-                        format!(
-                            "default_orm must be `sqlx` (or left out) on {kind} connections: \
-                             SeaORM and diesel serve postgres, mysql and sqlite"
-                        ),
-                    );
-                } else {
-                    self.warn(
-                        path,
-                        format!(
-                            "the top-level `default_orm` is not applied to this {kind} connection"
-                        ),
-                    );
-                }
+                let (p, o) = (s.path.clone(), s.origin.clone());
+                self.err(
+                    &p,
+                    &o,
+                    format!(
+                        "default_orm must be `sqlx` (or left out) on {kind} connections: \
+                         SeaORM and diesel serve postgres, mysql and sqlite"
+                    ),
+                );
             }
             return (DefaultOrm::Sqlx, 0);
         }

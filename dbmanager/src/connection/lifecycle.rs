@@ -584,10 +584,12 @@ impl Connection {
         let mut pool = set.as_ref().map(|p| p.stats()).unwrap_or_default();
         // The budget, whether or not every view was created.
         pool.max_open = self.config().pool.max_open;
+        let health = self.health();
         ConnectionStats {
             name: self.name().to_owned(),
             kind: self.kind(),
-            health: self.health().state,
+            health: health.state,
+            last_error: health.last_error,
             pool,
             views,
             replicas: self.replica_stats(),

@@ -115,6 +115,11 @@ impl Connection {
                     self.report_error(&e);
                     idempotent
                 }
+                // The connect failed: the statement was never sent.
+                ErrorClass::Unreachable => {
+                    self.report_error(&e);
+                    true
+                }
                 other => {
                     self.report_error(&e);
                     other == ErrorClass::Transient

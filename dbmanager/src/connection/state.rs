@@ -108,10 +108,16 @@ impl Inner {
         if let Some(pools) = self.pools.load_full() {
             let span = self.span("dbmanager.pool_clear");
             if !span.is_disabled() {
-                span.record("dbmanager.reason", format!("{reason:?}").as_str());
+                span.record("dbmanager.reason", reason.label());
             }
             let _in = span.enter();
             let closed_idle = pools.clear();
+            // While the connection is down every failed probe clears, and the pool is
+            // empty after the first: no news, so no event, count or log line (the
+            // frequent-clears alert then fires for clears, not for an outage).
+            if closed_idle == 0 && self.health.load().state != HealthState::Healthy {
+                return;
+            }
             self.emit(EventKind::PoolCleared {
                 reason,
                 closed_idle,

@@ -56,12 +56,14 @@ impl Supervised for Inner {
         attempt: u32,
         round: u32,
         delay: Duration,
+        next_delay: Option<Duration>,
         result: &Result<Duration, ProviderError>,
     ) {
         self.emit(EventKind::ReconnectAttempt {
             attempt,
             round,
             delay,
+            next_delay,
             result: result
                 .as_ref()
                 .map(|d| *d)
