@@ -15,10 +15,13 @@ but forgets to enable while another of our features enables it. Our features ena
 dependencies' features explicitly (dbmanager/Cargo.toml, providers/Cargo.toml), and
 `scripts/test.sh --lint-unpinned` checks every combination without the pin.
 
-Usage: scripts/feature-check.py FEATURES [--doc] [--target-dir DIR]  (FEATURES
+Usage: scripts/feature-check.py FEATURES... [--doc] [--target-dir DIR]  (FEATURES
 comma-separated, "" for none, "DEFAULT" for the default features, "ALL" for every one).
-With --doc, documents our two crates instead (`cargo doc --no-deps`, rustdoc's warnings
-as errors), reusing the same dependency checks. Exits non-zero on an error or a warning.
+Several combinations are checked in one cargo run, side by side: each gets a copy of our
+two manifests under a name of its own (dbmanager-combo-<n>, pointing at the same
+sources), so cargo checks them in parallel against the one set of pinned dependencies.
+With --doc (one combination), documents our two crates instead (`cargo doc --no-deps`,
+rustdoc's warnings as errors). Exits non-zero on an error or a warning.
 """
 
 import json
@@ -79,23 +82,124 @@ def manifest(features, crates):
         "[profile.dev]", 'debug = "line-tables-only"', "",
         '[profile.dev.package."*"]', "debug = false", "",
         "[dependencies]", ours,
-    ]
+    ] + pinned_lines(crates)
+    return "\n".join(lines) + "\n"
+
+
+def pinned_lines(crates):
+    lines = []
     for (name, version), feats in sorted(crates.items()):
         key = re.sub(r"[^A-Za-z0-9_]", "_", "%s_%s" % (name, version))
         listed = ", ".join('"%s"' % f for f in sorted(feats))
         lines.append('%s = { package = "%s", version = "=%s", default-features = false, features = [%s] }'
                      % (key, name, version, listed))
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def sections(text):
+    """A manifest's sections, as (header, lines) in order (the header of the part before
+    the first section is "")."""
+    out, header, lines = [], "", []
+    for line in text.splitlines():
+        if line.startswith("["):
+            out.append((header, lines))
+            header, lines = line.strip(), []
+        else:
+            lines.append(line)
+    out.append((header, lines))
+    return out
+
+
+def copy_manifest(crate_dir, name, lib_name, n):
+    """Our crate's manifest for combination `n`: renamed, its targets pointing at the real
+    sources, without examples, tests, benches and dev-dependencies."""
+    src = os.path.join(ROOT, crate_dir)
+    out = []
+    for header, lines in sections(open(os.path.join(src, "Cargo.toml")).read()):
+        if header in ("[[example]]", "[[test]]", "[[bench]]", "[dev-dependencies]") \
+                or header.startswith("[package.metadata"):
+            continue
+        if header:
+            out.append(header)
+        for line in lines:
+            if header == "[package]" and line.startswith("name ="):
+                line = 'name = "%s-combo-%d"' % (name, n)
+            if header == "[package]" and line.startswith("readme"):
+                continue
+            if header == "[[bin]]" and line.startswith("path ="):
+                line = 'path = "%s/%s"' % (src, line.split('"')[1])
+            if line.startswith("dbmanager-providers = {"):
+                line = line.replace("{", '{ package = "dbmanager-providers-combo-%d",' % n, 1)
+            out.append(line)
+        if header == "[package]":
+            out += ["autobins = false", "autobenches = false", "",
+                    "[lib]", 'name = "%s"' % lib_name, 'path = "%s/src/lib.rs"' % src, ""]
+    return "\n".join(out) + "\n"
+
+
+def workspace_sections():
+    """The project's [workspace.package], [workspace.dependencies] and profiles, which our
+    manifests inherit from."""
+    keep = []
+    for header, lines in sections(open(os.path.join(ROOT, "Cargo.toml")).read()):
+        if header.startswith("[workspace.") or header.startswith("[profile"):
+            keep.append(header)
+            keep += lines
+    return keep
+
+
+def check_all(combos, crates, target_dir):
+    pin = os.path.join(target_dir, "feature-pin-all")
+    os.makedirs(pin, exist_ok=True)
+    members, deps = [], []
+    for n, features in enumerate(combos):
+        for crate_dir, name, lib in (("dbmanager", "dbmanager", "dbmanager"),
+                                     ("providers", "dbmanager-providers", "dbmanager_providers")):
+            d = os.path.join(pin, "combo-%d" % n, crate_dir)
+            os.makedirs(d, exist_ok=True)
+            open(os.path.join(d, "Cargo.toml"), "w").write(copy_manifest(crate_dir, name, lib, n))
+            members.append('"combo-%d/%s"' % (n, crate_dir))
+        if features == "DEFAULT":
+            deps.append('dbm_%d = { package = "dbmanager-combo-%d", path = "combo-%d/dbmanager" }' % (n, n, n))
+        else:
+            listed = ", ".join('"%s"' % f for f in features.split(",") if f)
+            deps.append('dbm_%d = { package = "dbmanager-combo-%d", path = "combo-%d/dbmanager", '
+                        'default-features = false, features = [%s] }' % (n, n, n, listed))
+    lines = [
+        "[package]", 'name = "feature-pin"', 'version = "0.0.0"', 'edition = "2024"',
+        "publish = false", "", "[lib]", 'path = "lib.rs"', "",
+        "[workspace]", "members = [%s]" % ", ".join(members), "",
+    ] + workspace_sections() + ["", "[dependencies]"] + deps + pinned_lines(crates)
+    open(os.path.join(pin, "Cargo.toml"), "w").write("\n".join(lines) + "\n")
+    open(os.path.join(pin, "lib.rs"), "w").write("//! Pins dependency features.\n")
+    open(os.path.join(pin, "Cargo.lock"), "w").write(open(os.path.join(ROOT, "Cargo.lock")).read())
+    env = dict(os.environ, CARGO_TARGET_DIR=target_dir)
+    # Not quiet: on a failure, cargo's "`dbmanager-combo-<n>` (lib) generated 1 warning"
+    # lines say which combinations it was.
+    run = subprocess.run(["cargo", "check", "--manifest-path", os.path.join(pin, "Cargo.toml")],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    output = run.stdout + run.stderr
+    if run.returncode != 0 or re.search(r"^warning", output, re.M):
+        sys.stdout.write("\n".join(l for l in output.splitlines()
+                                    if not l.lstrip().startswith(("Checking", "Compiling", "Finished")))
+                         + "\n")
+        sys.stdout.write("\n".join("dbmanager-combo-%d: features '%s'" % (n, f)
+                                    for n, f in enumerate(combos)) + "\n")
+        sys.exit("the feature check %s" % ("failed" if run.returncode else "has warnings"))
 
 
 def main():
     args = sys.argv[1:]
     if not args:
         sys.exit(__doc__)
-    features = args[0]
     target_dir = os.path.join(ROOT, "target")
     if "--target-dir" in args:
-        target_dir = os.path.abspath(args[args.index("--target-dir") + 1])
+        i = args.index("--target-dir")
+        target_dir = os.path.abspath(args[i + 1])
+        del args[i:i + 2]
+    doc = "--doc" in args
+    combos = [a for a in args if a != "--doc"]
+    features = combos[0]
     pin = os.path.join(target_dir, "feature-pin")
     os.makedirs(pin, exist_ok=True)
     cache = os.path.join(pin, "crates.json")
@@ -111,6 +215,9 @@ def main():
         json.dump({"lock_mtime": stamp,
                    "crates": {"%s %s" % k: sorted(v) for k, v in crates.items()}},
                   open(cache, "w"))
+    if len(combos) > 1 and not doc:
+        check_all(["" if c == "NONE" else c for c in combos], crates, target_dir)
+        return
     open(os.path.join(pin, "Cargo.toml"), "w").write(manifest(features, crates))
     open(os.path.join(pin, "lib.rs"), "w").write("//! Pins dependency features.\n")
     # The project's lock file: the same versions, nothing resolved anew.

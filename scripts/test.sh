@@ -231,14 +231,11 @@ lint() {
   # is the default-features check below.
   say "cargo package -p dbmanager-providers -p dbmanager --no-verify"
   cargo package -q -p dbmanager-providers -p dbmanager --no-verify
-  local combos
+  local combos combo_list
   combos=$(feature_combos) || die "could not read the feature combinations from dbmanager/Cargo.toml"
-  while IFS= read -r features; do
-    say "feature check: '$features'"
-    python3 scripts/feature-check.py "$features"
-  done <<< "$combos"
-  say "feature check: default features"
-  python3 scripts/feature-check.py DEFAULT
+  mapfile -t combo_list <<< "$combos"
+  say "feature checks, side by side in one cargo run: ${combo_list[*]@Q} and the default features"
+  python3 scripts/feature-check.py "${combo_list[@]}" DEFAULT
   say "lint done"
 }
 

@@ -5,19 +5,9 @@ use super::fields::{Bounds, Field, Ty};
 use super::fields::{Val, is_secret};
 use super::tree::{Node, Value};
 use super::validate::Validator;
-use super::value::{Src, field_of, join, quote};
+use super::value::{Src, field_of, join, quote, suggestion};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The candidate nearest to `word`, if one is near enough to be what was meant.
-pub(crate) fn suggestion<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|cand| (strsim::jaro_winkler(word, cand), *cand))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
 
 impl Validator<'_> {
     pub(crate) fn err(&mut self, path: &str, origin: &Origin, msg: impl Into<String>) {

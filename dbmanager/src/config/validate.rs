@@ -7,7 +7,7 @@
 use super::error::{ConfigError, ConfigWarning, Origin};
 use super::fields::{self, FromVal, Key, Scope, Val, key};
 use super::tree::{Node, Value};
-use super::value::{Src, join, quote};
+use super::value::{Src, join, quote, suggestion};
 use super::{Config, ConnectionConfig, DbType, Endpoint, MongoSettings};
 use crate::registry::Registry;
 use dbmanager_providers::settings::{ServerSettings, SslMode, TlsSettings};
@@ -131,13 +131,13 @@ impl<'r> Validator<'r> {
                 out.push((k.as_str(), v));
                 continue;
             }
-            let suggestion = super::read::suggestion(k, allowed)
+            let hint = suggestion(k, allowed)
                 .map(|c| format!(" (did you mean `{c}`?)"))
                 .unwrap_or_default();
             self.err(
                 &join(path, k),
                 &v.origin,
-                format!("unknown field `{k}`{suggestion}"),
+                format!("unknown field `{k}`{hint}"),
             );
         }
         out

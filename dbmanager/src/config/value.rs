@@ -33,3 +33,13 @@ pub(crate) fn quote(field: &str, s: &str) -> String {
 pub(crate) fn field_of(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
+
+/// The candidate nearest to `word`, if one is near enough to be what was meant.
+pub(crate) fn suggestion<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|cand| (strsim::jaro_winkler(word, cand), *cand))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
