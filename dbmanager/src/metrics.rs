@@ -509,6 +509,20 @@ fn encode_replicas(e: &mut DescriptorEncoder, rows: &[Row]) -> Result<(), std::f
         Counter,
         replicas().map(|(l, s)| (l, count(s.selected_total))),
     )?;
+    histograms(
+        e,
+        "dbmanager_replica_acquire_duration_seconds",
+        "how long acquires on the replica (reads through reader()) waited for a connection",
+        replicas().map(|(l, s)| {
+            let p = &s.connection.pool;
+            (
+                l,
+                p.wait_duration.as_secs_f64(),
+                p.acquire_count,
+                buckets(&WAIT_BUCKETS, p.wait_buckets.iter().copied()),
+            )
+        }),
+    )?;
     family(
         e,
         "dbmanager_replica_connections",

@@ -241,8 +241,23 @@ async fn a_killed_replica_is_skipped_then_rejoins_and_fallback_applies() {
         .await,
         "r1 still healthy"
     );
+    let acquired = |r: &str| {
+        support::metrics::value(
+            &registry,
+            "dbmanager_replica_acquire_duration_seconds_count",
+            &[("connection", "main"), ("replica", r)],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = acquired("r2");
     let counts = spread(&c, &main, 200).await;
     assert_eq!(counts.get("r2"), Some(&200), "{counts:?}");
+    // The reads are counted in the acquire histogram of the replica they went to.
+    assert!(
+        acquired("r2") - before >= 200.0,
+        "{} acquires on r2",
+        acquired("r2") - before
+    );
     // Seen in metrics, stats and events, under the connection.
     assert_eq!((up("r1"), up("r2")), (Some(0.0), Some(1.0)));
     let stats = mgr.stats();
