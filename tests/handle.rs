@@ -58,11 +58,8 @@ async fn a_stored_handle_serves_queries_after_reconnect_and_reload() {
             "a sqlx pool taken before the reload is closed after it"
         );
     }
-    let app: String = sqlx::query_scalar("select current_setting('application_name')")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(app, "handle-reloaded");
+    // (Which session serves a query after a reload that renews them is the reload
+    // tests' subject, tests/scaling/reload.rs; here the handle only has to keep serving.)
     // A clone is the same handle; the reader of a connection without replicas is itself.
     let reader = db.clone().reader().unwrap();
     assert_eq!(reader.name(), "primary");

@@ -183,6 +183,21 @@ impl<DB: Database> Drop for Inner<DB> {
     }
 }
 
+/// `connect` within `limit`: running out of time is a connect timeout, and a driver error
+/// keeps its cause.
+async fn connect_within<T>(
+    limit: Duration,
+    connect: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, ProviderError> {
+    tokio::time::timeout(limit, connect)
+        .await
+        .map_err(|_| ProviderError::Timeout {
+            phase: TimeoutPhase::Connect,
+            after: limit,
+        })?
+        .map_err(ProviderError::Connect)
+}
+
 impl<DB: Database> SqlPool<DB> {
     /// Builds the pool. With `eager`, opens `max(1, min_idle)` connections first and fails
     /// if that does not succeed within `connect_timeout`; otherwise connects on first use.
@@ -210,15 +225,9 @@ impl<DB: Database> SqlPool<DB> {
             Arc::clone(&init),
         );
 
+        let limit = settings.connect_timeout;
         let anchor = if anchored {
-            let conn = tokio::time::timeout(settings.connect_timeout, connect.connect())
-                .await
-                .map_err(|_| ProviderError::Timeout {
-                    phase: TimeoutPhase::Connect,
-                    after: settings.connect_timeout,
-                })?
-                .map_err(ProviderError::Connect)?;
-            Some(conn)
+            Some(connect_within(limit, connect.connect()).await?)
         } else {
             None
         };
@@ -228,23 +237,11 @@ impl<DB: Database> SqlPool<DB> {
             // refused connect in its own loop until the time limit and then reports only
             // the timeout, so the cause (refused, unknown host, a rejected password) would
             // be lost. Opened here, a failure comes back at once, with its cause.
-            let first = tokio::time::timeout(settings.connect_timeout, connect.connect())
-                .await
-                .map_err(|_| ProviderError::Timeout {
-                    phase: TimeoutPhase::Connect,
-                    after: settings.connect_timeout,
-                })?
-                .map_err(ProviderError::Connect)?;
+            let first = connect_within(limit, connect.connect()).await?;
             let _ = first.close().await;
         }
         let pool = if eager {
-            tokio::time::timeout(settings.connect_timeout, options.connect_with(connect))
-                .await
-                .map_err(|_| ProviderError::Timeout {
-                    phase: TimeoutPhase::Connect,
-                    after: settings.connect_timeout,
-                })?
-                .map_err(ProviderError::Connect)?
+            connect_within(limit, options.connect_with(connect)).await?
         } else {
             options.connect_lazy_with(connect)
         };
