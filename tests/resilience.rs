@@ -188,9 +188,12 @@ macro_rules! resilience_tests {
                 let s = Arc::clone(&server);
                 blocking(move || s.kill9()).await;
                 let down = Instant::now();
+                // 2.5 s is typical; on a loaded machine (CI runs the lint beside the tests)
+                // a backend has outlived its killed postmaster long enough to answer a
+                // probe, so the bound is 5 s, still well inside one default health interval.
                 assert!(
-                    eventually(Duration::from_millis(2500), || state(&mgr) == HealthState::Unhealthy).await,
-                    "the outage was not seen within 2.5 s of kill -9: {:?}",
+                    eventually(Duration::from_secs(5), || state(&mgr) == HealthState::Unhealthy).await,
+                    "the outage was not seen within 5 s of kill -9: {:?}",
                     mgr.get("db").unwrap().health()
                 );
                 tokio::time::sleep(Duration::from_secs(3).saturating_sub(down.elapsed())).await;
