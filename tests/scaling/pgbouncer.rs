@@ -293,3 +293,57 @@ async fn sqlx_transactions_work_behind_pgbouncer_that_deallocates_after_each_tra
     eprintln!("without the bouncer's reset: {tally:?} (last: {last})");
     assert!(tally.prepared.load(Ordering::Relaxed) > 0, "{tally:?}");
 }
+
+/// diesel-async sets a new connection up with two statements sent at once, outside a
+/// transaction; a transaction-mode bouncer may hand the second to another server
+/// connection, where its prepared statement does not exist (or send its answer to another
+/// client). With `pgbouncer: true` the set-up runs inside one transaction: 20 connections
+/// opened at once, through a bouncer with 2 server connections, all work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diesel_connections_open_concurrently_behind_pgbouncer_in_transaction_mode() {
+    use dbmanager::diesel::r#async::{AsyncConnection, RunQueryDsl};
+    crate::support::require_postgres().await.close().await;
+    let bouncer = TempPgBouncer::start("transaction", 2);
+    let yaml = format!(
+        "connections:\n  bounced:\n    type: postgres\n    dsn: '{}'\n    pgbouncer: true\n    \
+         max_open_conns: 22\n    diesel_conns: 20\n    acquire_timeout: 20s\n",
+        bouncer.url()
+    );
+    let mgr = Manager::from_yaml_str(&yaml).unwrap();
+    mgr.connect().await.unwrap();
+    for round in 0..3 {
+        let all_open = Arc::new(tokio::sync::Barrier::new(20));
+        let mut set = tokio::task::JoinSet::new();
+        for t in 0..20 {
+            let (conn, all_open) = (mgr.get("bounced").unwrap(), Arc::clone(&all_open));
+            set.spawn(async move {
+                let mut d = conn.diesel_postgres().await.map_err(|e| e.to_string())?;
+                all_open.wait().await;
+                d.transaction::<_, diesel::result::Error, _>(async move |c| {
+                    use diesel::IntoSql;
+                    diesel::select(t.into_sql::<diesel::sql_types::Integer>() + 1)
+                        .get_result::<i32>(c)
+                        .await
+                })
+                .await
+                .map_err(|e| e.to_string())
+            });
+        }
+        let mut seen = Vec::new();
+        while let Some(r) = set.join_next().await {
+            seen.push(r.expect("task"));
+        }
+        let failed: Vec<_> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "round {round}: {failed:?}");
+        let stats = mgr.get("bounced").unwrap().stats();
+        let diesel = stats
+            .views
+            .iter()
+            .find(|v| v.view == dbmanager::View::Diesel)
+            .unwrap();
+        assert_eq!(diesel.pool.acquire_errors, 0, "{:?}", stats.last_error);
+        // Open the next round's connections afresh.
+        mgr.get("bounced").unwrap().reconnect().await.unwrap();
+    }
+    mgr.close().await;
+}

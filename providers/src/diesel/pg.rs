@@ -204,6 +204,43 @@ impl PgConnector {
     }
 }
 
+impl PgConnector {
+    /// Wraps a new client in diesel-async's connection, which sets the session up with two
+    /// statements sent at once. Behind a transaction-mode bouncer (`pgbouncer: true`) those
+    /// could reach two server connections (one of them without the other's prepared
+    /// statement) or have an answer delivered to another client, so there the set-up runs
+    /// inside one transaction, which keeps it on one server connection.
+    async fn set_up<S>(
+        &self,
+        client: tokio_postgres::Client,
+        conn: tokio_postgres::Connection<tokio_postgres::Socket, S>,
+    ) -> Result<AsyncPgConnection, ProviderError>
+    where
+        S: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+    {
+        let lost = |e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost);
+        if !self.pgbouncer {
+            return AsyncPgConnection::try_from_client_and_connection(client, conn)
+                .await
+                .map_err(lost);
+        }
+        // The client needs its connection driven before diesel-async takes it; the task
+        // ends when the client is dropped (or the server goes away).
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost))?;
+        let mut built = AsyncPgConnection::try_from(client).await.map_err(lost)?;
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut built, "COMMIT")
+            .await
+            .map_err(|e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost))?;
+        Ok(built)
+    }
+}
+
 /// The class of a `tokio-postgres` error met while connecting.
 fn pg_connect_class(e: &tokio_postgres::Error) -> ErrorClass {
     use tokio_postgres::error::SqlState;
@@ -229,10 +266,10 @@ impl Connector for PgConnector {
             let class = pg_connect_class(&e);
             ProviderError::driver_connect(e, class)
         };
-        let built = match &self.tls {
+        let mut conn = match &self.tls {
             Some(tls) => {
                 let (client, conn) = self.config.connect(tls.clone()).await.map_err(fail)?;
-                AsyncPgConnection::try_from_client_and_connection(client, conn).await
+                self.set_up(client, conn).await?
             }
             None => {
                 let (client, conn) = self
@@ -240,11 +277,9 @@ impl Connector for PgConnector {
                     .connect(tokio_postgres::NoTls)
                     .await
                     .map_err(fail)?;
-                AsyncPgConnection::try_from_client_and_connection(client, conn).await
+                self.set_up(client, conn).await?
             }
         };
-        let mut conn =
-            built.map_err(|e| ProviderError::driver_connect(e, ErrorClass::ConnectionLost))?;
         if self.pgbouncer {
             use diesel_async::AsyncConnection;
             conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
