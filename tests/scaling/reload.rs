@@ -357,3 +357,126 @@ async fn reload_that_renews_sessions_stays_within_the_budget() {
     assert!(max <= 2, "the server saw {max} sessions for a budget of 2");
     mgr.close().await;
 }
+
+/// What a query through one of the load's views saw: when its checkout began, and the
+/// session's `application_name`.
+type Seen = (std::time::Instant, String);
+
+/// One query through the view `turn % 4` picks: the `Db` handle (the fast path), the raw
+/// sqlx pool, a transaction, or the handle with a deadline of up to 2 ms (so checkouts
+/// and connects are dropped half-way).
+async fn app_name_through(db: &dbmanager::PgDb, raw: &sqlx::PgPool, turn: u64) -> Option<Seen> {
+    let sql = "select current_setting('application_name')";
+    let started = std::time::Instant::now();
+    let name = match turn % 4 {
+        0 => sqlx::query_scalar::<_, String>(sql)
+            .fetch_one(db)
+            .await
+            .ok()?,
+        1 => sqlx::query_scalar::<_, String>(sql)
+            .fetch_one(raw)
+            .await
+            .ok()?,
+        2 => {
+            let mut tx = db.begin().await.ok()?;
+            let name = sqlx::query_scalar::<_, String>(sql)
+                .fetch_one(&mut *tx)
+                .await
+                .ok()?;
+            tx.commit().await.ok()?;
+            name
+        }
+        _ => {
+            let limit = Duration::from_micros(turn * 7919 % 2000);
+            let query = sqlx::query_scalar::<_, String>(sql).fetch_one(db);
+            tokio::time::timeout(limit, query).await.ok()?.ok()?
+        }
+    };
+    Some((started, name))
+}
+
+/// Reloads that renew sessions, one after another, under a load through every view with
+/// checkouts dropped half-way and connections closing and opening all the time
+/// (`max_idle_conns: 1`, `conn_max_lifetime: 1s`): a checkout that begins after a reload
+/// returned never gets a session opened with an older configuration, and once the load
+/// stops the server holds no older session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_that_renew_sessions_leave_no_older_session_under_load() {
+    use std::sync::{Arc, Mutex};
+    let observer = support::require_postgres().await;
+    let limits = "    max_open_conns: 4\n    max_idle_conns: 1\n    conn_max_lifetime: 1s\n    conn_max_idle_time: 1s\n    \
+                  acquire_timeout: 10s\n";
+    let apps: Vec<String> = (0..10).map(|_| support::unique("renew_load")).collect();
+    let mgr = Manager::new(Config::from_yaml_str(&file(&[pg("db", &apps[0], limits)])).unwrap());
+    mgr.connect().await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let mut load = tokio::task::JoinSet::new();
+    for task in 0..6u64 {
+        let (db, stop, seen) = (mgr.postgres("db").unwrap(), stop.clone(), seen.clone());
+        let raw = mgr.get("db").unwrap().postgres().unwrap();
+        load.spawn(async move {
+            let mut turn = task;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                turn += 1;
+                if let Some(s) = app_name_through(&db, &raw, turn).await {
+                    seen.lock().unwrap().push(s);
+                }
+            }
+        });
+    }
+    // When each configuration became the current one: the reload that applied it returned.
+    let mut applied = vec![(std::time::Instant::now(), apps[0].clone())];
+    for app in &apps[1..] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let report = mgr
+            .reload(Config::from_yaml_str(&file(&[pg("db", app, limits)])).unwrap())
+            .await
+            .unwrap();
+        assert!(report.failed.is_empty(), "{report}");
+        applied.push((std::time::Instant::now(), app.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    while let Some(r) = load.join_next().await {
+        r.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let older: Vec<_> = seen
+        .iter()
+        .filter_map(|(started, name)| {
+            let current = applied.iter().rev().find(|(at, _)| at <= started)?;
+            let age = apps.iter().position(|a| a == name)?;
+            let want = apps.iter().position(|a| *a == current.1)?;
+            (age < want).then(|| format!("{name} where {} was current", current.1))
+        })
+        .collect();
+    assert!(seen.len() > 200, "the load ran only {} queries", seen.len());
+    assert!(
+        older.is_empty(),
+        "{} of {} checkouts that began after a reload got an older session: {:?}",
+        older.len(),
+        seen.len(),
+        &older[..older.len().min(5)]
+    );
+    let left = sqlx::query_scalar::<_, i64>(
+        "select count(*) from pg_stat_activity where application_name = any($1)",
+    )
+    .bind(&apps[..apps.len() - 1]);
+    let mut count = left.fetch_one(&observer).await.unwrap();
+    for _ in 0..40 {
+        if count == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        count = sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity where application_name = any($1)",
+        )
+        .bind(&apps[..apps.len() - 1])
+        .fetch_one(&observer)
+        .await
+        .unwrap();
+    }
+    assert_eq!(count, 0, "older sessions still open on the server");
+    mgr.close().await;
+}

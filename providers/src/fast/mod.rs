@@ -413,6 +413,10 @@ impl<DB: Database> Cache<DB> {
         deadline: tokio::time::Instant,
         started: Instant,
     ) -> Result<Entry<DB>, ProviderError> {
+        // The generation before the borrow: a clear while sqlx hands the connection over
+        // (after its acquire hook found it fresh) leaves the entry stale, so it goes back
+        // to sqlx, whose release hook judges it, instead of into the idle list.
+        let generation = self.generation.load(Ordering::Acquire);
         let conn = tokio::time::timeout_at(deadline, self.pool.acquire())
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
@@ -422,7 +426,7 @@ impl<DB: Database> Cache<DB> {
             conn,
             borrowed_at: now,
             idle_since: now,
-            generation: self.generation.load(Ordering::Acquire),
+            generation,
         })
     }
 

@@ -144,6 +144,20 @@ struct Generation {
     /// Set when a `min_idle_conns` refill failed to connect, cleared by the next connect
     /// that succeeds (see `fill_min_idle`).
     refill_paused: AtomicBool,
+    /// Set by a renew while connects that began with the old connect options are still
+    /// under way (see [`SqlPool::renew`]).
+    settling: AtomicBool,
+    /// While `settling`: whether any of those connects is still under way.
+    old_connects: std::sync::Mutex<Option<OldConnects>>,
+}
+
+/// Tells whether connects that began with replaced connect options are still under way.
+struct OldConnects(Box<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for OldConnects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OldConnects")
+    }
 }
 
 impl Generation {
@@ -153,6 +167,8 @@ impl Generation {
             cleared: AtomicU64::new(0),
             count: AtomicU64::new(0),
             refill_paused: AtomicBool::new(false),
+            settling: AtomicBool::new(false),
+            old_connects: std::sync::Mutex::new(None),
         }
     }
 
@@ -166,8 +182,44 @@ impl Generation {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether a connection of this `age` was opened before the last clear.
+    /// Until `old_connects` says none is under way, every connection counts as stale: one
+    /// opened since may have used the old connect options (sqlx reads them when a connect
+    /// begins and dates the connection when it ends). Then the mark moves to now, after
+    /// the last of them, and the connections still checked out close when returned.
+    fn settle(&self, old_connects: OldConnects) {
+        *self
+            .old_connects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(old_connects);
+        self.settling.store(true, Ordering::Release);
+    }
+
+    /// Whether connects begun with replaced options may still be under way (ends the
+    /// settling, moving the clear mark, once none is).
+    fn settling(&self) -> bool {
+        if !self.settling.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut old = self
+            .old_connects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if old.as_ref().is_some_and(|under_way| (under_way.0)()) {
+            return true;
+        }
+        *old = None;
+        let now = self.nanos_since_epoch(Instant::now()).saturating_add(1);
+        self.cleared.fetch_max(now, Ordering::AcqRel);
+        self.settling.store(false, Ordering::Release);
+        false
+    }
+
+    /// Whether a connection of this `age` was opened before the last clear (or while a
+    /// renew settles).
     fn is_stale(&self, age: Duration) -> bool {
+        if self.settling() {
+            return true;
+        }
         let cleared = self.cleared.load(Ordering::Acquire);
         if cleared == 0 {
             return false;
@@ -383,7 +435,17 @@ impl<DB: Database> SqlPool<DB> {
             return false;
         }
         let options = fresh.inner.pool.connect_options().as_ref().clone();
+        let old = self.inner.pool.connect_options();
         self.inner.pool.set_connect_options(options);
+        // A connect under way holds a clone of the options it began with: while one does,
+        // the connection it makes may be a session of the old configuration, dated after
+        // the clear below. Decided before the clear, so no such connection is reused in
+        // between.
+        if Arc::strong_count(&old) > 1 {
+            self.inner
+                .generation
+                .settle(OldConnects(Box::new(move || Arc::strong_count(&old) > 1)));
+        }
         let init = fresh
             .inner
             .init
@@ -462,3 +524,27 @@ impl<DB: Database> SqlPool<DB> {
 }
 
 crate::provider::engine_pool!(read_only; SqlPool<DB>, DB: Database);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_counts_every_connection_stale_until_the_old_connects_end() {
+        let generation = Generation::new();
+        assert!(!generation.is_stale(Duration::from_secs(1)));
+        let under_way = Arc::new(AtomicBool::new(true));
+        let seen = Arc::clone(&under_way);
+        generation.settle(OldConnects(Box::new(move || seen.load(Ordering::Acquire))));
+        // Even one opened just now: it may be the old connect's.
+        assert!(generation.is_stale(Duration::ZERO));
+        assert!(generation.is_stale(Duration::ZERO));
+        under_way.store(false, Ordering::Release);
+        std::thread::sleep(Duration::from_millis(2));
+        // The settling ends: the mark moves to now, after the last old connect.
+        assert!(generation.is_stale(Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!generation.is_stale(Duration::ZERO));
+        assert!(!generation.settling.load(Ordering::Acquire));
+    }
+}
