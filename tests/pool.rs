@@ -550,3 +550,113 @@ async fn a_caller_out_of_time_during_the_idle_ping_does_not_close_a_healthy_conn
     assert_eq!(conn.stats().pool.opened_total, 1, "{:?}", conn.stats().pool);
     mgr.close().await;
 }
+
+/// When each of 20 sessions opened at once went away, as the server saw it (its pid left
+/// `pg_stat_activity`), measured from their opening, under a load through the raw pool
+/// (which checks the lifetime at every acquire and release), with `conn_max_lifetime: 3s`
+/// and the given jitter.
+async fn replacement_times(jitter: &str) -> Vec<Duration> {
+    use std::collections::HashSet;
+    let observer = require_postgres().await;
+    let app = unique("jitter");
+    let limits = format!(
+        "    max_open_conns: 20\n    max_idle_conns: 20\n    conn_max_lifetime: 3s\n    \
+         conn_max_idle_time: 3s\n    conn_max_lifetime_jitter: {jitter}\n"
+    );
+    let mgr = Manager::from_yaml_str(&pg_with_app(&app, &limits)).unwrap();
+    mgr.connect().await.unwrap();
+    let pool = mgr.get("db").unwrap().postgres().unwrap();
+    let pids = || {
+        let (observer, app) = (observer.clone(), app.clone());
+        async move {
+            sqlx::query_scalar::<_, i32>(
+                "select pid from pg_stat_activity where application_name = $1",
+            )
+            .bind(app)
+            .fetch_all(&observer)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<HashSet<i32>>()
+        }
+    };
+    let opened = Instant::now();
+    let held = futures_util::future::join_all((0..20).map(|_| pool.acquire())).await;
+    assert!(held.iter().all(Result::is_ok));
+    drop(held);
+    let first = pids().await;
+    assert_eq!(first.len(), 20, "20 sessions open at once");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        load.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                sqlx::query("select 1").execute(&pool).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+    let mut gone = Vec::new();
+    let mut left = first;
+    while !left.is_empty() && opened.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = pids().await;
+        let at = opened.elapsed();
+        left.retain(|pid| {
+            let still = now.contains(pid);
+            if !still {
+                gone.push(at);
+            }
+            still
+        });
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    while let Some(r) = load.join_next().await {
+        r.unwrap();
+    }
+    mgr.close().await;
+    assert!(
+        left.is_empty(),
+        "{} sessions outlived conn_max_lifetime",
+        left.len()
+    );
+    gone
+}
+
+/// The most of `times` within any `window`.
+fn most_within(times: &[Duration], window: Duration) -> usize {
+    times
+        .iter()
+        .map(|&t| times.iter().filter(|&&u| u >= t && u < t + window).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// 20 sessions opened at once, `conn_max_lifetime: 3s` with a jitter of 2 s: the server
+/// sees them replaced across the window (from 1 s to 3 s of age, plus the sampling), never
+/// more than 8 within 250 ms. With `0s` of jitter (the other half, what the setting is
+/// for) at least 15 of them go within the same 250 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_opened_together_are_replaced_across_the_jitter_window() {
+    let spread = replacement_times("2s").await;
+    let (first, last) = (spread[0], spread[spread.len() - 1]);
+    assert!(
+        first >= Duration::from_millis(950),
+        "replaced at {first:?}: before lifetime - jitter"
+    );
+    assert!(
+        last <= Duration::from_millis(3500),
+        "replaced at {last:?}: after the lifetime"
+    );
+    assert!(
+        last - first >= Duration::from_secs(1),
+        "spread over {:?} only",
+        last - first
+    );
+    let most = most_within(&spread, Duration::from_millis(250));
+    assert!(most <= 8, "{most} of 20 replaced within 250 ms: {spread:?}");
+    let together = replacement_times("0s").await;
+    let most = most_within(&together, Duration::from_millis(250));
+    assert!(most >= 15, "without jitter they go together: {together:?}");
+}

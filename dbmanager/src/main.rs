@@ -157,6 +157,11 @@ fn settings(c: &ConnectionConfig) -> (String, serde_json::Value) {
         ("max_idle_conns", "idle<=", p.max_idle.to_string()),
         ("min_idle_conns", "min=", p.min_idle.to_string()),
         ("conn_max_lifetime", "life=", d(p.max_lifetime)),
+        (
+            "conn_max_lifetime_jitter",
+            "jitter=",
+            d(Some(p.max_lifetime_jitter)),
+        ),
         ("conn_max_idle_time", "idle_time=", d(p.max_idle_time)),
         ("acquire_timeout", "acquire=", d(Some(p.acquire_timeout))),
         ("connect_timeout", "connect=", d(Some(p.connect_timeout))),

@@ -115,6 +115,10 @@ const ENGINES: &[Engine] = &[
                      conn_max_idle_time idle, after errors and when its pool is cleared)",
                 ),
                 (
+                    "conn_max_lifetime_jitter",
+                    "the MongoDB driver has no connection lifetime",
+                ),
+                (
                     "max_idle_conns",
                     "the MongoDB driver keeps no cap on idle connections (min_idle_conns sets \
                      its minPoolSize, conn_max_idle_time closes idle ones)",

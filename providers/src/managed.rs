@@ -43,6 +43,8 @@ pub trait Connector: Send + Sync + 'static {
 pub struct Pooled<C> {
     conn: C,
     generation: u64,
+    /// This connection's `conn_max_lifetime`, less its share of the jitter.
+    lifetime: Option<Duration>,
 }
 
 impl<C> std::ops::Deref for Pooled<C> {
@@ -95,7 +97,7 @@ impl<K: Connector> Manager<K> {
         let s = &self.settings;
         if conn.generation != self.generation.load(Ordering::Acquire) {
             Some(CloseReason::Cleared)
-        } else if s.max_lifetime.is_some_and(|l| metrics.age() >= l) {
+        } else if conn.lifetime.is_some_and(|l| metrics.age() >= l) {
             Some(CloseReason::MaxLifetime)
         } else if s.max_idle_time.is_some_and(|l| metrics.last_used() >= l) {
             Some(CloseReason::IdleTimeout)
@@ -126,9 +128,14 @@ impl<K: Connector> managed::Manager for Manager<K> {
         };
         PoolCounters::inc(&self.counters.opened);
         self.refill_paused.store(false, Ordering::Release);
+        // One draw per connection, from a process-wide count (hashed in `lifetime_of`).
+        static DRAWS: AtomicU64 = AtomicU64::new(0);
         Ok(Pooled {
             conn,
             generation: self.generation.load(Ordering::Acquire),
+            lifetime: self
+                .settings
+                .lifetime_of(DRAWS.fetch_add(1, Ordering::Relaxed)),
         })
     }
 

@@ -22,6 +22,10 @@ pub struct PoolSettings {
     /// Connections older than this are closed on their next acquire or release
     /// (`conn_max_lifetime`). `None`: no limit.
     pub max_lifetime: Option<Duration>,
+    /// How much earlier than `max_lifetime` a connection may be replaced, drawn per
+    /// connection, so that connections opened together do not all close together
+    /// (`conn_max_lifetime_jitter`). Zero: every connection lives exactly `max_lifetime`.
+    pub max_lifetime_jitter: Duration,
     /// Idle connections older than this are closed by the reaper or on acquire
     /// (`conn_max_idle_time`). `None`: no limit.
     pub max_idle_time: Option<Duration>,
@@ -42,11 +46,31 @@ impl PoolSettings {
             max_idle: max_open.min(5),
             min_idle: 0,
             max_lifetime: Some(Duration::from_secs(30 * 60)),
+            max_lifetime_jitter: Duration::from_secs(3 * 60),
             max_idle_time: Some(Duration::from_secs(5 * 60)),
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             ping_idle_after: Some(Duration::from_secs(30)),
         }
+    }
+}
+
+impl PoolSettings {
+    /// The lifetime of the connection whose draw is `draw` (any `u64`, spread evenly: a
+    /// hash of when it was opened, say): `max_lifetime` less a share of
+    /// `max_lifetime_jitter`, so between `max_lifetime - max_lifetime_jitter` and
+    /// `max_lifetime`. `None`: no limit.
+    pub fn lifetime_of(&self, draw: u64) -> Option<Duration> {
+        let lifetime = self.max_lifetime?;
+        let jitter = self.max_lifetime_jitter.min(lifetime);
+        // splitmix64's finaliser: neighbouring draws (connections opened a millisecond
+        // apart) land far apart in the window.
+        let mut z = draw.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let share = (z >> 11) as f64 / (1u64 << 53) as f64;
+        Some(lifetime - jitter.mul_f64(share))
     }
 }
 

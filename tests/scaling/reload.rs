@@ -441,7 +441,7 @@ async fn reloads_that_renew_sessions_leave_no_older_session_under_load() {
     while let Some(r) = load.join_next().await {
         r.unwrap();
     }
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let older: Vec<_> = seen
         .iter()
         .filter_map(|(started, name)| {

@@ -11,6 +11,7 @@ use dbmanager_providers::settings::{PoolSettings, SqliteSettings, SqliteTarget};
 use dbmanager_providers::{EndpointKind, Rules};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 type Own<'a> = BTreeMap<&'a str, (&'a Node, String)>;
 
@@ -147,7 +148,28 @@ impl Validator<'_> {
                 ),
             );
         }
+        let jitter = match (lifetime, m.get(key::conn_max_lifetime_jitter)) {
+            (None, _) => Duration::ZERO,
+            (Some(l), None) => l / 10,
+            (Some(l), Some(j)) => {
+                if j > l && m.set(key::conn_max_lifetime_jitter).is_some() {
+                    let (p, o) = m.at(key::conn_max_lifetime_jitter, path);
+                    self.err(
+                        &p,
+                        &o,
+                        format!(
+                            "conn_max_lifetime_jitter ({}) must not exceed conn_max_lifetime ({}){}",
+                            humantime::format_duration(j),
+                            humantime::format_duration(l),
+                            inherited(&p, path)
+                        ),
+                    );
+                }
+                j.min(l)
+            }
+        };
         let mut pool = PoolSettings::with_max_open(max_open);
+        pool.max_lifetime_jitter = jitter;
         pool.max_idle = max_idle;
         pool.min_idle = min_idle;
         pool.max_lifetime = lifetime;

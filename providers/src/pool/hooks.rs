@@ -113,7 +113,10 @@ pub(super) fn pool_options<DB: Database>(
     cache_idle: &Arc<AtomicUsize>,
     init: SharedInit<DB>,
 ) -> PoolOptions<DB> {
-    let lifetime = s.max_lifetime;
+    let lifetimes = Arc::new(super::lifetimes::Lifetimes::new(s));
+    let lifetime = Arc::clone(&lifetimes);
+    let lifetime_connect = Arc::clone(&lifetimes);
+    let lifetime_release = lifetimes;
     let idle_time = s.max_idle_time;
     let ping_after = s.ping_idle_after;
     let ping_limit = s.connect_timeout;
@@ -141,6 +144,7 @@ pub(super) fn pool_options<DB: Database>(
         .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             let counters = Arc::clone(&on_connect);
+            let lifetimes = Arc::clone(&lifetime_connect);
             let generation = Arc::clone(&gen_connect);
             let init = init
                 .read()
@@ -151,6 +155,8 @@ pub(super) fn pool_options<DB: Database>(
                     init(conn).await?;
                 }
                 PoolCounters::inc(&counters.opened);
+                // Last: sqlx dates the connection right after this hook.
+                lifetimes.opened();
                 generation.refill_paused.store(false, Ordering::Release);
                 Ok(())
             })
@@ -159,12 +165,13 @@ pub(super) fn pool_options<DB: Database>(
             let counters = Arc::clone(&on_acquire);
             let generation = Arc::clone(&gen_acquire);
             let broken = Arc::clone(&broken);
+            let expired = lifetime.expired(meta.age);
             Box::pin(async move {
                 if generation.is_stale(meta.age) {
                     PoolCounters::inc(&counters.closed_cleared);
                     return Ok(false);
                 }
-                if lifetime.is_some_and(|l| meta.age >= l) {
+                if expired {
                     PoolCounters::inc(&counters.closed_max_lifetime);
                     return Ok(false);
                 }
@@ -195,12 +202,13 @@ pub(super) fn pool_options<DB: Database>(
                 .as_ref()
                 .map(|p| sqlx_idle(p) + cache_idle.load(Ordering::Relaxed));
             let stale = gen_release.is_stale(meta.age);
+            let expired = lifetime_release.expired(meta.age);
             Box::pin(async move {
                 if stale {
                     PoolCounters::inc(&counters.closed_cleared);
                     return Ok(false);
                 }
-                if lifetime.is_some_and(|l| meta.age >= l) {
+                if expired {
                     PoolCounters::inc(&counters.closed_max_lifetime);
                     return Ok(false);
                 }

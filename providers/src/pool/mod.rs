@@ -21,6 +21,7 @@
 //! SeaORM and other views built from it share the same connections and limits.
 
 mod hooks;
+mod lifetimes;
 mod probe;
 
 pub use probe::{Listener, ListenerFn};
