@@ -362,3 +362,54 @@ async fn an_outage_counts_one_clear_and_the_stats_name_its_error() {
     proxy.accept_again();
     mgr.close().await;
 }
+
+/// A checkout held past `leak_detection_threshold` is reported once, naming the line that
+/// made it, and counted in `dbmanager_leaks_suspected_total`; one given back in time is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_held_past_the_leak_threshold_is_reported_once_with_its_caller() {
+    support::require_postgres().await.close().await;
+    let yaml = format!(
+        "connections:\n  db:\n    type: postgres\n    dsn: '{}'\n    leak_detection_threshold: 300ms\n",
+        support::PG_URL
+    );
+    let mgr = Manager::from_yaml_str(&yaml).unwrap();
+    let mut registry = Registry::default();
+    mgr.register_metrics(&mut registry);
+    mgr.connect().await.unwrap();
+    let rec = support::Recorder::start(&mgr);
+    let db = mgr.postgres("db").unwrap();
+    let leaks = || {
+        rec.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                dbmanager::EventKind::LeakSuspected { held, caller } => {
+                    Some((*held, caller.file().to_owned(), caller.line()))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let quick = db.acquire().await.unwrap();
+    drop(quick);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(leaks(), [], "a checkout given back in time is no leak");
+    let line = line!() + 1;
+    let held = db.begin().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let seen = leaks();
+    assert_eq!(seen.len(), 1, "reported once: {seen:?}");
+    assert_eq!(seen[0].0, Duration::from_millis(300));
+    assert!(
+        seen[0].1.ends_with("metrics.rs") && seen[0].2 == line,
+        "{seen:?}"
+    );
+    drop(held);
+    let labels = [("connection", "db"), ("type", "postgres")];
+    assert_eq!(
+        value(&registry, "dbmanager_leaks_suspected_total", &labels),
+        Some(1.0)
+    );
+    mgr.close().await;
+}

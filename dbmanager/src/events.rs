@@ -188,6 +188,14 @@ pub enum EventKind {
         /// How long it waited.
         waited: Duration,
     },
+    /// A checkout has been held longer than `leak_detection_threshold` (reported once per
+    /// checkout; it may be a leak, or only slow work).
+    LeakSuspected {
+        /// How long it had been held (the threshold).
+        held: Duration,
+        /// Where it was checked out.
+        caller: &'static std::panic::Location<'static>,
+    },
     /// An acquire failed because the connection is down (`Error::Unavailable`).
     Unavailable {
         /// How long it waited (zero under `fail_fast`).
@@ -255,6 +263,7 @@ impl EventKind {
             EventKind::ReconnectAttempt { .. } => "reconnect_attempt",
             EventKind::PoolCleared { .. } => "pool_cleared",
             EventKind::AcquireTimedOut { .. } => "acquire_timed_out",
+            EventKind::LeakSuspected { .. } => "leak_suspected",
             EventKind::Unavailable { .. } => "unavailable",
             EventKind::Swapped { .. } => "swapped",
             EventKind::Drained { .. } => "drained",

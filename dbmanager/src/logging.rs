@@ -70,6 +70,14 @@ impl Subscriber for Log {
             EventKind::AcquireTimedOut { waited } => {
                 tracing::debug!(connection = %name, waited_ms = ms(*waited), "acquire timed out");
             }
+            EventKind::LeakSuspected { held, caller } => {
+                tracing::warn!(
+                    connection = %name,
+                    held_ms = ms(*held),
+                    caller = %caller,
+                    "connection checked out longer than leak_detection_threshold (a leak, or slow work)"
+                );
+            }
             EventKind::Unavailable { waited } => {
                 tracing::debug!(connection = %name, waited_ms = ms(*waited), "acquire failed: the connection is down");
             }

@@ -68,6 +68,7 @@ struct Counted {
     clears: [AtomicU64; ClearReason::LABELS.len()],
     swaps: AtomicU64,
     unavailable: AtomicU64,
+    leaks_suspected: AtomicU64,
     check_ok: Durations,
     check_error: Durations,
 }
@@ -118,6 +119,7 @@ impl Subscriber for Events {
             EventKind::PoolCleared { reason, .. } => inc(&counted().clears[reason.label_index()]),
             EventKind::Swapped { .. } => inc(&counted().swaps),
             EventKind::Unavailable { .. } => inc(&counted().unavailable),
+            EventKind::LeakSuspected { .. } => inc(&counted().leaks_suspected),
             EventKind::HealthChecked { took, ok } => {
                 let c = counted();
                 if *ok {
@@ -442,6 +444,14 @@ impl Collector for Scrape {
             Counter,
             rows.iter()
                 .map(|r| (r.labels.clone(), count(load(&r.counted.unavailable)))),
+        )?;
+        family(
+            &mut e,
+            "dbmanager_leaks_suspected",
+            "checkouts held longer than leak_detection_threshold",
+            Counter,
+            rows.iter()
+                .map(|r| (r.labels.clone(), count(load(&r.counted.leaks_suspected)))),
         )?;
         histograms(
             &mut e,

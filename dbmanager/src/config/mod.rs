@@ -238,6 +238,8 @@ pub struct ConnectionConfig {
     pub startup: Startup,
     /// How long `close()` waits for in-flight work (`close_timeout`).
     pub close_timeout: Duration,
+    /// A checkout held longer than this is reported once (`leak_detection_threshold`).
+    pub leak_detection_threshold: Option<Duration>,
     /// The view created eagerly (`default_orm`).
     pub default_orm: DefaultOrm,
     /// How many of `max_open_conns` the diesel view may open (`diesel_conns`); the sqlx
@@ -319,6 +321,7 @@ impl PartialEq for ConnectionConfig {
             drain_timeout,
             startup,
             close_timeout,
+            leak_detection_threshold,
             default_orm,
             diesel_conns,
             enable_tracing,
@@ -348,6 +351,7 @@ impl PartialEq for ConnectionConfig {
             && *drain_timeout == other.drain_timeout
             && *startup == other.startup
             && *close_timeout == other.close_timeout
+            && *leak_detection_threshold == other.leak_detection_threshold
             && *default_orm == other.default_orm
             && *diesel_conns == other.diesel_conns
             && *enable_tracing == other.enable_tracing

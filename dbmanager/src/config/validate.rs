@@ -456,6 +456,7 @@ impl<'r> Validator<'r> {
             drain_timeout: m.get(key::drain_timeout),
             startup: m.get(key::startup),
             close_timeout: m.get(key::close_timeout),
+            leak_detection_threshold: m.get(key::leak_detection_threshold),
             default_orm,
             diesel_conns,
             enable_tracing: m.get(key::enable_tracing),

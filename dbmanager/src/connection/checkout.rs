@@ -217,23 +217,78 @@ impl Connection {
     /// sqlx::query("select 1").execute(&mut *conn).await.unwrap();
     /// # Ok(()) }
     /// ```
-    pub async fn acquire<DB: SqlEngine>(&self) -> Result<PooledConnection<DB>> {
+    ///
+    /// With `leak_detection_threshold` set, a checkout held longer is reported once,
+    /// naming the line that called this.
+    #[track_caller]
+    pub fn acquire<DB: SqlEngine>(
+        &self,
+    ) -> impl Future<Output = Result<PooledConnection<DB>>> + Send + '_ {
+        self.acquire_from::<DB>(std::panic::Location::caller())
+    }
+
+    /// [`acquire`](Self::acquire), for a checkout made at `caller`.
+    pub(crate) async fn acquire_from<DB: SqlEngine>(
+        &self,
+        caller: &'static std::panic::Location<'static>,
+    ) -> Result<PooledConnection<DB>> {
         if self.kind() != DB::TYPE {
             return Err(self.wrong_kind(DB::TYPE));
         }
-        self.checkout_from(
-            |set| set.main_as::<SqlPool<DB>>(),
-            || self.wrong_kind(DB::TYPE),
-        )
-        .await
+        let mut conn = self
+            .checkout_from(
+                |set| set.main_as::<SqlPool<DB>>(),
+                || self.wrong_kind(DB::TYPE),
+            )
+            .await?;
+        if let Some(threshold) = self.config().leak_detection_threshold {
+            conn.attach(self.watch_for_leak(threshold, caller));
+        }
+        Ok(conn)
+    }
+
+    /// A timer that reports the checkout made at `caller` once it has been held for
+    /// `threshold`; dropping it (the connection went back) stops it.
+    fn watch_for_leak(
+        &self,
+        threshold: std::time::Duration,
+        caller: &'static std::panic::Location<'static>,
+    ) -> impl std::any::Any + Send + Sync {
+        let conn = self.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(threshold).await;
+            conn.emit(EventKind::LeakSuspected {
+                held: threshold,
+                caller,
+            });
+        });
+        // Stops the timer when dropped.
+        struct Watch(tokio::task::AbortHandle);
+        impl Drop for Watch {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        Watch(timer.abort_handle())
     }
 
     /// Checks out one connection and begins a transaction on it. Dropped without
     /// `commit()`, the transaction rolls back (the ROLLBACK is sent at once).
-    pub async fn begin<DB: SqlEngine>(&self) -> Result<Transaction<DB>> {
+    #[track_caller]
+    pub fn begin<DB: SqlEngine>(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<DB>>> + Send + '_ {
+        self.begin_from::<DB>(std::panic::Location::caller())
+    }
+
+    /// [`begin`](Self::begin), for a checkout made at `caller`.
+    pub(crate) async fn begin_from<DB: SqlEngine>(
+        &self,
+        caller: &'static std::panic::Location<'static>,
+    ) -> Result<Transaction<DB>> {
         let span = self.inner.span("dbmanager.begin");
         let begun = async {
-            let conn = self.acquire::<DB>().await?;
+            let conn = self.acquire_from::<DB>(caller).await?;
             Transaction::begin(conn).await.map_err(|e| {
                 self.report_error(&e);
                 Error::Database {

@@ -95,14 +95,16 @@ impl<DB: SqlEngine> Db<DB> {
 
     /// Checks out one connection ([`Connection::acquire`]); `&mut *conn` is the driver's
     /// connection (`&mut PgConnection`), for helpers that take one.
-    pub async fn acquire(&self) -> Result<PooledConnection<DB>> {
-        self.conn.acquire::<DB>().await
+    #[track_caller]
+    pub fn acquire(&self) -> impl Future<Output = Result<PooledConnection<DB>>> + Send + '_ {
+        self.conn.acquire_from::<DB>(std::panic::Location::caller())
     }
 
     /// Begins a transaction on a connection of its own ([`Connection::begin`]); `&mut *tx`
     /// is the driver's connection, for helpers that take `&mut PgConnection`.
-    pub async fn begin(&self) -> Result<Transaction<DB>> {
-        self.conn.begin::<DB>().await
+    #[track_caller]
+    pub fn begin(&self) -> impl Future<Output = Result<Transaction<DB>>> + Send + '_ {
+        self.conn.begin_from::<DB>(std::panic::Location::caller())
     }
 
     /// A handle for reads: a healthy replica within `max_replica_lag`, or the connection

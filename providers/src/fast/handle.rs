@@ -17,6 +17,8 @@ use std::sync::Arc;
 pub struct PooledConnection<DB: Database> {
     entry: Option<Entry<DB>>,
     cache: Arc<Cache<DB>>,
+    /// Dropped with the checkout (a leak watch's timer, say).
+    attached: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<DB: Database> PooledConnection<DB> {
@@ -24,7 +26,15 @@ impl<DB: Database> PooledConnection<DB> {
         PooledConnection {
             entry: Some(entry),
             cache,
+            attached: None,
         }
+    }
+
+    /// Attaches `guard` to this checkout: it is dropped when the connection goes back to
+    /// the pool (or is taken out with [`into_sqlx`](Self::into_sqlx)). dbmanager's leak
+    /// detection attaches its timer here.
+    pub fn attach(&mut self, guard: impl std::any::Any + Send + Sync) {
+        self.attached = Some(Box::new(guard));
     }
 
     /// Takes the connection out of the fast path as a plain sqlx `PoolConnection` (it goes
