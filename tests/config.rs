@@ -683,3 +683,35 @@ fn docs_field_tables_match_the_field_table() {
         "docs/configuration.md is stale: DBMANAGER_BLESS=1 cargo test -p dbmanager --test integration config::docs_"
     );
 }
+
+/// `conn_max_lifetime_jitter`: a tenth of the lifetime when left out, off when set to
+/// `0s`/`none`, and never more than the lifetime.
+#[test]
+fn lifetime_jitter_defaults_to_a_tenth_turns_off_and_is_bounded_by_the_lifetime() {
+    let jitter = |extra: &str| {
+        let yaml = format!(
+            "connections:\n  db:\n    type: sqlite\n    filepath: ':memory:'\n    conn_max_lifetime: 10m\n{extra}"
+        );
+        Config::from_yaml_str(&yaml).map(|c| c.connection("db").unwrap().pool.max_lifetime_jitter)
+    };
+    assert_eq!(jitter("").unwrap(), Duration::from_secs(60));
+    assert_eq!(
+        jitter("    conn_max_lifetime_jitter: 0s\n").unwrap(),
+        Duration::ZERO
+    );
+    assert_eq!(
+        jitter("    conn_max_lifetime_jitter: none\n").unwrap(),
+        Duration::ZERO
+    );
+    assert_eq!(
+        jitter("    conn_max_lifetime_jitter: 90s\n").unwrap(),
+        Duration::from_secs(90)
+    );
+    let err = jitter("    conn_max_lifetime_jitter: 11m\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("connections.db.conn_max_lifetime_jitter") && err.contains("must not exceed"),
+        "{err}"
+    );
+}

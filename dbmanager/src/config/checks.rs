@@ -148,8 +148,11 @@ impl Validator<'_> {
                 ),
             );
         }
+        // `0s`, `none` and `off` read as no value: set so, it is off; left out, the default.
+        let jitter_set = m.set(key::conn_max_lifetime_jitter).is_some();
         let jitter = match (lifetime, m.get(key::conn_max_lifetime_jitter)) {
             (None, _) => Duration::ZERO,
+            (Some(_), None) if jitter_set => Duration::ZERO,
             (Some(l), None) => l / 10,
             (Some(l), Some(j)) => {
                 if j > l && m.set(key::conn_max_lifetime_jitter).is_some() {
