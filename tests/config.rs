@@ -715,3 +715,58 @@ fn lifetime_jitter_defaults_to_a_tenth_turns_off_and_is_bounded_by_the_lifetime(
         "{err}"
     );
 }
+
+/// `hosts` lists servers in place of `host`; a bad entry names its place in the list, and
+/// `target_session_attrs` takes libpq's names with a suggestion for a near miss.
+#[test]
+fn hosts_and_target_session_attrs_are_read_and_checked() {
+    let read = |extra: &str| {
+        let yaml = format!(
+            "connections:\n  db:\n    type: postgres\n    user: app\n    database: app\n{extra}"
+        );
+        Config::from_yaml_str(&yaml)
+    };
+    let c = read("    hosts: ['a:5432', b, '[::1]:6000']\n    target_session_attrs: read-write\n")
+        .unwrap();
+    let s = c
+        .connection("db")
+        .unwrap()
+        .endpoint
+        .server()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        s.hosts,
+        [
+            ("a".to_owned(), Some(5432)),
+            ("b".to_owned(), None),
+            ("::1".to_owned(), Some(6000))
+        ]
+    );
+    assert_eq!(
+        s.target_session_attrs,
+        dbmanager::config::TargetSessionAttrs::ReadWrite
+    );
+    let c = read("    hosts: 'a:1,b:2'\n").unwrap();
+    assert_eq!(
+        c.connection("db")
+            .unwrap()
+            .endpoint
+            .server()
+            .unwrap()
+            .hosts
+            .len(),
+        2
+    );
+    let err = read("    hosts: ['a:5432', 'b:0']\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("connections.db.hosts[1]") && err.contains("port"),
+        "{err}"
+    );
+    let err = read("    host: a\n    target_session_attrs: read-wirte\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did you mean `read-write`"), "{err}");
+}

@@ -49,6 +49,9 @@ const ENGINES: &[Engine] = &[
             ..Rules::server().with_extra(&[
                 "schema",
                 "pgbouncer",
+                "hosts",
+                "target_session_attrs",
+                "load_balance_hosts",
                 "replicas",
                 "load_balancing",
                 "fallback",

@@ -145,6 +145,7 @@ pub async fn open(
         read_only: Some(read_only),
         listener: Some(listener),
         lag: Some(lag),
+        failover: None,
     };
     SqlPool::open(pool, options, init, checks, eager, false, ctx).await
 }

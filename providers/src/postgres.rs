@@ -7,7 +7,9 @@ use crate::kind::DbType;
 use crate::pool::{Listener, PoolContext, SqlPool};
 use crate::provider::{EnginePool, OpenFuture, OpenRequest, Provider, Rules};
 use crate::settings::Endpoint;
-use crate::settings::{PoolSettings, ServerSettings, SslMode};
+use crate::settings::{
+    LoadBalanceHosts, PoolSettings, ServerSettings, SslMode, TargetSessionAttrs,
+};
 use secrecy::ExposeSecret;
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
@@ -77,6 +79,89 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
         o = o.options(session);
     }
     Ok(o)
+}
+
+/// A connection's servers: one set of connect options per host, in the order to try
+/// them, and which of them will do.
+#[derive(Debug, Clone)]
+pub struct Hosts {
+    /// Per host, in order (one for a single-host connection).
+    pub options: Vec<PgConnectOptions>,
+    /// Which servers a session may use.
+    pub target: TargetSessionAttrs,
+    /// Whether the order was shuffled.
+    pub order: LoadBalanceHosts,
+}
+
+/// Every server of the connection: `hosts` (with the rest of the settings), or the hosts
+/// of a multi-host DSN (`postgres://u@a:5432,b:5433/db?target_session_attrs=read-write`,
+/// libpq's form), with `target_session_attrs` and `load_balance_hosts` from the DSN when it
+/// has them, else from the settings. Pure, like [`connect_options`].
+pub fn hosts_of(s: &ServerSettings) -> Result<Hosts, ProviderError> {
+    let mut target = s.target_session_attrs;
+    let mut order = s.load_balance_hosts;
+    let options = match &s.dsn {
+        Some(dsn) => {
+            let dsn = dsn.expose_secret();
+            let each = split_hosts(dsn);
+            if let Ok(url) = url::Url::parse(&each[0]) {
+                for (key, value) in url.query_pairs() {
+                    match &*key {
+                        "target_session_attrs" => {
+                            target = TargetSessionAttrs::parse(&value).unwrap_or(target);
+                        }
+                        "load_balance_hosts" if value == "random" => {
+                            order = LoadBalanceHosts::Random
+                        }
+                        "load_balance_hosts" => order = LoadBalanceHosts::Disable,
+                        _ => {}
+                    }
+                }
+            }
+            let mut options = Vec::with_capacity(each.len());
+            for one in each {
+                let mut single = s.clone();
+                single.dsn = Some(secrecy::SecretString::from(one));
+                options.push(connect_options(&single)?);
+            }
+            options
+        }
+        None if s.hosts.is_empty() => vec![connect_options(s)?],
+        None => {
+            let base = connect_options(s)?;
+            s.hosts
+                .iter()
+                .map(|(host, port)| base.clone().host(host).port(port.unwrap_or(5432)))
+                .collect()
+        }
+    };
+    Ok(Hosts {
+        options,
+        target,
+        order,
+    })
+}
+
+/// The single-host DSNs a multi-host one stands for (itself when it names one host or
+/// none): `postgres://u:p@a:1,b:2/db?x` gives `postgres://u:p@a:1/db?x` and
+/// `postgres://u:p@b:2/db?x`.
+fn split_hosts(dsn: &str) -> Vec<String> {
+    let Some((scheme, rest)) = dsn.split_once("://") else {
+        return vec![dsn.to_owned()];
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    if !hosts.contains(',') {
+        return vec![dsn.to_owned()];
+    }
+    hosts
+        .split(',')
+        .map(|host| format!("{scheme}://{userinfo}{host}{tail}"))
+        .collect()
 }
 
 /// A `postgres://` DSN read with sqlx's own option builders. Not `PgConnectOptions::from_str`:
@@ -167,6 +252,21 @@ fn from_url(dsn: &str) -> Result<PgConnectOptions, ProviderError> {
             k if k.starts_with("options[") && k.ends_with(']') => {
                 o.options([(&k["options[".len()..k.len() - 1], &*value)])
             }
+            // Read by `hosts_of` (a multi-host connection's, which may list one host).
+            "target_session_attrs" => {
+                TargetSessionAttrs::parse(&value).ok_or_else(|| {
+                    invalid(
+                        "expected any, read-write, read-only, primary, standby or prefer-standby",
+                    )
+                })?;
+                o
+            }
+            "load_balance_hosts" => {
+                if !matches!(&*value, "disable" | "random") {
+                    return Err(invalid("expected disable or random"));
+                }
+                o
+            }
             other => {
                 tracing::warn!(
                     parameter = other,
@@ -198,7 +298,8 @@ pub async fn open(
     eager: bool,
     ctx: PoolContext,
 ) -> Result<PgSqlPool, ProviderError> {
-    let options = connect_options(server)?;
+    let hosts = hosts_of(server)?;
+    let options = hosts.options[0].clone();
     // A standby (a failover's old primary) is in recovery. Not the session's
     // `default_transaction_read_only`: that is the application's own choice.
     let read_only: crate::pool::ReadOnlyFn<Postgres> = std::sync::Arc::new(|conn| {
@@ -238,9 +339,16 @@ pub async fn open(
         })
     });
     let checks = crate::pool::ServerChecks {
-        read_only: Some(read_only),
+        read_only: Some(std::sync::Arc::clone(&read_only)),
         listener: Some(listener),
         lag: Some(lag),
+        failover: crate::pool::Failover::new(
+            hosts.options,
+            hosts.target,
+            hosts.order,
+            std::sync::Arc::clone(&read_only),
+            |o: &PgConnectOptions| format!("{}:{}", o.get_host(), o.get_port()),
+        ),
     };
     SqlPool::open(pool, options, None, checks, eager, false, ctx).await
 }
@@ -276,5 +384,62 @@ impl Provider for PostgresProvider {
             let pool = open(req.server()?, req.pool, req.eager, req.ctx).await?;
             Ok(std::sync::Arc::new(pool) as std::sync::Arc<dyn EnginePool>)
         })
+    }
+}
+
+#[cfg(test)]
+mod multi_host_tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_host_dsn_stands_for_one_dsn_per_host() {
+        assert_eq!(
+            split_hosts("postgres://u:p%40@a:5432,b:5433/db?target_session_attrs=read-write"),
+            [
+                "postgres://u:p%40@a:5432/db?target_session_attrs=read-write",
+                "postgres://u:p%40@b:5433/db?target_session_attrs=read-write"
+            ]
+        );
+        assert_eq!(split_hosts("postgres://a/db"), ["postgres://a/db"]);
+        assert_eq!(
+            split_hosts("postgres://a,b"),
+            ["postgres://a", "postgres://b"]
+        );
+    }
+
+    #[test]
+    fn hosts_come_from_the_dsn_or_the_list_with_the_dsn_s_target() {
+        let s = ServerSettings::from_dsn(
+            "postgres://u@a:5432,b:5433/db?target_session_attrs=primary&load_balance_hosts=random",
+        );
+        let h = hosts_of(&s).unwrap();
+        let at: Vec<(String, u16)> = h
+            .options
+            .iter()
+            .map(|o| (o.get_host().to_owned(), o.get_port()))
+            .collect();
+        assert_eq!(at, [("a".into(), 5432), ("b".into(), 5433)]);
+        assert_eq!(h.target, TargetSessionAttrs::Primary);
+        assert_eq!(h.order, LoadBalanceHosts::Random);
+
+        let mut s = ServerSettings::new("ignored");
+        s.hosts = vec![("x".into(), Some(6000)), ("y".into(), None)];
+        s.target_session_attrs = TargetSessionAttrs::ReadWrite;
+        let h = hosts_of(&s).unwrap();
+        let at: Vec<(String, u16)> = h
+            .options
+            .iter()
+            .map(|o| (o.get_host().to_owned(), o.get_port()))
+            .collect();
+        assert_eq!(at, [("x".into(), 6000), ("y".into(), 5432)]);
+        assert_eq!(h.target, TargetSessionAttrs::ReadWrite);
+
+        let bad = ServerSettings::from_dsn("postgres://a,b/db?target_session_attrs=leader");
+        assert!(
+            hosts_of(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("target_session_attrs")
+        );
     }
 }

@@ -74,6 +74,107 @@ impl PoolSettings {
     }
 }
 
+/// Which servers of a multi-host connection a session may use: libpq's
+/// `target_session_attrs`, checked on every new connection (PostgreSQL:
+/// `pg_is_in_recovery()`, so `read-write` and `primary` mean the same here, as do
+/// `read-only` and `standby`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetSessionAttrs {
+    /// Any server that accepts the connection (no check).
+    #[default]
+    Any,
+    /// A server that accepts writes.
+    ReadWrite,
+    /// A server that refuses writes.
+    ReadOnly,
+    /// A primary (not in recovery).
+    Primary,
+    /// A standby (in recovery).
+    Standby,
+    /// A standby if one of the hosts is, else any.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// Every accepted spelling and its canonical name (libpq's).
+    pub const SPELLINGS: &'static [(&'static str, &'static str)] = &[
+        ("any", "any"),
+        ("read-write", "read-write"),
+        ("read-only", "read-only"),
+        ("primary", "primary"),
+        ("standby", "standby"),
+        ("prefer-standby", "prefer-standby"),
+    ];
+
+    /// Every value.
+    pub const ALL: &'static [TargetSessionAttrs] = &[
+        TargetSessionAttrs::Any,
+        TargetSessionAttrs::ReadWrite,
+        TargetSessionAttrs::ReadOnly,
+        TargetSessionAttrs::Primary,
+        TargetSessionAttrs::Standby,
+        TargetSessionAttrs::PreferStandby,
+    ];
+
+    /// The canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+            TargetSessionAttrs::Primary => "primary",
+            TargetSessionAttrs::Standby => "standby",
+            TargetSessionAttrs::PreferStandby => "prefer-standby",
+        }
+    }
+
+    /// Parses any of [`SPELLINGS`](Self::SPELLINGS).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (_, canonical) = Self::SPELLINGS
+            .iter()
+            .find(|(sp, _)| sp.eq_ignore_ascii_case(s.trim()))?;
+        Self::ALL.iter().copied().find(|t| t.as_str() == *canonical)
+    }
+
+    /// Whether a server that does (`true`) or does not refuse writes will do for a new
+    /// session. `prefer-standby` takes either (its preference is in the host search).
+    pub fn accepts(self, read_only: bool) -> bool {
+        match self {
+            TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary => !read_only,
+            TargetSessionAttrs::ReadOnly | TargetSessionAttrs::Standby => read_only,
+            TargetSessionAttrs::Any | TargetSessionAttrs::PreferStandby => true,
+        }
+    }
+}
+
+/// The order a multi-host connection tries its hosts in (libpq's `load_balance_hosts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadBalanceHosts {
+    /// As listed.
+    #[default]
+    Disable,
+    /// Shuffled once per pool, so that clients spread over the hosts.
+    Random,
+}
+
+impl LoadBalanceHosts {
+    /// Every accepted spelling and its canonical name.
+    pub const SPELLINGS: &'static [(&'static str, &'static str)] =
+        &[("disable", "disable"), ("random", "random")];
+
+    /// Every value.
+    pub const ALL: &'static [LoadBalanceHosts] =
+        &[LoadBalanceHosts::Disable, LoadBalanceHosts::Random];
+
+    /// The canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalanceHosts::Disable => "disable",
+            LoadBalanceHosts::Random => "random",
+        }
+    }
+}
+
 /// TLS mode, with PostgreSQL's names; MySQL maps them to its own (see `mysql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SslMode {
@@ -206,6 +307,13 @@ pub struct ServerSettings {
     /// The server is a PgBouncer in transaction pooling mode (PostgreSQL): no prepared
     /// statement may outlive one protocol exchange, and no session setting is sent.
     pub pgbouncer: bool,
+    /// Every server of a multi-host connection, in order (`hosts`; PostgreSQL): host and
+    /// port (the engine's default when `None`). Empty: `host` and `port` alone.
+    pub hosts: Vec<(String, Option<u16>)>,
+    /// Which of those servers a session may use (`target_session_attrs`).
+    pub target_session_attrs: TargetSessionAttrs,
+    /// Try the hosts in a random order rather than as listed (`load_balance_hosts`).
+    pub load_balance_hosts: LoadBalanceHosts,
 }
 
 impl ServerSettings {
@@ -246,6 +354,9 @@ impl PartialEq for ServerSettings {
             schema,
             query_timeout,
             pgbouncer,
+            hosts,
+            target_session_attrs,
+            load_balance_hosts,
         } = self;
         secret(dsn, &other.dsn)
             && *host == other.host
@@ -258,6 +369,9 @@ impl PartialEq for ServerSettings {
             && *schema == other.schema
             && *query_timeout == other.query_timeout
             && *pgbouncer == other.pgbouncer
+            && *hosts == other.hosts
+            && *target_session_attrs == other.target_session_attrs
+            && *load_balance_hosts == other.load_balance_hosts
     }
 }
 

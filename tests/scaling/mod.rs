@@ -2,6 +2,7 @@
 //! reload, keyed pools and read replicas, each against real servers.
 
 mod config;
+mod failover;
 mod keyed;
 mod pgbouncer;
 mod reload;

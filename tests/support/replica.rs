@@ -50,4 +50,18 @@ impl TempPostgres {
         standby.pg_ctl_start();
         standby
     }
+
+    /// Promotes this standby to a primary (`pg_ctl promote`), returning once it accepts
+    /// writes.
+    pub fn promote(&self) {
+        let out = super::run_pg(
+            "pg_ctl",
+            &["-D", self.data().to_str().unwrap(), "-w", "promote"],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl promote failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

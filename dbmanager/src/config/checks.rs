@@ -250,7 +250,9 @@ impl Validator<'_> {
     ) {
         if !own.contains_key("dsn") {
             for key in rules.required {
-                if !own.contains_key(key) {
+                // `hosts` names the servers in place of `host`.
+                let given = own.contains_key(key) || (*key == "host" && own.contains_key("hosts"));
+                if !given {
                     self.err(
                         &join(path, key),
                         &node.origin,

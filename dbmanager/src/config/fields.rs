@@ -9,7 +9,9 @@
 //! line of the validator that fills it (the row's `same` expression reads it back).
 
 use super::{ConnectionConfig, DefaultOrm, Fallback, LoadBalancing, OnUnavailable, Startup};
-use dbmanager_providers::settings::{Endpoint, ServerSettings, SqliteSettings, SslMode};
+use dbmanager_providers::settings::{
+    Endpoint, LoadBalanceHosts, ServerSettings, SqliteSettings, SslMode, TargetSessionAttrs,
+};
 use dbmanager_providers::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -24,6 +26,7 @@ pub(crate) enum Val {
     Bool(bool),
     Text(String),
     Map(BTreeMap<String, String>),
+    Hosts(Vec<(String, Option<u16>)>),
 }
 
 /// Where a field may sit.
@@ -92,6 +95,8 @@ pub(crate) enum Ty {
     },
     /// A mapping of strings to strings.
     Map,
+    /// A list of `host` or `host:port` (also one comma-separated string).
+    Hosts,
     /// Anything (`type`, `connections`: read by the validator itself).
     Special,
 }
@@ -241,6 +246,7 @@ from_val! {
     Option<Duration>: Val::OptDuration(d) => *d, (Ty::OptDuration(_));
     Option<String>: Val::Text(s) => Some(s.clone()), (Ty::Text | Ty::Secret | Ty::Choice { .. });
     BTreeMap<String, String>: Val::Map(m) => m.clone(), (Ty::Map);
+    Vec<(String, Option<u16>)>: Val::Hosts(h) => h.clone(), (Ty::Hosts);
 }
 
 /// A setting with a fixed set of values: its YAML spellings are the field's `Ty::Choice`
@@ -297,13 +303,29 @@ choices!(
     LoadBalancing,
     Fallback,
     DefaultOrm,
-    SslMode
+    SslMode,
+    TargetSessionAttrs,
+    LoadBalanceHosts
 );
 
 impl Choice for SslMode {
     const ALL: &'static [Self] = SslMode::ALL;
     fn as_str(self) -> &'static str {
         SslMode::as_str(self)
+    }
+}
+
+impl Choice for TargetSessionAttrs {
+    const ALL: &'static [Self] = TargetSessionAttrs::ALL;
+    fn as_str(self) -> &'static str {
+        TargetSessionAttrs::as_str(self)
+    }
+}
+
+impl Choice for LoadBalanceHosts {
+    const ALL: &'static [Self] = LoadBalanceHosts::ALL;
+    fn as_str(self) -> &'static str {
+        LoadBalanceHosts::as_str(self)
     }
 }
 
@@ -415,6 +437,9 @@ fields! {
     dsn: Option<String> = ("dsn", Connection, Server, Own, Ty::Secret, Default::None, false, "string (secret)", "server engines", "a complete URL; parsed by the driver. When set, `host`, `port`, `user`, `password`, `database`, `sslmode` are ignored (with a warning if present); session settings (`application_name`, `schema`, `query_timeout`) still apply") same |c| server(c).map(|s| secret(&s.dsn));
     host: Option<String> = ("host", Connection, Server, Address, Ty::Text, Default::None, false, "string", "server engines", "required without `dsn`") same |c| server(c).map(|s| &s.host);
     port: Option<u16> = ("port", Connection, Server, Address, Ty::Port, Default::None, false, "1–65535", "server engines", "engine default (5432, 3306, 1433, 27017)") same |c| server(c).map(|s| s.port);
+    hosts: Vec<(String, Option<u16>)> = ("hosts", Connection, Extra, Address, Ty::Hosts, Default::None, true, "list of `host` or `host:port` (or one comma-separated string)", "postgres", "several servers of one connection (a primary and its standbys), tried in order for every new session, instead of `host`/`port`; a multi-host `dsn` (`postgres://u@a:5432,b:5433/db`) does the same. See [scaling.md](scaling.md#high-availability)") same |c| server(c).map(|s| &s.hosts);
+    target_session_attrs: TargetSessionAttrs = ("target_session_attrs", Connection, Extra, Address, Ty::Choice { what: "target_session_attrs", options: TargetSessionAttrs::SPELLINGS }, Default::Choice("any"), true, "`any` `read-write` `read-only` `primary` `standby` `prefer-standby`", "postgres", "libpq's: which server a new session may use, checked with `pg_is_in_recovery()` on every new connection; one to the wrong kind is closed and the next host tried. A DSN's `?target_session_attrs=` wins") same |c| server(c).map(|s| s.target_session_attrs);
+    load_balance_hosts: LoadBalanceHosts = ("load_balance_hosts", Connection, Extra, Address, Ty::Choice { what: "load_balance_hosts", options: LoadBalanceHosts::SPELLINGS }, Default::Choice("disable"), true, "`disable` \\| `random`", "postgres", "libpq's: `random` shuffles the hosts once per pool, so that processes spread over them") same |c| server(c).map(|s| s.load_balance_hosts);
     user: Option<String> = ("user", Connection, Server, Address, Ty::Text, Default::None, false, "string", "server engines", "") same |c| server(c).map(|s| &s.user);
     password: Option<String> = ("password", Connection, Server, Address, Ty::Secret, Default::None, false, "string (secret)", "server engines", "passed to the driver's options builder, never formatted into a URL: any character works. Empty (`\"\"`, or `${VAR:-}` with VAR unset) means no password, on every engine") same |c| server(c).map(|s| secret(&s.password));
     database: Option<String> = ("database", Connection, Server, Address, Ty::Text, Default::None, false, "string", "server engines", "required without `dsn`") same |c| server(c).map(|s| &s.database);

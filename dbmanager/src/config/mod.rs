@@ -48,8 +48,8 @@ pub use fields::reference;
 
 pub use dbmanager_providers::DbType;
 pub use dbmanager_providers::settings::{
-    Endpoint, MongoSettings, PoolSettings, ServerSettings, SqliteSettings, SqliteTarget, SslMode,
-    TlsSettings,
+    Endpoint, LoadBalanceHosts, MongoSettings, PoolSettings, ServerSettings, SqliteSettings,
+    SqliteTarget, SslMode, TargetSessionAttrs, TlsSettings,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, Origin};
 pub use validate::{KeyedConfig, ReplicaConfig};

@@ -347,8 +347,71 @@ impl Validator<'_> {
                 None
             }
             Ty::Map => self.map(node, path).map(Val::Map),
+            Ty::Hosts => self.hosts(node, path).map(Val::Hosts),
             Ty::Special => None,
         }
+    }
+
+    /// `hosts`: a list of `host` or `host:port` (`[::1]:5432` for an IPv6 address), or
+    /// one comma-separated string of them.
+    fn hosts(&mut self, node: &Node, path: &str) -> Option<Vec<(String, Option<u16>)>> {
+        let items: Vec<(String, String)> = match &node.value {
+            Value::Str(s) => s
+                .split(',')
+                .map(|h| (path.to_owned(), h.trim().to_owned()))
+                .collect(),
+            Value::Seq(nodes) => {
+                let mut items = Vec::new();
+                for (i, n) in nodes.iter().enumerate() {
+                    let at = format!("{path}[{i}]");
+                    items.push((at.clone(), self.string(n, &at)?));
+                }
+                items
+            }
+            _ => {
+                self.err(
+                    path,
+                    &node.origin,
+                    format!("expected a list of `host:port`, found {}", node.kind_name()),
+                );
+                return None;
+            }
+        };
+        if items.is_empty() {
+            self.err(path, &node.origin, "lists no host");
+            return None;
+        }
+        let mut hosts = Vec::new();
+        for (at, item) in items {
+            let (host, port) = match item.strip_prefix('[') {
+                Some(v6) => match v6.split_once(']') {
+                    Some((h, rest)) => (h.to_owned(), rest.strip_prefix(':')),
+                    None => (item.clone(), None),
+                },
+                None => match item.rsplit_once(':') {
+                    Some((h, p)) => (h.to_owned(), Some(p)),
+                    None => (item.clone(), None),
+                },
+            };
+            if host.is_empty() {
+                self.err(&at, &node.origin, format!("`{item}` names no host"));
+                return None;
+            }
+            let port = match port.map(str::parse::<u16>) {
+                None => None,
+                Some(Ok(p)) if p > 0 => Some(p),
+                Some(_) => {
+                    self.err(
+                        &at,
+                        &node.origin,
+                        format!("`{item}`: the port must be a number from 1 to 65535"),
+                    );
+                    return None;
+                }
+            };
+            hosts.push((host, port));
+        }
+        Some(hosts)
     }
 
     /// A mapping of strings to strings (`tags`, `options`).

@@ -398,6 +398,11 @@ impl<'r> Validator<'r> {
                 s.database = m.get(key::database);
                 s.tls = tls;
                 s.schema = m.get(key::schema);
+                if rules.extra.contains(&key::hosts.name) {
+                    s.hosts = m.get(key::hosts);
+                    s.target_session_attrs = m.get(key::target_session_attrs);
+                    s.load_balance_hosts = m.get(key::load_balance_hosts);
+                }
                 s.pgbouncer = rules.extra.contains(&key::pgbouncer.name) && m.get(key::pgbouncer);
                 if rules.unsupported(key::application_name.name).is_none() {
                     s.application_name = application_name.clone();

@@ -104,6 +104,7 @@ pub(super) fn spawn_maintenance<DB: Database>(
     });
 }
 
+#[allow(clippy::too_many_arguments)] // one call site, each a distinct part of the pool
 pub(super) fn pool_options<DB: Database>(
     s: &PoolSettings,
     counters: &Arc<PoolCounters>,
@@ -112,6 +113,7 @@ pub(super) fn pool_options<DB: Database>(
     slot: &Arc<ArcSwapOption<Pool<DB>>>,
     cache_idle: &Arc<AtomicUsize>,
     init: SharedInit<DB>,
+    failover: Option<Arc<super::Failover<DB>>>,
 ) -> PoolOptions<DB> {
     let lifetimes = Arc::new(super::lifetimes::Lifetimes::new(s));
     let lifetime = Arc::clone(&lifetimes);
@@ -130,6 +132,7 @@ pub(super) fn pool_options<DB: Database>(
     let gen_release = Arc::clone(generation);
     let broken = Arc::clone(broken);
     let slot = Arc::clone(slot);
+    let slot_connect = Arc::clone(&slot);
     let cache_idle = Arc::clone(cache_idle);
 
     PoolOptions::<DB>::new()
@@ -145,6 +148,8 @@ pub(super) fn pool_options<DB: Database>(
         .after_connect(move |conn, _meta| {
             let counters = Arc::clone(&on_connect);
             let lifetimes = Arc::clone(&lifetime_connect);
+            let failover = failover.clone();
+            let pool = slot_connect.load_full();
             let generation = Arc::clone(&gen_connect);
             let init = init
                 .read()
@@ -153,6 +158,9 @@ pub(super) fn pool_options<DB: Database>(
             Box::pin(async move {
                 if let Some(init) = init {
                     init(conn).await?;
+                }
+                if let Some(failover) = failover {
+                    failover.admit(conn, pool.as_deref()).await?;
                 }
                 PoolCounters::inc(&counters.opened);
                 // Last: sqlx dates the connection right after this hook.

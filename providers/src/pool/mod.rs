@@ -20,6 +20,7 @@
 //! The sqlx pool itself is what callers get from `Connection::postgres()` and friends, so
 //! SeaORM and other views built from it share the same connections and limits.
 
+mod failover;
 mod hooks;
 mod lifetimes;
 mod probe;
@@ -71,6 +72,9 @@ pub struct ServerChecks<DB: Database> {
     pub listener: Option<ListenerFn<DB>>,
     /// How to read a replica's lag (`None`: the engine cannot tell).
     pub lag: Option<LagFn<DB>>,
+    /// Several servers to choose from, or a kind of server to insist on (`None`: one
+    /// server, any role).
+    pub failover: Option<Failover<DB>>,
 }
 
 impl<DB: Database> ServerChecks<DB> {
@@ -79,6 +83,7 @@ impl<DB: Database> ServerChecks<DB> {
         ServerChecks {
             read_only: None,
             listener: None,
+            failover: None,
             lag: None,
         }
     }
@@ -126,11 +131,15 @@ struct Inner<DB: Database> {
     listener: Option<ListenerFn<DB>>,
     /// How to read a replica's lag (`None`: the engine cannot tell).
     lag: Option<LagFn<DB>>,
+    /// The servers to choose from (see [`Failover`]).
+    failover: Option<Arc<Failover<DB>>>,
     /// The fast path: connections the manager's checkouts borrowed from `pool`.
     cache: Arc<Cache<DB>>,
     /// The session setup every new connection runs; replaced by [`SqlPool::renew`].
     init: SharedInit<DB>,
 }
+
+pub use failover::Failover;
 
 /// The session setup step, shared with the connect hook so that a renew can replace it.
 pub(crate) type SharedInit<DB> = Arc<std::sync::RwLock<Option<InitFn<DB>>>>;
@@ -268,6 +277,7 @@ impl<DB: Database> SqlPool<DB> {
         let slot: Arc<ArcSwapOption<Pool<DB>>> = Arc::new(ArcSwapOption::empty());
         let cache_idle = Arc::new(AtomicUsize::new(0));
         let init = Arc::new(std::sync::RwLock::new(init));
+        let failover = checks.failover.map(Arc::new);
         let options = pool_options(
             &settings,
             &counters,
@@ -276,9 +286,16 @@ impl<DB: Database> SqlPool<DB> {
             &slot,
             &cache_idle,
             Arc::clone(&init),
+            failover.clone(),
         );
 
         let limit = settings.connect_timeout;
+        let connect = match &failover {
+            // Strict: a server that will do, found now (its error, with its cause, if none).
+            Some(f) if eager => f.search(limit).await?,
+            Some(f) => f.current(),
+            None => connect,
+        };
         let anchor = if anchored {
             Some(connect_within(limit, connect.connect()).await?)
         } else {
@@ -322,6 +339,7 @@ impl<DB: Database> SqlPool<DB> {
             read_only: checks.read_only,
             listener: checks.listener,
             lag: checks.lag,
+            failover,
             cache,
             init,
         });
@@ -432,7 +450,10 @@ impl<DB: Database> SqlPool<DB> {
             Ok(anchor) => anchor.is_some(),
             Err(_) => true,
         };
-        if anchored || fresh.inner.settings != self.inner.settings || self.is_closed() {
+        // A multi-host pool's options follow its servers: a new pool takes over instead.
+        let multi_host = self.inner.failover.is_some() || fresh.inner.failover.is_some();
+        if anchored || multi_host || fresh.inner.settings != self.inner.settings || self.is_closed()
+        {
             return false;
         }
         let options = fresh.inner.pool.connect_options().as_ref().clone();

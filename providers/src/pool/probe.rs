@@ -124,8 +124,20 @@ impl<DB: Database> SqlPool<DB> {
     /// `Cache::kick`): one of them, or this probe, connects as soon as the server takes
     /// logins, and callers waiting for the server get a connection then, not after that
     /// sleep.
+    ///
+    /// A connection with several servers, or one that needs a primary or a standby
+    /// (`target_session_attrs`), first finds a server that will do (each host connected
+    /// directly and checked, in order from the current one) and points the pool at it.
     pub async fn reconnect(&self, timeout: Duration) -> Result<Duration, ProviderError> {
+        let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(crate::time::deadline_in(timeout));
+        if let Some(failover) = &self.inner.failover {
+            let found = failover.search(timeout).await?;
+            self.inner.pool.set_connect_options(found);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.connect_probe(left, deadline, true).await?;
+            return Ok(started.elapsed());
+        }
         self.connect_probe(timeout, deadline, true).await
     }
 
