@@ -268,3 +268,82 @@ async fn password_with_url_special_characters_authenticates() {
     assert!(!err.to_string().contains("not-the-password"));
     mgr.close().await;
 }
+
+/// A rotated password: the file rewritten (as a secret store updates its mount), the
+/// role's password changed, the old sessions ended. The next sessions log in with the new
+/// password, with no reload, and the server logs no failed login; a connection given the
+/// password itself (the other half, what the setting is for) fails to log in from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_password_file_is_used_by_new_sessions_without_a_reload() {
+    use sqlx::Connection as _;
+    let pg = blocking(|| TempPostgres::start("rotation-admin")).await;
+    let mut admin = sqlx::PgConnection::connect(&pg.url_via(pg.port))
+        .await
+        .unwrap();
+    sqlx::query("create role app login password 'first-secret'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "first-secret\n").unwrap();
+    let yaml = |secret: &str| {
+        format!(
+            "connections:\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    user: app\n    \
+             {secret}\n    database: postgres\n    sslmode: disable\n    max_open_conns: 4\n    \
+             health_check_interval: 200ms\n    retry_delay: 100ms\n    retry_max_delay: 300ms\n    \
+             acquire_timeout: 3s\n    on_unavailable: fail_fast\n",
+            pg.port
+        )
+    };
+    let from_file =
+        Manager::from_yaml_str(&yaml(&format!("password_file: '{}'", file.display()))).unwrap();
+    let fixed = Manager::from_yaml_str(&yaml("password: first-secret")).unwrap();
+    from_file.connect().await.unwrap();
+    fixed.connect().await.unwrap();
+    let whoami = |mgr: &Manager| {
+        let conn = mgr.get("db").unwrap();
+        async move {
+            conn.retry_idempotent(
+                |mut c: dbmanager::PooledConnection<sqlx::Postgres>| async move {
+                    sqlx::query_scalar::<_, String>("select current_user")
+                        .fetch_one(&mut *c)
+                        .await
+                },
+            )
+            .await
+        }
+    };
+    assert_eq!(whoami(&from_file).await.unwrap(), "app");
+    assert_eq!(whoami(&fixed).await.unwrap(), "app");
+    let failed_before = pg.failed_logins();
+
+    std::fs::write(&file, "second-secret\n").unwrap();
+    sqlx::query("alter role app password 'second-secret'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where usename = 'app'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(whoami(&from_file).await.unwrap(), "app");
+    }
+    let sessions: i64 =
+        sqlx::query_scalar("select count(*) from pg_stat_activity where usename = 'app'")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(sessions >= 1, "the queries ran on new sessions");
+    assert_eq!(
+        pg.failed_logins(),
+        failed_before,
+        "a new session tried the old password"
+    );
+    // The password given in the configuration itself is now refused.
+    let refused = whoami(&fixed).await.unwrap_err();
+    assert!(pg.failed_logins() > failed_before, "{refused}");
+    from_file.close().await;
+    fixed.close().await;
+}

@@ -96,11 +96,17 @@ const ENGINES: &[Engine] = &[
         names: &["mssql", "sqlserver"],
         db_system: "microsoft.sql_server",
         rules: Rules {
-            refused: &[(
-                "schema",
-                " (SQL Server gives each user a default schema: \
-                 ALTER USER ... WITH DEFAULT_SCHEMA, or qualify table names)",
-            )],
+            refused: &[
+                (
+                    "schema",
+                    " (SQL Server gives each user a default schema: \
+                     ALTER USER ... WITH DEFAULT_SCHEMA, or qualify table names)",
+                ),
+                (
+                    "password_file",
+                    " (not read for SQL Server yet: set `password`, from the environment with ${VAR})",
+                ),
+            ],
             strict_tls: true,
             ..Rules::server()
         },
@@ -109,32 +115,39 @@ const ENGINES: &[Engine] = &[
         kind: DbType::MongoDb,
         names: &["mongodb", "mongo"],
         db_system: "mongodb",
-        rules: Rules::server()
-            .with_extra(&["auth_source", "replica_set", "read_preference"])
-            .with_unsupported(&[
-                (
-                    "conn_max_lifetime",
-                    "the MongoDB driver has no connection lifetime (it closes connections after \
+        rules: Rules {
+            refused: &[(
+                "password_file",
+                " (the MongoDB driver takes its credentials once, when its client is built: set \
+                 `password`, from the environment with ${VAR})",
+            )],
+            ..Rules::server()
+        }
+        .with_extra(&["auth_source", "replica_set", "read_preference"])
+        .with_unsupported(&[
+            (
+                "conn_max_lifetime",
+                "the MongoDB driver has no connection lifetime (it closes connections after \
                      conn_max_idle_time idle, after errors and when its pool is cleared)",
-                ),
-                (
-                    "conn_max_lifetime_jitter",
-                    "the MongoDB driver has no connection lifetime",
-                ),
-                (
-                    "max_idle_conns",
-                    "the MongoDB driver keeps no cap on idle connections (min_idle_conns sets \
+            ),
+            (
+                "conn_max_lifetime_jitter",
+                "the MongoDB driver has no connection lifetime",
+            ),
+            (
+                "max_idle_conns",
+                "the MongoDB driver keeps no cap on idle connections (min_idle_conns sets \
                      its minPoolSize, conn_max_idle_time closes idle ones)",
-                ),
-                (
-                    "ping_idle_after",
-                    "the MongoDB driver checks its servers with its own heartbeats",
-                ),
-                (
-                    "query_timeout",
-                    "set a per-operation max_time on MongoDB operations instead",
-                ),
-            ]),
+            ),
+            (
+                "ping_idle_after",
+                "the MongoDB driver checks its servers with its own heartbeats",
+            ),
+            (
+                "query_timeout",
+                "set a per-operation max_time on MongoDB operations instead",
+            ),
+        ]),
     },
 ];
 

@@ -58,7 +58,10 @@ pub fn connect_options(s: &ServerSettings) -> Result<MySqlConnectOptions, Provid
             o
         }
     };
-    Ok(o)
+    Ok(match &s.password_file {
+        Some(path) => o.password(crate::settings::password_from_file(path)?.expose_secret()),
+        None => o,
+    })
 }
 
 fn ssl_mode(mode: SslMode) -> Result<MySqlSslMode, ProviderError> {
@@ -146,6 +149,9 @@ pub async fn open(
         listener: Some(listener),
         lag: Some(lag),
         failover: None,
+        password_file: server.password_file.clone().map(|path| {
+            crate::pool::PasswordFile::new(path, |o: MySqlConnectOptions, pw| o.password(pw))
+        }),
     };
     SqlPool::open(pool, options, init, checks, eager, false, ctx).await
 }

@@ -59,6 +59,9 @@ pub fn connect_options(s: &ServerSettings) -> Result<PgConnectOptions, ProviderE
             o
         }
     };
+    if let Some(path) = &s.password_file {
+        o = o.password(crate::settings::password_from_file(path)?.expose_secret());
+    }
     if let Some(name) = &s.application_name {
         o = o.application_name(name);
     }
@@ -349,6 +352,9 @@ pub async fn open(
             std::sync::Arc::clone(&read_only),
             |o: &PgConnectOptions| format!("{}:{}", o.get_host(), o.get_port()),
         ),
+        password_file: server.password_file.clone().map(|path| {
+            crate::pool::PasswordFile::new(path, |o: PgConnectOptions, pw| o.password(pw))
+        }),
     };
     SqlPool::open(pool, options, None, checks, eager, false, ctx).await
 }

@@ -74,6 +74,17 @@ impl PoolSettings {
     }
 }
 
+/// The password in `password_file` (see [`crate::pool::PasswordFile`]), or an error that
+/// names the file and why it cannot be read (never its contents).
+pub fn password_from_file(
+    path: &std::path::Path,
+) -> Result<SecretString, crate::error::ProviderError> {
+    crate::pool::read_password_file(path).map_err(|e| crate::error::ProviderError::InvalidSetting {
+        field: "password_file",
+        reason: format!("cannot read {}: {e}", path.display()),
+    })
+}
+
 /// Which servers of a multi-host connection a session may use: libpq's
 /// `target_session_attrs`, checked on every new connection (PostgreSQL:
 /// `pg_is_in_recovery()`, so `read-write` and `primary` mean the same here, as do
@@ -294,6 +305,9 @@ pub struct ServerSettings {
     pub user: Option<String>,
     /// Password.
     pub password: Option<SecretString>,
+    /// A file holding the password, read again for new connections when it changes
+    /// (`password_file`); wins over `password`.
+    pub password_file: Option<PathBuf>,
     /// Database name.
     pub database: Option<String>,
     /// TLS mode and files.
@@ -348,6 +362,7 @@ impl PartialEq for ServerSettings {
             port,
             user,
             password,
+            password_file,
             database,
             tls,
             application_name,
@@ -363,6 +378,7 @@ impl PartialEq for ServerSettings {
             && *port == other.port
             && *user == other.user
             && secret(password, &other.password)
+            && *password_file == other.password_file
             && *database == other.database
             && *tls == other.tls
             && *application_name == other.application_name

@@ -395,6 +395,11 @@ impl<'r> Validator<'r> {
                     .get(key::password)
                     .filter(|p| !p.is_empty())
                     .map(SecretString::from);
+                s.password_file = m.get(key::password_file).map(PathBuf::from);
+                if s.password_file.is_some() && s.password.is_some() {
+                    let (p, o) = m.at(key::password_file, path);
+                    self.err(&p, &o, "set `password` or `password_file`, not both");
+                }
                 s.database = m.get(key::database);
                 s.tls = tls;
                 s.schema = m.get(key::schema);

@@ -33,7 +33,16 @@ impl MysqlConnector {
             .ip_or_hostname(s.host.clone().unwrap_or_else(|| "localhost".into()))
             .tcp_port(s.port.unwrap_or(3306))
             .user(s.user.clone())
-            .pass(s.password.as_ref().map(|p| p.expose_secret().to_owned()))
+            // `password_file`: read when the view is built (not yet followed when it
+            // changes; the sqlx pool's sessions are).
+            .pass(match &server.password_file {
+                Some(path) => Some(
+                    crate::settings::password_from_file(path)?
+                        .expose_secret()
+                        .to_owned(),
+                ),
+                None => s.password.as_ref().map(|p| p.expose_secret().to_owned()),
+            })
             .db_name(s.database.clone())
             .prefer_socket(false);
         let ssl = match s.tls.mode {

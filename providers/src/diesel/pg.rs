@@ -112,6 +112,8 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 /// Opens [`AsyncPgConnection`]s.
 pub struct PgConnector {
     config: tokio_postgres::Config,
+    /// `password_file`: read for every new connection.
+    password_file: Option<std::path::PathBuf>,
     /// `pgbouncer: true`: no statement cache.
     pgbouncer: bool,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
@@ -196,8 +198,12 @@ impl PgConnector {
             SslMode::Strict => return Err(ProviderError::strict_is_mssql()),
         };
         config.ssl_mode(mode);
+        if let Some(path) = &server.password_file {
+            config.password(crate::settings::password_from_file(path)?.expose_secret());
+        }
         Ok(PgConnector {
             config,
+            password_file: server.password_file.clone(),
             pgbouncer: server.pgbouncer,
             tls: connector.map(tokio_postgres_rustls::MakeRustlsConnect::new),
         })
@@ -266,17 +272,23 @@ impl Connector for PgConnector {
             let class = pg_connect_class(&e);
             ProviderError::driver_connect(e, class)
         };
+        // A rotated password file: this connection logs in with what it holds now.
+        let rotated = match &self.password_file {
+            Some(path) => {
+                let mut config = self.config.clone();
+                config.password(crate::settings::password_from_file(path)?.expose_secret());
+                Some(config)
+            }
+            None => None,
+        };
+        let config = rotated.as_ref().unwrap_or(&self.config);
         let mut conn = match &self.tls {
             Some(tls) => {
-                let (client, conn) = self.config.connect(tls.clone()).await.map_err(fail)?;
+                let (client, conn) = config.connect(tls.clone()).await.map_err(fail)?;
                 self.set_up(client, conn).await?
             }
             None => {
-                let (client, conn) = self
-                    .config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(fail)?;
+                let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(fail)?;
                 self.set_up(client, conn).await?
             }
         };

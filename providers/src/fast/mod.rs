@@ -135,6 +135,9 @@ pub(crate) struct Cache<DB: Database> {
     /// microseconds after `epoch`.
     last_raw_turn: AtomicU64,
     epoch: Instant,
+    /// Run before a borrow that will likely open a connection (sqlx has none idle): the
+    /// pool's look at its password file.
+    before_connect: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl<DB: Database> Cache<DB> {
@@ -171,6 +174,7 @@ impl<DB: Database> Cache<DB> {
             broken,
             last_raw_turn: AtomicU64::new(0),
             epoch: Instant::now(),
+            before_connect: std::sync::OnceLock::new(),
         })
     }
 
@@ -407,6 +411,11 @@ impl<DB: Database> Cache<DB> {
         None
     }
 
+    /// Sets what runs before a borrow that will likely connect (once).
+    pub(crate) fn before_connect(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.before_connect.set(f);
+    }
+
     /// Borrows a connection from the sqlx pool, by `deadline`.
     async fn borrow(
         &self,
@@ -417,6 +426,11 @@ impl<DB: Database> Cache<DB> {
         // (after its acquire hook found it fresh) leaves the entry stale, so it goes back
         // to sqlx, whose release hook judges it, instead of into the idle list.
         let generation = self.generation.load(Ordering::Acquire);
+        if let Some(look) = self.before_connect.get()
+            && sqlx_idle(&self.pool) == 0
+        {
+            look();
+        }
         let conn = tokio::time::timeout_at(deadline, self.pool.acquire())
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))

@@ -25,7 +25,8 @@ const PER_HOST_FLOOR: Duration = Duration::from_millis(200);
 
 /// A connection's servers and which of them will do.
 pub struct Failover<DB: Database> {
-    options: Vec<Options<DB>>,
+    /// Per host; replaced whole when the password changes (`password_file`).
+    options: std::sync::RwLock<Vec<Options<DB>>>,
     target: TargetSessionAttrs,
     current: AtomicUsize,
     read_only: ReadOnlyFn<DB>,
@@ -36,7 +37,7 @@ pub struct Failover<DB: Database> {
 impl<DB: Database> std::fmt::Debug for Failover<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Failover")
-            .field("hosts", &self.options.len())
+            .field("hosts", &self.all().len())
             .field("target", &self.target)
             .field("current", &self.current.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -60,7 +61,7 @@ impl<DB: Database> Failover<DB> {
             fastrand::shuffle(&mut options);
         }
         Some(Failover {
-            options,
+            options: std::sync::RwLock::new(options),
             target,
             current: AtomicUsize::new(0),
             read_only,
@@ -68,9 +69,27 @@ impl<DB: Database> Failover<DB> {
         })
     }
 
+    /// Every host's options, in order.
+    fn all(&self) -> Vec<Options<DB>> {
+        self.options
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The current host's options.
     pub(super) fn current(&self) -> Options<DB> {
-        self.options[self.current.load(Ordering::Acquire) % self.options.len()].clone()
+        let all = self.all();
+        all[self.current.load(Ordering::Acquire) % all.len()].clone()
+    }
+
+    /// Changes every host's options with `f` (a new password).
+    pub(super) fn update(&self, f: impl Fn(Options<DB>) -> Options<DB>) {
+        let mut all = self
+            .options
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *all = all.drain(..).map(f).collect();
     }
 
     /// The connect hook's check of a new connection: `Err` (and the pool's options moved
@@ -87,21 +106,22 @@ impl<DB: Database> Failover<DB> {
         if self.target.accepts(read_only) {
             return Ok(());
         }
-        let at = self.current.load(Ordering::Acquire) % self.options.len();
-        let next = (at + 1) % self.options.len();
+        let all = self.all();
+        let at = self.current.load(Ordering::Acquire) % all.len();
+        let next = (at + 1) % all.len();
         if self
             .current
             .compare_exchange(at, next, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
             && let Some(pool) = pool
         {
-            pool.set_connect_options(self.options[next].clone());
+            pool.set_connect_options(all[next].clone());
         }
-        Err(self.mismatch(at, self.target))
+        Err(self.mismatch(&all[at], self.target))
     }
 
-    /// The error for host `i`, which is not the kind of server `want` asks for.
-    fn mismatch(&self, i: usize, want: TargetSessionAttrs) -> sqlx::Error {
+    /// The error for `host`, which is not the kind of server `want` asks for.
+    fn mismatch(&self, host: &Options<DB>, want: TargetSessionAttrs) -> sqlx::Error {
         // `want` refuses one role: the server has the other.
         let is = if want.accepts(false) {
             "is read-only (a standby)"
@@ -111,7 +131,7 @@ impl<DB: Database> Failover<DB> {
         sqlx::Error::Configuration(
             format!(
                 "{} {is}; target_session_attrs is {}",
-                (self.describe)(&self.options[i]),
+                (self.describe)(host),
                 want.as_str()
             )
             .into(),
@@ -123,7 +143,8 @@ impl<DB: Database> Failover<DB> {
     /// and closed within `limit` in all; makes it the current one and returns its options.
     /// The error is the last host's.
     pub(super) async fn search(&self, limit: Duration) -> Result<Options<DB>, ProviderError> {
-        let n = self.options.len();
+        let all = self.all();
+        let n = all.len();
         let per_host = (limit / u32::try_from(n).unwrap_or(u32::MAX)).max(PER_HOST_FLOOR);
         let start = self.current.load(Ordering::Acquire);
         let passes: &[TargetSessionAttrs] = match self.target {
@@ -137,7 +158,7 @@ impl<DB: Database> Failover<DB> {
             for want in passes {
                 for k in 0..n {
                     let i = (start + k) % n;
-                    let connected = tokio::time::timeout(per_host, self.options[i].connect()).await;
+                    let connected = tokio::time::timeout(per_host, all[i].connect()).await;
                     let mut conn = match connected {
                         Ok(Ok(conn)) => conn,
                         Ok(Err(e)) => {
@@ -161,10 +182,10 @@ impl<DB: Database> Failover<DB> {
                     match fits {
                         Ok(true) => {
                             self.current.store(i, Ordering::Release);
-                            return Ok(self.options[i].clone());
+                            return Ok(all[i].clone());
                         }
                         Ok(false) => {
-                            last = Some(ProviderError::Connect(self.mismatch(i, *want)));
+                            last = Some(ProviderError::Connect(self.mismatch(&all[i], *want)));
                         }
                         Err(e) => last = Some(ProviderError::Connect(e)),
                     }

@@ -81,6 +81,7 @@ pub(super) fn spawn_maintenance<DB: Database>(
                 () = tokio::time::sleep(TRIM_PERIOD) => {}
             }
             let Some(inner) = weak.upgrade() else { return };
+            inner.follow_password_file();
             inner.cache.trim();
             if inner.pool.is_closed() {
                 return;

@@ -23,6 +23,7 @@
 mod failover;
 mod hooks;
 mod lifetimes;
+mod password;
 mod probe;
 
 pub use probe::{Listener, ListenerFn};
@@ -75,6 +76,8 @@ pub struct ServerChecks<DB: Database> {
     /// Several servers to choose from, or a kind of server to insist on (`None`: one
     /// server, any role).
     pub failover: Option<Failover<DB>>,
+    /// A password read from a file, followed when the file changes (`password_file`).
+    pub password_file: Option<PasswordFile<DB>>,
 }
 
 impl<DB: Database> ServerChecks<DB> {
@@ -84,6 +87,7 @@ impl<DB: Database> ServerChecks<DB> {
             read_only: None,
             listener: None,
             failover: None,
+            password_file: None,
             lag: None,
         }
     }
@@ -133,6 +137,8 @@ struct Inner<DB: Database> {
     lag: Option<LagFn<DB>>,
     /// The servers to choose from (see [`Failover`]).
     failover: Option<Arc<Failover<DB>>>,
+    /// The password file to follow (see [`PasswordFile`]).
+    password_file: Option<PasswordFile<DB>>,
     /// The fast path: connections the manager's checkouts borrowed from `pool`.
     cache: Arc<Cache<DB>>,
     /// The session setup every new connection runs; replaced by [`SqlPool::renew`].
@@ -140,6 +146,7 @@ struct Inner<DB: Database> {
 }
 
 pub use failover::Failover;
+pub use password::{PasswordFile, read_password_file};
 
 /// The session setup step, shared with the connect hook so that a renew can replace it.
 pub(crate) type SharedInit<DB> = Arc<std::sync::RwLock<Option<InitFn<DB>>>>;
@@ -236,6 +243,24 @@ impl Generation {
         }
         let created = Instant::now().checked_sub(age).unwrap_or(self.epoch);
         self.nanos_since_epoch(created).saturating_add(1) <= cleared
+    }
+}
+
+impl<DB: Database> Inner<DB> {
+    /// When the password file changed: new connections log in with its new password.
+    pub(super) fn follow_password_file(&self) {
+        let Some(file) = &self.password_file else {
+            return;
+        };
+        let Some(password) = file.changed() else {
+            return;
+        };
+        let options = file.apply(self.pool.connect_options().as_ref().clone(), &password);
+        if let Some(failover) = &self.failover {
+            failover.update(|o| file.apply(o, &password));
+        }
+        self.pool.set_connect_options(options);
+        tracing::info!("password file changed: new connections use the new password");
     }
 }
 
@@ -340,9 +365,18 @@ impl<DB: Database> SqlPool<DB> {
             listener: checks.listener,
             lag: checks.lag,
             failover,
+            password_file: checks.password_file,
             cache,
             init,
         });
+        if inner.password_file.is_some() {
+            let weak = Arc::downgrade(&inner);
+            inner.cache.before_connect(Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.follow_password_file();
+                }
+            }));
+        }
         if eager {
             fill_min_idle(&inner).await;
         }

@@ -131,6 +131,7 @@ impl<DB: Database> SqlPool<DB> {
     pub async fn reconnect(&self, timeout: Duration) -> Result<Duration, ProviderError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(crate::time::deadline_in(timeout));
+        self.inner.follow_password_file();
         if let Some(failover) = &self.inner.failover {
             let found = failover.search(timeout).await?;
             self.inner.pool.set_connect_options(found);
