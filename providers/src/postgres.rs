@@ -413,17 +413,20 @@ mod multi_host_tests {
         );
     }
 
+    fn addresses(h: &Hosts) -> Vec<(String, u16)> {
+        h.options
+            .iter()
+            .map(|o| (o.get_host().to_owned(), o.get_port()))
+            .collect()
+    }
+
     #[test]
     fn hosts_come_from_the_dsn_or_the_list_with_the_dsn_s_target() {
         let s = ServerSettings::from_dsn(
             "postgres://u@a:5432,b:5433/db?target_session_attrs=primary&load_balance_hosts=random",
         );
         let h = hosts_of(&s).unwrap();
-        let at: Vec<(String, u16)> = h
-            .options
-            .iter()
-            .map(|o| (o.get_host().to_owned(), o.get_port()))
-            .collect();
+        let at = addresses(&h);
         assert_eq!(at, [("a".into(), 5432), ("b".into(), 5433)]);
         assert_eq!(h.target, TargetSessionAttrs::Primary);
         assert_eq!(h.order, LoadBalanceHosts::Random);
@@ -432,11 +435,7 @@ mod multi_host_tests {
         s.hosts = vec![("x".into(), Some(6000)), ("y".into(), None)];
         s.target_session_attrs = TargetSessionAttrs::ReadWrite;
         let h = hosts_of(&s).unwrap();
-        let at: Vec<(String, u16)> = h
-            .options
-            .iter()
-            .map(|o| (o.get_host().to_owned(), o.get_port()))
-            .collect();
+        let at = addresses(&h);
         assert_eq!(at, [("x".into(), 6000), ("y".into(), 5432)]);
         assert_eq!(h.target, TargetSessionAttrs::ReadWrite);
 
