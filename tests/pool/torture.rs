@@ -259,11 +259,33 @@ async fn mixed_load_with_swaps_reloads_and_a_restart_keeps_every_invariant() {
                 .bind(format!("{app}_k_%"))
                 .fetch_one(&observer)
                 .await;
+                // A session the client closed leaves `pg_stat_activity` when its backend
+                // exits, a moment later on a loaded machine: a sample over a budget is
+                // taken again 25 ms later, and counts only if it is still over.
+                let counts = match counts {
+                    Ok((main, keyed, _)) if main > BUDGET || keyed > MAX_KEYS => {
+                        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                        let again: Result<(i64, i64, Option<String>), _> = sqlx::query_as(
+                            "select count(*) filter (where application_name = $1), \
+                             count(*) filter (where application_name like $2), \
+                             string_agg(pid || ' ' || to_char(backend_start, 'SS.MS') || ' ' || \
+                             coalesce(state, '-') || ' ' || left(coalesce(query, ''), 30), '; ') \
+                             filter (where application_name = $1 or application_name like $2) \
+                             from pg_stat_activity",
+                        )
+                        .bind(&app)
+                        .bind(format!("{app}_k_%"))
+                        .fetch_one(&observer)
+                        .await;
+                        again.map(|(m, k, d)| (m.min(main), k.min(keyed), d))
+                    }
+                    other => other,
+                };
                 // While the server is down there is nothing to count.
                 if let Ok((main, keyed, detail)) = counts {
                     max_main.fetch_max(main, Ordering::Relaxed);
                     max_keyed.fetch_max(keyed, Ordering::Relaxed);
-                    if main > BUDGET {
+                    if main > BUDGET || keyed > MAX_KEYS {
                         let at = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .unwrap()
@@ -374,7 +396,8 @@ async fn mixed_load_with_swaps_reloads_and_a_restart_keeps_every_invariant() {
     );
     assert!(
         keyed <= MAX_KEYS,
-        "{ctx}: the server saw {keyed} keyed sessions for {MAX_KEYS} keys of one"
+        "{ctx}: the server saw {keyed} keyed sessions for {MAX_KEYS} keys of one: {:?}",
+        over.lock().unwrap().iter().take(3).collect::<Vec<_>>()
     );
     assert!(main >= 1, "{ctx}: the observer saw no session at all");
     assert!(

@@ -86,7 +86,17 @@ async fn add_validates_opens_supervises_and_exports_the_new_connection() {
     assert!(mgr.get("nowhere").is_err());
     mgr.close().await;
     assert_eq!(mgr.task_count(), 0);
-    assert_eq!(sessions().await, 0);
+    // Closed by the client; the server's backend leaves `pg_stat_activity` as it exits,
+    // a moment later on a loaded machine.
+    let mut left = sessions().await;
+    for _ in 0..100 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = sessions().await;
+    }
+    assert_eq!(left, 0, "sessions still open 2 s after close()");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
