@@ -146,6 +146,7 @@ pub async fn open(
     });
     let checks = crate::pool::ServerChecks {
         read_only: Some(read_only),
+        promoted: None,
         listener: Some(listener),
         lag: Some(lag),
         failover: None,

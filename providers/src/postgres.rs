@@ -312,6 +312,20 @@ pub async fn open(
                 .await
         })
     });
+    // Out of recovery, and the last transaction it replayed as a standby committed less
+    // than a minute ago: a promotion just happened (a promoted server keeps that time
+    // until it restarts; a server never in recovery has none). Patroni promotes some
+    // seconds after the old leader's last commit, hence the minute.
+    let promoted: crate::pool::ReadOnlyFn<Postgres> = std::sync::Arc::new(|conn| {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, bool>(
+                "select not pg_is_in_recovery() \
+                 and coalesce(now() - pg_last_xact_replay_timestamp() < interval '1 minute', false)",
+            )
+            .fetch_one(&mut *conn)
+            .await
+        })
+    });
     // The socket file sqlx connects to: `<dir>/.s.PGSQL.<port>` for a socket directory
     // (given as `socket` or as a host starting with `/`).
     let listener: crate::pool::ListenerFn<Postgres> = |o| {
@@ -343,6 +357,7 @@ pub async fn open(
     });
     let checks = crate::pool::ServerChecks {
         read_only: Some(std::sync::Arc::clone(&read_only)),
+        promoted: Some(promoted),
         listener: Some(listener),
         lag: Some(lag),
         failover: crate::pool::Failover::new(

@@ -61,6 +61,15 @@ pub trait EnginePool: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Ok(true) })
     }
 
+    /// Whether the server left recovery (a standby promoted) moments ago, asked within
+    /// `timeout`: a write refused as read-only just now may then have run in a transaction
+    /// begun before the promotion finished, and is worth a retry. The default is
+    /// `Ok(false)` (the engine cannot tell).
+    fn recently_promoted(&self, timeout: Duration) -> BoxFuture<'_, Result<bool, ProviderError>> {
+        let _ = timeout;
+        Box::pin(async { Ok(false) })
+    }
+
     /// One sample of the server's replication state, for a replica's lag check; `None`
     /// when the engine cannot tell or the question failed. The default is `None`.
     fn replication_lag(&self) -> BoxFuture<'_, Option<LagSample>> {
@@ -235,6 +244,12 @@ macro_rules! engine_pool {
                 timeout: std::time::Duration,
             ) -> futures_util::future::BoxFuture<'_, Result<bool, $crate::ProviderError>> {
                 Box::pin(Self::read_only(self, timeout))
+            }
+            fn recently_promoted(
+                &self,
+                timeout: std::time::Duration,
+            ) -> futures_util::future::BoxFuture<'_, Result<bool, $crate::ProviderError>> {
+                Box::pin(Self::recently_promoted(self, timeout))
             }
             fn retire(&self) {
                 Self::retire(self);

@@ -245,3 +245,98 @@ async fn a_multi_host_connection_follows_the_primary_through_a_failover() {
 async fn blocking_ref<F: FnOnce() + Send>(f: F) {
     tokio::task::block_in_place(f);
 }
+
+/// A write refused as read-only because its transaction began while the server was still
+/// a standby, the server promoted by the time `retry` looks: retried, and it lands. An
+/// application's own `READ ONLY` transaction on a server never promoted is still returned
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_while_the_server_was_being_promoted_is_retried() {
+    use sqlx::Connection as _;
+    let primary = blocking(|| TempPostgres::start("promo-pw")).await;
+    let standby = primary.start_standby();
+    let mut on_primary = sqlx::PgConnection::connect(&primary.url_via(primary.port))
+        .await
+        .unwrap();
+    sqlx::query("create table promoted (id int)")
+        .execute(&mut on_primary)
+        .await
+        .unwrap();
+    let single = |pg: &TempPostgres, port: u16| {
+        format!(
+            "connections:\n  db:\n    type: postgres\n    dsn: '{}'\n    retry_delay: 50ms\n",
+            pg.url_via(port)
+        )
+    };
+    let mgr = Manager::from_yaml_str(&single(&standby, standby.port)).unwrap();
+    mgr.connect().await.unwrap();
+    let conn = mgr.get("db").unwrap();
+    let replicated = async {
+        while sqlx::query("select 1 from promoted")
+            .execute(&mgr.postgres("db").unwrap())
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), replicated)
+        .await
+        .unwrap();
+
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let written = conn
+        .retry(|mut c: dbmanager::PooledConnection<sqlx::Postgres>| {
+            let (attempts, standby) = (&attempts, &standby);
+            async move {
+                let n = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let result = sqlx::query("insert into promoted values (1)")
+                    .execute(&mut *c)
+                    .await;
+                if n == 0 {
+                    let e = result.as_ref().expect_err("a standby refuses writes");
+                    assert_eq!(
+                        e.as_database_error().and_then(|d| d.code()).as_deref(),
+                        Some("25006")
+                    );
+                    // The promotion finishes before `retry` decides.
+                    blocking_ref(|| standby.promote()).await;
+                }
+                result
+            }
+        })
+        .await;
+    assert!(written.is_ok(), "{written:?}");
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+    // The application's own read-only transaction, on a primary never promoted.
+    let own = Manager::from_yaml_str(&single(&primary, primary.port)).unwrap();
+    own.connect().await.unwrap();
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let refused = own
+        .get("db")
+        .unwrap()
+        .retry(|mut c: dbmanager::PooledConnection<sqlx::Postgres>| {
+            let attempts = &attempts;
+            async move {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut tx = c.begin().await?;
+                sqlx::query("set transaction read only")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("insert into promoted values (2)")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+        })
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        attempts.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "returned at once"
+    );
+    mgr.close().await;
+    own.close().await;
+}

@@ -20,7 +20,10 @@ impl Connection {
     ///   server rolled the work back, or never started it;
     /// - a write refused because a failover left the pool on a replica
     ///   ([`ErrorClass::ReadOnly`], once the server confirms it is read-only; the pool is
-    ///   cleared first).
+    ///   cleared first), or because it ran in a transaction begun while the server was
+    ///   still being promoted (PostgreSQL: out of recovery, and its last replayed
+    ///   transaction less than a minute old). An application's own `READ ONLY`
+    ///   transaction is returned at once, but for the minute after a promotion.
     ///
     /// A **lost connection** is returned, not retried: the statement (or its COMMIT) may
     /// have reached the server, and running a write twice is worse than failing. Use
@@ -109,7 +112,11 @@ impl Connection {
                         self.inner
                             .clear_with(ClearReason::ErrorReported(ErrorClass::ReadOnly));
                     }
-                    failover
+                    // Not read-only now, but promoted moments ago: the write ran in a
+                    // transaction begun while the server was still a standby (a proxy
+                    // routes to a new primary a moment before it finishes promoting). A
+                    // refusal rolls the transaction back, so a retry is safe.
+                    failover || self.inner.server_was_just_promoted().await
                 }
                 ErrorClass::ConnectionLost => {
                     self.report_error(&e);

@@ -156,6 +156,20 @@ impl Inner {
         !matches!(answer, Ok(false))
     }
 
+    /// Whether the server was promoted moments ago (a write refused as read-only may have
+    /// run in a transaction begun before the promotion finished), asked within
+    /// `health_check_timeout`. A failed check counts as no.
+    pub(crate) async fn server_was_just_promoted(&self) -> bool {
+        let Some(pools) = self.pools.load_full() else {
+            return false;
+        };
+        let answer = pools
+            .main
+            .recently_promoted(self.config.load().health_check_timeout)
+            .await;
+        matches!(answer, Ok(true))
+    }
+
     /// On a read-only error: asks the server, and clears the pool only when it really is
     /// read-only. An application's own `BEGIN READ ONLY` (or MySQL's `--secure-file-priv`,
     /// which shares error 1290) then costs no connection. One check at a time.

@@ -69,6 +69,8 @@ pub type LagFn<DB> = Arc<
 pub struct ServerChecks<DB: Database> {
     /// How to ask whether the server refuses writes (`None`: the engine cannot tell).
     pub read_only: Option<ReadOnlyFn<DB>>,
+    /// How to ask whether the server was promoted moments ago (`None`: cannot tell).
+    pub promoted: Option<ReadOnlyFn<DB>>,
     /// Where it listens, for the probe's reachability check (`None`: no network server).
     pub listener: Option<ListenerFn<DB>>,
     /// How to read a replica's lag (`None`: the engine cannot tell).
@@ -85,6 +87,7 @@ impl<DB: Database> ServerChecks<DB> {
     pub fn none() -> Self {
         ServerChecks {
             read_only: None,
+            promoted: None,
             listener: None,
             failover: None,
             password_file: None,
@@ -131,6 +134,8 @@ struct Inner<DB: Database> {
     anchor: tokio::sync::Mutex<Option<DB::Connection>>,
     /// How to ask the server whether it is read-only (`None`: the engine cannot tell).
     read_only: Option<ReadOnlyFn<DB>>,
+    /// How to ask the server whether it was promoted moments ago.
+    promoted: Option<ReadOnlyFn<DB>>,
     /// Where the server listens (`None`: no network server).
     listener: Option<ListenerFn<DB>>,
     /// How to read a replica's lag (`None`: the engine cannot tell).
@@ -362,6 +367,7 @@ impl<DB: Database> SqlPool<DB> {
             slot,
             anchor: tokio::sync::Mutex::new(anchor),
             read_only: checks.read_only,
+            promoted: checks.promoted,
             listener: checks.listener,
             lag: checks.lag,
             failover,

@@ -221,6 +221,25 @@ impl<DB: Database> SqlPool<DB> {
                 after: timeout,
             }))
     }
+
+    /// Whether the server was promoted moments ago (see
+    /// [`EnginePool::recently_promoted`](crate::EnginePool::recently_promoted)), asked on
+    /// one pooled connection within `timeout`; `Ok(false)` when the engine cannot tell.
+    pub async fn recently_promoted(&self, timeout: Duration) -> Result<bool, ProviderError> {
+        let Some(check) = &self.inner.promoted else {
+            return Ok(false);
+        };
+        let ask = async {
+            let mut conn = self.acquire_within(timeout).await?;
+            check(&mut *conn).await.map_err(ProviderError::Database)
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .unwrap_or(Err(ProviderError::Timeout {
+                phase: TimeoutPhase::ReadOnlyCheck,
+                after: timeout,
+            }))
+    }
 }
 
 /// Pings `conn` by `deadline` and returns it to the pool; one that fails or does not
