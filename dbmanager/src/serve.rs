@@ -52,6 +52,11 @@ pub(crate) fn serve(path: &Path, listen: SocketAddr, format: LogFormat) -> ExitC
             // Already redacted; the supervisors keep trying the failed ones.
             tracing::warn!(error = %e, "not every connection started");
         }
+        // The signal handlers first: a SIGHUP or SIGTERM that arrives once the port
+        // answers (a supervisor's reload right after start) must not meet the default
+        // action, which ends the process.
+        let hangups = hangup_signals();
+        let shutdown = shutdown_signal();
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -67,12 +72,12 @@ pub(crate) fn serve(path: &Path, listen: SocketAddr, format: LogFormat) -> ExitC
                 None
             }
         };
-        tokio::spawn(reload_on_hangup(mgr.clone(), path.to_path_buf()));
+        tokio::spawn(reload_on_hangup(mgr.clone(), path.to_path_buf(), hangups));
         let bound = listener.local_addr().map_or(listen, |a| a);
         tracing::info!(listen = %bound, "serving /metrics /healthz /readyz /stats");
         let app = dbmanager::http::router(mgr.clone(), Arc::new(registry));
         let served = dbmanager::axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await;
         tracing::info!("shutting down: closing every connection");
         let drained = mgr.close().await;
@@ -87,47 +92,71 @@ pub(crate) fn serve(path: &Path, listen: SocketAddr, format: LogFormat) -> ExitC
     })
 }
 
+/// SIGHUP, registered now (on Unix; `None` elsewhere or if it cannot be).
+#[cfg(unix)]
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signals() -> Option<()> {
+    None
+}
+
 /// Reloads the file on every SIGHUP, until the manager closes.
-async fn reload_on_hangup(mgr: Manager, path: std::path::PathBuf) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hangups.recv().await.is_some() && !mgr.is_closed() {
-            match mgr.reload_file(&path).await {
-                Ok(report) => {
-                    tracing::info!(file = %path.display(), %report, "SIGHUP: configuration reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e, "SIGHUP: configuration rejected; the running one stays");
-                }
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mgr: Manager,
+    path: std::path::PathBuf,
+    hangups: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hangups) = hangups else {
+        return;
+    };
+    while hangups.recv().await.is_some() && !mgr.is_closed() {
+        match mgr.reload_file(&path).await {
+            Ok(report) => {
+                tracing::info!(file = %path.display(), %report, "SIGHUP: configuration reloaded");
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "SIGHUP: configuration rejected; the running one stays");
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = (mgr, path);
 }
 
-/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+#[cfg(not(unix))]
+async fn reload_on_hangup(mgr: Manager, path: std::path::PathBuf, hangups: Option<()>) {
+    let _ = (mgr, path, hangups);
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM; on Unix the handlers are registered when this
+/// is called, not when it is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(terminate) => {}
+            () = wait(interrupt) => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
