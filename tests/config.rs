@@ -770,3 +770,22 @@ fn hosts_and_target_session_attrs_are_read_and_checked() {
         .to_string();
     assert!(err.contains("did you mean `read-write`"), "{err}");
 }
+
+/// A replica may set how long and whether reads wait for it; else it inherits the
+/// connection's values.
+#[test]
+fn a_replica_sets_its_own_acquire_timeout_and_outage_policy() {
+    let c = Config::from_yaml_str(
+        "connections:\n  db:\n    type: postgres\n    host: a\n    database: d\n    acquire_timeout: 30s\n    \
+         replicas:\n      - host: b\n        acquire_timeout: 2s\n        on_unavailable: fail_fast\n      - host: c\n",
+    )
+    .unwrap();
+    let db = c.connection("db").unwrap();
+    assert_eq!(db.pool.acquire_timeout, Duration::from_secs(30));
+    assert_eq!(db.on_unavailable, dbmanager::OnUnavailable::Wait);
+    let (b, c2) = (&db.replicas[0].config, &db.replicas[1].config);
+    assert_eq!(b.pool.acquire_timeout, Duration::from_secs(2));
+    assert_eq!(b.on_unavailable, dbmanager::OnUnavailable::FailFast);
+    assert_eq!(c2.pool.acquire_timeout, Duration::from_secs(30));
+    assert_eq!(c2.on_unavailable, dbmanager::OnUnavailable::Wait);
+}

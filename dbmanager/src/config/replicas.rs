@@ -62,7 +62,7 @@ impl Validator<'_> {
             return Vec::new();
         };
         // What a replica may set, what it never inherits, and what its own `dsn` replaces.
-        let settable = treated_as(&[ForReplica::Address, ForReplica::Own]);
+        let settable = treated_as(&[ForReplica::Address, ForReplica::Own, ForReplica::Override]);
         let not_inherited = treated_as(&[ForReplica::Own, ForReplica::Skip]);
         let address = treated_as(&[ForReplica::Address]);
         let mut out: Vec<ReplicaConfig> = Vec::new();
