@@ -758,6 +758,14 @@ fn hosts_and_target_session_attrs_are_read_and_checked() {
             .len(),
         2
     );
+    // libpq's multi-host DSN is read the same way.
+    let dsn = "connections:\n  db:\n    type: postgres\n    \
+               dsn: 'postgres://app@a:5432,b:5433/app?target_session_attrs=read-write'\n";
+    assert!(
+        Config::from_yaml_str(dsn).is_ok(),
+        "{:?}",
+        Config::from_yaml_str(dsn).err()
+    );
     let err = read("    hosts: ['a:5432', 'b:0']\n")
         .unwrap_err()
         .to_string();

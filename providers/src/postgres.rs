@@ -148,7 +148,7 @@ pub fn hosts_of(s: &ServerSettings) -> Result<Hosts, ProviderError> {
 /// The single-host DSNs a multi-host one stands for (itself when it names one host or
 /// none): `postgres://u:p@a:1,b:2/db?x` gives `postgres://u:p@a:1/db?x` and
 /// `postgres://u:p@b:2/db?x`.
-fn split_hosts(dsn: &str) -> Vec<String> {
+pub(crate) fn split_hosts(dsn: &str) -> Vec<String> {
     let Some((scheme, rest)) = dsn.split_once("://") else {
         return vec![dsn.to_owned()];
     };
@@ -395,7 +395,7 @@ impl Provider for PostgresProvider {
         if let Some(s) = endpoint.server()
             && s.dsn.is_some()
         {
-            connect_options(s)?;
+            hosts_of(s)?;
         }
         Ok(())
     }

@@ -33,6 +33,25 @@ async fn server_of(mgr: &Manager) -> (i32, bool) {
         .unwrap()
 }
 
+/// The port of the server a diesel query through `mgr`'s `ha` ran on (a fresh diesel
+/// connection: the view's pool is cleared first).
+async fn diesel_port(mgr: &Manager) -> i32 {
+    use dbmanager::diesel::r#async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Port {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        port: i32,
+    }
+    let conn = mgr.get("ha").unwrap();
+    conn.clear();
+    let mut d = conn.diesel_postgres().await.unwrap();
+    let row: Port = diesel::sql_query("select inet_server_port() as port")
+        .get_result(&mut d)
+        .await
+        .unwrap();
+    row.port
+}
+
 /// One acknowledged write: its id, the server's port, and when it was acknowledged.
 type Ack = (i32, i32, Instant);
 
@@ -46,9 +65,11 @@ async fn a_multi_host_connection_follows_the_primary_through_a_failover() {
     let (p, s) = (primary.port, standby.port);
 
     // Listed standby first: read-write still starts on the primary.
-    let mgr = Manager::from_yaml_str(&yaml(&primary, &[s, p], "")).unwrap();
+    let mgr = Manager::from_yaml_str(&yaml(&primary, &[s, p], "    diesel_conns: 1\n")).unwrap();
     mgr.connect().await.unwrap();
     assert_eq!(server_of(&mgr).await, (i32::from(p), false));
+    // The diesel view connects through tokio-postgres's own multi-host support.
+    assert_eq!(diesel_port(&mgr).await, i32::from(p));
     let db = mgr.postgres("ha").unwrap();
     sqlx::query("create table writes (id int not null)")
         .execute(&db)
@@ -234,6 +255,7 @@ async fn a_multi_host_connection_follows_the_primary_through_a_failover() {
     for _ in 0..5 {
         assert_eq!(server_of(&mgr).await, (i32::from(s), false));
     }
+    assert_eq!(diesel_port(&mgr).await, i32::from(s));
     // A connection listing only the old primary cannot start: it says why.
     let only_old = Manager::from_yaml_str(&yaml(&primary, &[p], "")).unwrap();
     let err = only_old.connect().await.unwrap_err().to_string();

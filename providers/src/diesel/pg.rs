@@ -139,7 +139,19 @@ impl PgConnector {
     pub fn new(server: &ServerSettings, pool: &PoolSettings) -> Result<Self, ProviderError> {
         use std::str::FromStr;
         use tokio_postgres::config::SslMode as PgSsl;
-        let parsed = from_url(server)?;
+        // Every host of a multi-host connection (`hosts`, or a multi-host DSN, read the
+        // same way as the sqlx pool reads them), for tokio-postgres's own multi-host
+        // connect. The DSN's other parts are read from its first host's form.
+        let servers = crate::postgres::hosts_of(server)?;
+        let first = server.dsn.as_ref().map(|d| {
+            let mut first = server.clone();
+            first.dsn = crate::postgres::split_hosts(d.expose_secret())
+                .into_iter()
+                .next()
+                .map(secrecy::SecretString::from);
+            first
+        });
+        let parsed = from_url(first.as_ref().unwrap_or(server))?;
         let (mut config, tls) = match (&parsed, &server.dsn) {
             (None, Some(dsn)) => {
                 // `key=value` form: tokio-postgres reads it (sslmode disable/prefer/require).
@@ -160,8 +172,15 @@ impl PgConnector {
             _ => {
                 let s = parsed.as_ref().unwrap_or(server);
                 let mut c = tokio_postgres::Config::new();
-                c.host(s.host.as_deref().unwrap_or("localhost"));
-                c.port(s.port.unwrap_or(5432));
+                if servers.options.len() > 1 || !server.hosts.is_empty() {
+                    for o in &servers.options {
+                        c.host(o.get_host());
+                        c.port(o.get_port());
+                    }
+                } else {
+                    c.host(s.host.as_deref().unwrap_or("localhost"));
+                    c.port(s.port.unwrap_or(5432));
+                }
                 if let Some(user) = &s.user {
                     c.user(user);
                 }
@@ -189,6 +208,20 @@ impl PgConnector {
             config.options(options.join(" "));
         }
         config.connect_timeout(pool.connect_timeout);
+        // tokio-postgres checks `transaction_read_only` where the sqlx pool asks
+        // `pg_is_in_recovery()`; `prefer-standby` has no counterpart there and takes any.
+        {
+            use crate::settings::TargetSessionAttrs as Want;
+            use tokio_postgres::config::{LoadBalanceHosts as Order, TargetSessionAttrs as Attrs};
+            config.target_session_attrs(match servers.target {
+                Want::ReadWrite | Want::Primary => Attrs::ReadWrite,
+                Want::ReadOnly | Want::Standby => Attrs::ReadOnly,
+                Want::Any | Want::PreferStandby => Attrs::Any,
+            });
+            if servers.order == crate::settings::LoadBalanceHosts::Random {
+                config.load_balance_hosts(Order::Random);
+            }
+        }
         let (mode, connector) = match tls.mode {
             SslMode::Disable => (PgSsl::Disable, None),
             SslMode::Allow | SslMode::Prefer => (PgSsl::Prefer, Some(rustls_config(&tls)?)),
