@@ -241,7 +241,8 @@ impl Connection {
                 || self.wrong_kind(DB::TYPE),
             )
             .await?;
-        if let Some(threshold) = self.config().leak_detection_threshold {
+        // A guard, not an `Arc` clone: this runs on every checkout.
+        if let Some(threshold) = self.inner.config.load().leak_detection_threshold {
             conn.attach(self.watch_for_leak(threshold, caller));
         }
         Ok(conn)

@@ -207,27 +207,25 @@ impl<DB: Database> SqlPool<DB> {
     /// Whether the server refuses writes now, asked on one pooled connection within
     /// `timeout`; `Ok(true)` when the engine has no way to tell.
     pub async fn read_only(&self, timeout: Duration) -> Result<bool, ProviderError> {
-        let Some(check) = &self.inner.read_only else {
-            return Ok(true);
-        };
-        let ask = async {
-            let mut conn = self.acquire_within(timeout).await?;
-            check(&mut *conn).await.map_err(ProviderError::Database)
-        };
-        tokio::time::timeout(timeout, ask)
-            .await
-            .unwrap_or(Err(ProviderError::Timeout {
-                phase: TimeoutPhase::ReadOnlyCheck,
-                after: timeout,
-            }))
+        self.ask(self.inner.read_only.as_ref(), true, timeout).await
     }
 
     /// Whether the server was promoted moments ago (see
     /// [`EnginePool::recently_promoted`](crate::EnginePool::recently_promoted)), asked on
     /// one pooled connection within `timeout`; `Ok(false)` when the engine cannot tell.
     pub async fn recently_promoted(&self, timeout: Duration) -> Result<bool, ProviderError> {
-        let Some(check) = &self.inner.promoted else {
-            return Ok(false);
+        self.ask(self.inner.promoted.as_ref(), false, timeout).await
+    }
+
+    /// `check`'s answer on one pooled connection within `timeout`; `unknown` without one.
+    async fn ask(
+        &self,
+        check: Option<&super::ReadOnlyFn<DB>>,
+        unknown: bool,
+        timeout: Duration,
+    ) -> Result<bool, ProviderError> {
+        let Some(check) = check else {
+            return Ok(unknown);
         };
         let ask = async {
             let mut conn = self.acquire_within(timeout).await?;
