@@ -100,7 +100,7 @@ fn replicas_are_validated_with_their_paths_and_inherit_the_connection() {
     }
     for needle in [
         "connections.main.replicas[0].weight",
-        "connections.main.replicas[1] (line 10, column 9): a replica needs `host` or `dsn`",
+        "connections.main.replicas[1] (line 10, column 9): a replica needs `host`, `hosts` or `dsn`",
         "connections.main.replicas[3]",
         "a second replica named `x`",
         "connections.main.replicas[3].bogus",
@@ -145,4 +145,28 @@ fn replicas_are_validated_with_their_paths_and_inherit_the_connection() {
         other => panic!("{other:?}"),
     }
     assert!(a.config.replicas.is_empty());
+
+    // A multi-host primary: a replica's `host` replaces the `hosts`, its `hosts` stand on
+    // their own, and `target_session_attrs` is not inherited.
+    let ha = Config::loader()
+        .env(Vec::<(String, String)>::new())
+        .load_str(
+            "connections:\n  main:\n    type: postgres\n    hosts: [a, 'b:5433']\n    database: d\n    \
+             target_session_attrs: read-write\n    replicas:\n      - host: r1\n      - hosts: [a, 'b:5433']\n        \
+             target_session_attrs: prefer-standby\n",
+        )
+        .unwrap();
+    let [one, both] = &ha.connections[0].replicas[..] else {
+        panic!("{:?}", ha.connections[0].replicas)
+    };
+    use dbmanager::config::{Endpoint, TargetSessionAttrs};
+    match (&one.config.endpoint, &both.config.endpoint) {
+        (Endpoint::Server(x), Endpoint::Server(y)) => {
+            assert_eq!((x.host.as_deref(), x.hosts.len()), (Some("r1"), 0));
+            assert_eq!(x.target_session_attrs, TargetSessionAttrs::Any);
+            assert_eq!((y.host.as_deref(), y.hosts.len()), (None, 2));
+            assert_eq!(y.target_session_attrs, TargetSessionAttrs::PreferStandby);
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -312,6 +312,61 @@ async fn a_killed_replica_is_skipped_then_rejoins_and_fallback_applies() {
     mgr.close().await;
 }
 
+/// Readers that picked a replica before it vanished: their checkouts go to the primary at
+/// once (`fallback: primary`) instead of waiting out `acquire_timeout` for the replica;
+/// with `fallback: error` the error names the replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_picked_a_vanished_replica_go_to_the_primary_at_once() {
+    let c = cluster(1);
+    let mgr = c.manager("", &[]).await;
+    let main = mgr.get("main").unwrap();
+    let names = c.names_by_port();
+    // Handles picked while r1 was healthy, as request handlers hold them.
+    let picked: Vec<Connection> = (0..4).map(|_| main.reader().unwrap()).collect();
+    assert!(picked.iter().all(|r| r.replica_name() == Some("r1")));
+    c.standbys[0].kill9();
+    let r1 = main.replica("r1").unwrap();
+    assert!(
+        support::eventually(Duration::from_secs(3), || r1.health().state
+            != dbmanager::HealthState::Healthy)
+        .await,
+        "r1 still healthy"
+    );
+    let reads = picked.iter().map(|r| async {
+        let started = std::time::Instant::now();
+        let port = server_port(r).await;
+        (port, started.elapsed())
+    });
+    for (port, waited) in futures_util::future::join_all(reads).await {
+        let port = port.expect("a read falls back to the primary");
+        assert_eq!(names[&port], "primary");
+        // `acquire_timeout` is 5 s: a read that waited for the replica would take that.
+        assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+    }
+    mgr.close().await;
+
+    // fallback: error: the replica's own outage policy, and the error names it.
+    c.standbys[0].restart();
+    let mgr = c
+        .manager("    fallback: error\n    on_unavailable: fail_fast\n", &[])
+        .await;
+    let main = mgr.get("main").unwrap();
+    let picked = main.reader().unwrap();
+    c.standbys[0].kill9();
+    let r1 = main.replica("r1").unwrap();
+    assert!(
+        support::eventually(Duration::from_secs(3), || r1.health().state
+            != dbmanager::HealthState::Healthy)
+        .await
+    );
+    let err = server_port(&picked).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable { .. }) && err.to_string().contains("`main/r1`"),
+        "{err}"
+    );
+    mgr.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_replica_is_skipped_past_max_replica_lag_and_rejoins_when_caught_up() {
     let c = cluster(2);

@@ -100,16 +100,28 @@ impl Validator<'_> {
                 },
                 None => key::weight.read(None),
             };
-            if get("host").is_none() && get("dsn").is_none() {
-                self.err(&ipath, &item.origin, "a replica needs `host` or `dsn`");
+            if get("host").is_none() && get("hosts").is_none() && get("dsn").is_none() {
+                self.err(
+                    &ipath,
+                    &item.origin,
+                    "a replica needs `host`, `hosts` or `dsn`",
+                );
                 continue;
             }
-            // The connection's section, its address replaced by the replica's.
+            // The connection's section, its address replaced by the replica's: its own
+            // `host` replaces the connection's `hosts`, its own `hosts` the connection's
+            // `host` and `port`.
             let own_dsn = get("dsn").is_some();
+            let replaced: &[&str] = match (get("host").is_some(), get("hosts").is_some()) {
+                (true, false) => &["hosts"],
+                (false, true) => &["host", "port"],
+                _ => &[],
+            };
             let mut entries: Vec<(String, Node)> = base
                 .iter()
                 .filter(|(k, _)| !not_inherited.contains(&k.as_str()))
                 .filter(|(k, _)| !(own_dsn && address.contains(&k.as_str())))
+                .filter(|(k, _)| !replaced.contains(&k.as_str()))
                 .cloned()
                 .collect();
             for (k, v) in &fields {

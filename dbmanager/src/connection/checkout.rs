@@ -2,7 +2,7 @@
 //! acquire, connect errors reported and waited out), and `acquire`, `begin`, `retry` on it.
 
 use super::Connection;
-use crate::config::{DbType, OnUnavailable};
+use crate::config::DbType;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::pools::{PoolSet, SqlEngine, TimedAcquire};
@@ -56,7 +56,7 @@ impl Connection {
     }
 
     /// The name errors give: the connection's, and the replica's after a `/`.
-    fn error_name(&self) -> String {
+    pub(crate) fn error_name(&self) -> String {
         match self.replica_name() {
             Some(r) => format!("{}/{r}", self.name()),
             None => self.name().to_owned(),
@@ -85,10 +85,40 @@ impl Connection {
     /// own acquire (`get`, which returns `None` when the pool is not the one the caller
     /// wants, answered with `mismatch`), with connect errors reported and, under `wait`,
     /// waited out.
+    ///
+    /// On a replica with `fallback: primary`, a checkout the replica cannot serve (it is
+    /// down, goes down meanwhile, or cannot connect) is made on the primary instead.
     pub(crate) async fn checkout<T, Fut>(
         &self,
         get: impl Fn(&PoolSet, Duration) -> Option<Fut>,
         mismatch: impl Fn() -> Error,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, ProviderError>>,
+    {
+        let here = self.checkout_here(&get, &mismatch).await;
+        match here {
+            Err(
+                e @ (Error::Unavailable { .. }
+                | Error::AcquireTimeout { .. }
+                | Error::Connect { .. }
+                | Error::NotConnected { .. }),
+            ) if self.inner.replica_of.is_some() => match self.falls_back_to() {
+                Some(primary) => {
+                    tracing::debug!(connection = %self.name(), replica = self.replica_name().unwrap_or(""), error = %e, "read falls back to the primary");
+                    primary.checkout_here(&get, &mismatch).await
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// [`checkout`](Self::checkout) on this connection's own pool.
+    async fn checkout_here<T, Fut>(
+        &self,
+        get: &impl Fn(&PoolSet, Duration) -> Option<Fut>,
+        mismatch: &impl Fn() -> Error,
     ) -> Result<T>
     where
         Fut: Future<Output = std::result::Result<T, ProviderError>>,
@@ -107,7 +137,8 @@ impl Connection {
                 let Some(acquiring) = get(&pools, left) else {
                     return Err(mismatch());
                 };
-                let acquired = if c.on_unavailable == OnUnavailable::FailFast {
+                let fail_fast = self.fails_fast();
+                let acquired = if fail_fast {
                     // sqlx keeps retrying a refused connect until its deadline; under
                     // fail_fast an acquire stuck there fails as soon as the circuit opens.
                     tokio::select! {
@@ -139,8 +170,7 @@ impl Connection {
                     }
                     Err(e) if is_connect_failure(&e) => {
                         let class = self.inner.report_class(e.class());
-                        let waiting =
-                            c.on_unavailable == OnUnavailable::Wait && class.is_transient();
+                        let waiting = !fail_fast && class.is_transient();
                         if !waiting || Instant::now() >= deadline {
                             return Err(self.connect_failed(e));
                         }
@@ -196,7 +226,7 @@ impl Connection {
         let waited = started.elapsed();
         self.emit(EventKind::AcquireTimedOut { waited });
         Error::AcquireTimeout {
-            name: self.name().to_owned(),
+            name: self.error_name(),
             waited,
         }
     }

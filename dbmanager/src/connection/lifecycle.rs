@@ -445,6 +445,7 @@ impl Connection {
                 self.inner.replicas.store(Arc::new(super::replicas::build(
                     &new.replicas,
                     &self.inner.shared,
+                    &self.inner.me,
                 )));
             }
             return Ok(());

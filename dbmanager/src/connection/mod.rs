@@ -86,6 +86,9 @@ pub(crate) struct Inner {
     replicas: ArcSwap<Vec<Arc<replicas::Replica>>>,
     /// Set on a replica's own connection: its replica name.
     replica_of: Option<Arc<str>>,
+    /// On a replica: the connection it belongs to, where its reads go when it is down
+    /// (`fallback: primary`). Weak: the connection owns its replicas.
+    primary: std::sync::Weak<Inner>,
     /// `reader()`'s round-robin position.
     next_read: AtomicUsize,
     /// On a replica: reads `reader()` sent it.
@@ -142,14 +145,19 @@ impl Connection {
         Connection::with_role(config, shared, None)
     }
 
-    /// A connection, or (with `replica_of`) a replica's own connection.
+    /// A connection, or (with `replica_of`: its name and the connection it belongs to) a
+    /// replica's own connection.
     pub(crate) fn with_role(
         config: ConnectionConfig,
         shared: &Shared,
-        replica_of: Option<Arc<str>>,
+        replica_of: Option<(Arc<str>, std::sync::Weak<Inner>)>,
     ) -> Self {
-        let replicas = replicas::build(&config.replicas, shared);
+        let (replica_of, primary) = match replica_of {
+            Some((name, primary)) => (Some(name), primary),
+            None => (None, std::sync::Weak::new()),
+        };
         let inner = Arc::new_cyclic(|me: &std::sync::Weak<Inner>| {
+            let replicas = replicas::build(&config.replicas, shared, me);
             let weak = me.clone();
             // A driver that clears its own pool (MongoDB) tells the connection's subscribers.
             let on_driver_clear = Hook::new(move || {
@@ -184,6 +192,7 @@ impl Connection {
                 shared: shared.clone(),
                 replicas: ArcSwap::from_pointee(replicas),
                 replica_of,
+                primary,
                 next_read: AtomicUsize::new(0),
                 selected: AtomicU64::new(0),
                 lag_ms: AtomicU64::new(replicas::LAG_UNKNOWN),

@@ -25,7 +25,11 @@ pub(crate) struct Replica {
 /// The lag a replica has not measured yet (or cannot).
 pub(crate) const LAG_UNKNOWN: u64 = u64::MAX;
 
-pub(crate) fn build(configs: &[ReplicaConfig], shared: &super::Shared) -> Vec<Arc<Replica>> {
+pub(crate) fn build(
+    configs: &[ReplicaConfig],
+    shared: &super::Shared,
+    primary: &std::sync::Weak<Inner>,
+) -> Vec<Arc<Replica>> {
     configs
         .iter()
         .map(|r| {
@@ -35,7 +39,7 @@ pub(crate) fn build(configs: &[ReplicaConfig], shared: &super::Shared) -> Vec<Ar
                 conn: Connection::with_role(
                     r.config.clone(),
                     shared,
-                    Some(Arc::from(r.name.as_str())),
+                    Some((Arc::from(r.name.as_str()), primary.clone())),
                 ),
             })
         })
@@ -130,6 +134,15 @@ impl Connection {
             .map(|r| r.conn.clone())
     }
 
+    /// On a replica whose connection has `fallback: primary`: that connection, where a
+    /// read goes when the replica is down or goes down during the checkout.
+    pub(crate) fn falls_back_to(&self) -> Option<Connection> {
+        let primary = self.inner.primary.upgrade()?;
+        let falls_back = primary.config.load().fallback == Fallback::Primary
+            && !primary.closed.load(Ordering::Acquire);
+        falls_back.then_some(Connection { inner: primary })
+    }
+
     /// This connection's replica name, if it is a replica.
     pub fn replica_name(&self) -> Option<&str> {
         self.inner.replica_of.as_deref()
@@ -181,7 +194,7 @@ impl Connection {
     /// Replaces the replicas by new ones built from `new` (a reload changed them): the new
     /// ones open, then the old ones drain and close.
     pub(crate) async fn replace_replicas(&self, new: &ConnectionConfig, shared: &super::Shared) {
-        let fresh = build(&new.replicas, shared);
+        let fresh = build(&new.replicas, shared, &self.inner.me);
         let old = self.inner.replicas.swap(Arc::new(fresh));
         self.open_replicas().await;
         futures_util::future::join_all(old.iter().map(|r| r.conn.close())).await;

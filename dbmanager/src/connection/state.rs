@@ -234,7 +234,7 @@ impl Connection {
         let h = self.inner.health.load();
         self.emit(EventKind::Unavailable { waited });
         Error::Unavailable {
-            name: self.name().to_owned(),
+            name: self.error_name(),
             waited,
             last_error: h.last_error.clone(),
             class: h.error_class,
@@ -255,9 +255,7 @@ impl Connection {
                 HealthState::Healthy => return Ok(()),
                 HealthState::Closed => return Err(self.closed()),
                 HealthState::Connecting | HealthState::Unhealthy => {
-                    if self.inner.config.load().on_unavailable == OnUnavailable::FailFast
-                        || health.is_fatal()
-                    {
+                    if self.fails_fast() || health.is_fatal() {
                         return Err(self.unavailable(started.elapsed()));
                     }
                 }
@@ -270,6 +268,14 @@ impl Connection {
                 return Err(self.unavailable(started.elapsed()));
             }
         }
+    }
+
+    /// Whether an acquire fails at once while the connection is down: under
+    /// `on_unavailable: fail_fast`, and on a replica whose reads fall back to the primary
+    /// (waiting for the replica would only delay a read the primary can serve).
+    pub(crate) fn fails_fast(&self) -> bool {
+        self.inner.config.load().on_unavailable == OnUnavailable::FailFast
+            || (self.inner.replica_of.is_some() && self.falls_back_to().is_some())
     }
 
     /// Resolves when the connection stops being healthy (the circuit opens).
