@@ -90,6 +90,19 @@ ensure_pgbouncer() {
   apt_install pgbouncer || die "could not install the pgbouncer package (needed by tests/scaling)"
 }
 
+ensure_patroni() {
+  # tests/scaling/patroni.rs runs a real Patroni cluster: its own etcd, two PostgreSQL
+  # nodes under Patroni and an HAProxy, on free ports. The packaged services are not used
+  # (Debian's policy keeps them from starting in a container; nothing here starts them).
+  local missing=()
+  command -v patroni >/dev/null || missing+=(patroni)
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]} (Debian packages, for the Patroni cluster test)"
+  apt_install "${missing[@]}" || die "could not install ${missing[*]} (needed by tests/scaling/patroni.rs)"
+}
+
 ensure_secantus() {
   local installed=""
   if [ -x "$SECANTUS_VENV/bin/secantusd-py" ]; then
@@ -163,6 +176,7 @@ ensure_mariadb
 ensure_build_deps
 ensure_prometheus
 ensure_pgbouncer
+ensure_patroni
 say "promtool check rules docs/prometheus/alerts.yml"
 promtool check rules docs/prometheus/alerts.yml >/dev/null || die "docs/prometheus/alerts.yml does not pass promtool check rules"
 ensure_secantus

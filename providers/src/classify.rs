@@ -85,6 +85,10 @@ impl std::fmt::Display for ErrorClass {
 /// Classifies an I/O error by its kind.
 pub fn classify_io(e: &io::Error) -> ErrorClass {
     use io::ErrorKind as K;
+    if e.get_ref().is_some_and(|inner| inner.is::<WrongRole>()) {
+        // Refused before the session was used: nothing was sent.
+        return ErrorClass::Unreachable;
+    }
     match e.kind() {
         // Refused or no route: the connect did not happen, nothing was sent.
         K::ConnectionRefused
@@ -150,6 +154,22 @@ pub fn classify_sqlite_code(code: i64) -> ErrorClass {
         _ => ErrorClass::Permanent,
     }
 }
+
+/// A server of the wrong role for a connection's `target_session_attrs`: a standby for
+/// a connection that must write, or a primary for one that wants a standby. The session
+/// is refused at connect. Not a configuration error: another host, or the failover under
+/// way, fixes it, so it is [`ErrorClass::Unreachable`] (the pool is cleared, callers wait,
+/// the supervisor searches the hosts at its usual pace).
+#[derive(Debug)]
+pub struct WrongRole(pub String);
+
+impl std::fmt::Display for WrongRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WrongRole {}
 
 /// Classifies a sqlx error.
 pub fn classify(e: &sqlx::Error) -> ErrorClass {

@@ -4,6 +4,7 @@
 mod config;
 mod failover;
 mod keyed;
+mod patroni;
 mod pgbouncer;
 mod reload;
 mod replicas;

@@ -8,6 +8,8 @@ pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 #[cfg(feature = "postgres")]
+pub mod patroni;
+#[cfg(feature = "postgres")]
 pub mod pgbouncer;
 pub mod proxy;
 pub mod replica;

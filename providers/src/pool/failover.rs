@@ -92,6 +92,34 @@ impl<DB: Database> Failover<DB> {
         *all = all.drain(..).map(f).collect();
     }
 
+    /// Whether a connection needs a server of one role (a primary or a standby).
+    pub(super) fn checks_role(&self) -> bool {
+        !(self.target.accepts(true) && self.target.accepts(false))
+    }
+
+    /// The health check's question on an open connection: `Err` when its server no longer
+    /// has the role the target needs (a failover promoted a standby, or the old primary
+    /// came back as one). The class clears the pool, so new connections go through
+    /// [`admit`](Self::admit) to a server that will do: `ReadOnly` for a primary's
+    /// connection on a standby, `Unreachable` for a standby's connection on a primary.
+    pub(super) async fn verify(&self, conn: &mut DB::Connection) -> Result<(), ProviderError> {
+        let read_only = (self.read_only)(conn)
+            .await
+            .map_err(ProviderError::Database)?;
+        if self.target.accepts(read_only) {
+            return Ok(());
+        }
+        Err(ProviderError::Driver {
+            phase: crate::error::Phase::Database,
+            class: if read_only {
+                crate::classify::ErrorClass::ReadOnly
+            } else {
+                crate::classify::ErrorClass::Unreachable
+            },
+            source: Box::new(self.mismatch(&self.current(), self.target)),
+        })
+    }
+
     /// The connect hook's check of a new connection: `Err` (and the pool's options moved
     /// to the next host, for sqlx's retry) when its server is not what the target needs.
     pub(super) async fn admit(
@@ -128,14 +156,11 @@ impl<DB: Database> Failover<DB> {
         } else {
             "accepts writes (a primary)"
         };
-        sqlx::Error::Configuration(
-            format!(
-                "{} {is}; target_session_attrs is {}",
-                (self.describe)(host),
-                want.as_str()
-            )
-            .into(),
-        )
+        sqlx::Error::Io(std::io::Error::other(crate::classify::WrongRole(format!(
+            "{} {is}; target_session_attrs is {}",
+            (self.describe)(host),
+            want.as_str()
+        ))))
     }
 
     /// Finds a server that will do, trying the hosts in order from the current one (under

@@ -114,7 +114,7 @@ impl<DB: Database> SqlPool<DB> {
             }
         };
         let started = Instant::now();
-        ping_by(conn, deadline, timeout).await?;
+        ping_by(conn, deadline, timeout, self.inner.failover.as_deref()).await?;
         Ok(started.elapsed())
     }
 
@@ -193,7 +193,7 @@ impl<DB: Database> SqlPool<DB> {
                 return Err(ProviderError::Connect(sqlx::Error::Io(refused)));
             }
         };
-        ping_by(conn, deadline, timeout).await?;
+        ping_by(conn, deadline, timeout, self.inner.failover.as_deref()).await?;
         inner.cache.kick();
         Ok(started.elapsed())
     }
@@ -242,17 +242,27 @@ impl<DB: Database> SqlPool<DB> {
 
 /// Pings `conn` by `deadline` and returns it to the pool; one that fails or does not
 /// answer in time is closed instead (sqlx would ping it again on release and could hang
-/// there).
+/// there). A connection that needs a primary or a standby (`target_session_attrs`) asks
+/// the server's role instead, in the same one round trip: a server that changed role (a
+/// failover promoted or demoted it) fails the check.
 async fn ping_by<DB: Database>(
     mut conn: crate::fast::PooledConnection<DB>,
     deadline: tokio::time::Instant,
     timeout: Duration,
+    role: Option<&super::Failover<DB>>,
 ) -> Result<(), ProviderError> {
-    match tokio::time::timeout_at(deadline, conn.ping()).await {
+    let check = async {
+        match role {
+            Some(f) if f.checks_role() => f.verify(&mut conn).await,
+            _ => conn.ping().await.map_err(ProviderError::Database),
+        }
+    };
+    let outcome = tokio::time::timeout_at(deadline, check).await;
+    match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             conn.close_broken();
-            Err(ProviderError::Database(e))
+            Err(e)
         }
         Err(_) => {
             conn.close_broken();

@@ -1,0 +1,435 @@
+//! A real Patroni cluster (etcd, two PostgreSQL 15 nodes, `synchronous_mode: true`,
+//! `ttl: 10`) whose leader is killed (kill -9 of Patroni and of PostgreSQL) under a
+//! TPC-B-like write load through `retry`, seen through both topologies at once:
+//! - `proxied`: HAProxy routing to the leader by Patroni's `GET /primary`, with a replica
+//!   through HAProxy's `GET /replica` route;
+//! - `direct`: both nodes in `hosts` with `target_session_attrs: read-write`, with a
+//!   replica over the same hosts with `target_session_attrs: standby`.
+//!
+//! Every acknowledged transaction is present exactly once afterwards (and the balances
+//! agree with the history), no write is refused as read-only, reads through `reader()`
+//! keep answering, and the old leader rejoins as a standby that serves reads again.
+
+use crate::support::blocking;
+use crate::support::patroni::{Patroni, Role, SUPERUSER};
+use dbmanager::{Connection, ErrorClass, Manager, PooledConnection};
+use sqlx::Connection as _;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Writers per topology (16 in all, as a service's pool under load).
+const WRITERS: usize = 8;
+/// Readers per topology.
+const READERS: usize = 2;
+/// pgbench's scale 1: 100,000 accounts, 10 tellers, 1 branch.
+const ACCOUNTS: i32 = 100_000;
+
+fn yaml(c: &Patroni) -> String {
+    let common = format!(
+        "    type: postgres\n    user: {SUPERUSER}\n    password: '{}'\n    database: postgres\n    \
+         sslmode: disable\n    health_check_interval: 1s\n    retry_delay: 100ms\n    \
+         retry_max_delay: 500ms\n    connect_timeout: 2s\n    max_open_conns: 12\n",
+        c.password
+    );
+    let hosts: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| format!("'127.0.0.1:{}'", n.pg_port))
+        .collect();
+    let hosts = hosts.join(", ");
+    format!(
+        "connections:\n  proxied:\n{common}    host: 127.0.0.1\n    port: {}\n    replicas:\n      \
+         - name: standby\n        host: 127.0.0.1\n        port: {}\n  direct:\n{common}    \
+         hosts: [{hosts}]\n    target_session_attrs: read-write\n    replicas:\n      \
+         - name: standby\n        hosts: [{hosts}]\n        target_session_attrs: standby\n",
+        c.primary_port, c.replica_port
+    )
+}
+
+/// pgbench's TPC-B-like transaction, its history row carrying `id`. Returns the port of
+/// the server that committed it.
+async fn tpcb(mut c: PooledConnection<sqlx::Postgres>, id: i32) -> Result<i32, sqlx::Error> {
+    let aid = fastrand::i32(1..=ACCOUNTS);
+    let tid = fastrand::i32(1..=10);
+    let delta = fastrand::i32(-5000..=5000);
+    let mut tx = c.begin().await?;
+    sqlx::query("update pgbench_accounts set abalance = abalance + $1 where aid = $2")
+        .bind(delta)
+        .bind(aid)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query_scalar::<_, i32>("select abalance from pgbench_accounts where aid = $1")
+        .bind(aid)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query("update pgbench_tellers set tbalance = tbalance + $1 where tid = $2")
+        .bind(delta)
+        .bind(tid)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("update pgbench_branches set bbalance = bbalance + $1 where bid = 1")
+        .bind(delta)
+        .execute(&mut *tx)
+        .await?;
+    let port = sqlx::query_scalar::<_, i32>(
+        "insert into pgbench_history (tid, bid, aid, delta, mtime, id) \
+         values ($1, 1, $2, $3, now(), $4) returning inet_server_port()",
+    )
+    .bind(tid)
+    .bind(aid)
+    .bind(delta)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(port)
+}
+
+/// What one topology's tasks saw.
+#[derive(Default)]
+struct Seen {
+    /// Acknowledged transactions: id, server port, when.
+    acks: Mutex<Vec<(i32, i32, Instant)>>,
+    failed: AtomicU32,
+    refused_read_only: AtomicU32,
+    last_error: Mutex<Option<String>>,
+    /// Reads: when they started, how long they took, the port that answered.
+    reads: Mutex<Vec<(Instant, Duration, i32)>>,
+    reads_failed: AtomicU32,
+    last_read_error: Mutex<Option<String>>,
+}
+
+impl Seen {
+    fn first_ack_on(&self, port: u16, after: Instant) -> Option<Instant> {
+        self.acks
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, p, at)| *p == i32::from(port) && *at > after)
+            .map(|(_, _, at)| *at)
+    }
+
+    fn read_from(&self, port: u16, after: Instant) -> bool {
+        self.reads
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(at, _, p)| *p == i32::from(port) && *at > after)
+    }
+}
+
+fn spawn_load(
+    tasks: &mut tokio::task::JoinSet<()>,
+    conn: &Connection,
+    seen: &Arc<Seen>,
+    next_id: &Arc<AtomicI32>,
+    stop: &Arc<AtomicBool>,
+) {
+    for _ in 0..WRITERS {
+        let (conn, seen, next_id, stop) =
+            (conn.clone(), seen.clone(), next_id.clone(), stop.clone());
+        tasks.spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                match conn.retry(move |c| tpcb(c, id)).await {
+                    Ok(port) => seen.acks.lock().unwrap().push((id, port, Instant::now())),
+                    // The commit's outcome is unknown (the connection was lost while it
+                    // ran): `retry` returns it, and it is not counted as acknowledged.
+                    Err(e) => {
+                        seen.failed.fetch_add(1, Ordering::Relaxed);
+                        if e.class() == Some(ErrorClass::ReadOnly) {
+                            seen.refused_read_only.fetch_add(1, Ordering::Relaxed);
+                        }
+                        seen.last_error.lock().unwrap().replace(e.to_string());
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        });
+    }
+    for _ in 0..READERS {
+        let (conn, seen, stop) = (conn.clone(), seen.clone(), stop.clone());
+        tasks.spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                let started = Instant::now();
+                let read = match conn.reader() {
+                    Ok(r) => {
+                        r.retry_idempotent(|mut c: PooledConnection<sqlx::Postgres>| async move {
+                            sqlx::query_scalar::<_, i32>(
+                                "select inet_server_port() from pgbench_branches where bid = 1",
+                            )
+                            .fetch_one(&mut *c)
+                            .await
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Ok(port) => seen
+                        .reads
+                        .lock()
+                        .unwrap()
+                        .push((started, started.elapsed(), port)),
+                    Err(e) => {
+                        seen.reads_failed.fetch_add(1, Ordering::Relaxed);
+                        seen.last_read_error.lock().unwrap().replace(e.to_string());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+}
+
+/// When a fresh connection to any of `ports` first takes a write (`txid_current()`),
+/// polled every 50 ms.
+async fn first_fresh_write(urls: Vec<String>) -> Instant {
+    loop {
+        for url in &urls {
+            let attempt = async {
+                let mut c = sqlx::PgConnection::connect(url).await.ok()?;
+                let ok = sqlx::query("select txid_current()")
+                    .execute(&mut c)
+                    .await
+                    .is_ok();
+                let _ = c.close().await;
+                ok.then(Instant::now)
+            };
+            if let Ok(Some(at)) = tokio::time::timeout(Duration::from_secs(1), attempt).await {
+                return at;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patroni_failover_is_followed_through_haproxy_and_through_a_multi_host_connection() {
+    let mut cluster = blocking(|| Patroni::start("patroni-pw")).await;
+    let old = cluster.leader().expect("a leader");
+    let new = 1 - old;
+    let (old_port, new_port) = (cluster.nodes[old].pg_port, cluster.nodes[new].pg_port);
+
+    // pgbench's tables at scale 1, each history row with the transaction's id.
+    let out = std::process::Command::new("pgbench")
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            "1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            SUPERUSER,
+            "postgres",
+        ])
+        .args(["-p", &old_port.to_string()])
+        .env("PGPASSWORD", &cluster.password)
+        .output()
+        .expect("run pgbench -i");
+    assert!(
+        out.status.success(),
+        "pgbench -i failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut admin = sqlx::PgConnection::connect(&cluster.url(old_port))
+        .await
+        .unwrap();
+    sqlx::query("alter table pgbench_history add column id int")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.ok();
+
+    let mgr = Manager::from_yaml_str(&yaml(&cluster)).unwrap();
+    mgr.connect().await.unwrap();
+    let topologies = ["proxied", "direct"];
+    let seen: HashMap<&str, Arc<Seen>> = topologies
+        .iter()
+        .map(|t| (*t, Arc::new(Seen::default())))
+        .collect();
+    let next_id = Arc::new(AtomicI32::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in topologies {
+        spawn_load(&mut tasks, &mgr.get(t).unwrap(), &seen[t], &next_id, &stop);
+    }
+    // Both replicas serve reads from the standby before the failover.
+    let start = Instant::now();
+    wait_for(
+        "reads from the standby through both replicas",
+        Duration::from_secs(20),
+        || {
+            topologies
+                .iter()
+                .all(|t| seen[t].read_from(new_port, start))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let killed = Instant::now();
+    tokio::task::block_in_place(|| cluster.kill9(old));
+    let fresh_proxied = tokio::spawn(first_fresh_write(vec![cluster.url(cluster.primary_port)]));
+    let fresh_direct = tokio::spawn(first_fresh_write(
+        cluster
+            .nodes
+            .iter()
+            .map(|n| cluster.url(n.pg_port))
+            .collect(),
+    ));
+    wait_for(
+        "writes on the new leader through both topologies",
+        Duration::from_secs(60),
+        || {
+            topologies
+                .iter()
+                .all(|t| seen[t].first_ack_on(new_port, killed).is_some())
+        },
+    )
+    .await;
+    let fresh = [fresh_proxied.await.unwrap(), fresh_direct.await.unwrap()];
+
+    // The old leader comes back: it rejoins as a standby and serves reads again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarted = Instant::now();
+    tokio::task::block_in_place(|| cluster.restart(old));
+    let rejoined = {
+        let c = &cluster;
+        tokio::task::block_in_place(|| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while c.role(old) != Role::Replica {
+                assert!(
+                    Instant::now() < deadline,
+                    "the old leader did not rejoin as a standby"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Instant::now()
+        })
+    };
+    wait_for(
+        "reads from the rejoined standby through both replicas",
+        Duration::from_secs(30),
+        || {
+            topologies
+                .iter()
+                .all(|t| seen[t].read_from(old_port, rejoined))
+        },
+    )
+    .await;
+    let reading_again = Instant::now();
+    stop.store(true, Ordering::Release);
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+
+    // Exactly once, on the new leader: every acknowledged id present once, none twice,
+    // and the balances agree with the history.
+    let mut on_new = sqlx::PgConnection::connect(&cluster.url(new_port))
+        .await
+        .unwrap();
+    let ids: Vec<i32> = sqlx::query_scalar("select id from pgbench_history")
+        .fetch_all(&mut on_new)
+        .await
+        .unwrap();
+    let mut counts: HashMap<i32, u32> = HashMap::new();
+    for id in ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    let twice: Vec<i32> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(twice, [] as [i32; 0], "transactions present twice");
+    let (accounts, history): (i64, i64) = sqlx::query_as(
+        "select (select sum(abalance)::bigint from pgbench_accounts), \
+                (select coalesce(sum(delta), 0)::bigint from pgbench_history)",
+    )
+    .fetch_one(&mut on_new)
+    .await
+    .unwrap();
+    assert_eq!(accounts, history, "the balances disagree with the history");
+
+    for (t, fresh) in topologies.iter().zip(fresh) {
+        let s = &seen[t];
+        let resumed = s.first_ack_on(new_port, killed).unwrap();
+        let acks = s.acks.lock().unwrap();
+        let lost: Vec<i32> = acks
+            .iter()
+            .filter(|(id, _, _)| !counts.contains_key(id))
+            .map(|(id, _, _)| *id)
+            .collect();
+        let reads = s.reads.lock().unwrap();
+        let longest = reads
+            .iter()
+            .map(|(_, took, _)| *took)
+            .max()
+            .unwrap_or_default();
+        println!(
+            "{t}: killed at 0; a fresh connection wrote at {:.2?}, the service at {:.2?} ({:+.0} ms); \
+             {} acknowledged ({} on the new leader), {} lost, 0 twice; {} failed ({} refused as \
+             read-only), the last with {:?}; {} reads, {} failed, the longest {:.0?}; the rejoined \
+             standby served reads {:.2?} after it rejoined ({:.2?} after its restart)",
+            fresh - killed,
+            resumed - killed,
+            (resumed.duration_since(killed).as_secs_f64()
+                - fresh.duration_since(killed).as_secs_f64())
+                * 1000.0,
+            acks.len(),
+            acks.iter()
+                .filter(|(_, p, _)| *p == i32::from(new_port))
+                .count(),
+            lost.len(),
+            s.failed.load(Ordering::Relaxed),
+            s.refused_read_only.load(Ordering::Relaxed),
+            s.last_error.lock().unwrap(),
+            reads.len(),
+            s.reads_failed.load(Ordering::Relaxed),
+            longest,
+            reading_again.saturating_duration_since(rejoined),
+            reading_again.saturating_duration_since(restarted),
+        );
+        assert_eq!(
+            lost,
+            [] as [i32; 0],
+            "{t}: acknowledged transactions missing"
+        );
+        assert_eq!(
+            s.refused_read_only.load(Ordering::Relaxed),
+            0,
+            "{t}: writes refused as read-only: {:?}",
+            s.last_error.lock().unwrap()
+        );
+        assert_eq!(
+            s.reads_failed.load(Ordering::Relaxed),
+            0,
+            "{t}: reads failed: {:?}",
+            s.last_read_error.lock().unwrap()
+        );
+        // A bound far above what was measured, below `acquire_timeout` (30 s): a reader
+        // that waited out a vanished replica would show here.
+        assert!(
+            longest < Duration::from_secs(15),
+            "{t}: a read took {longest:?}"
+        );
+        assert!(
+            resumed.saturating_duration_since(fresh) < Duration::from_secs(5),
+            "{t}: writes resumed {:?} after a fresh connection could write",
+            resumed.saturating_duration_since(fresh)
+        );
+    }
+    mgr.close().await;
+}
