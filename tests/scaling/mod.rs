@@ -4,6 +4,7 @@
 mod config;
 mod failover;
 mod keyed;
+mod mariadb_replica;
 mod patroni;
 mod pgbouncer;
 mod reload;

@@ -458,11 +458,19 @@ pub struct TempMariaDb {
     dir: tempfile::TempDir,
     pub port: u16,
     child: std::sync::Mutex<Option<std::process::Child>>,
+    /// Server options of its own (a replication primary's `--log-bin`, a `--server-id`).
+    args: Vec<String>,
 }
 
 impl TempMariaDb {
     /// Installs a fresh datadir and starts the server; returns when it accepts connections.
     pub fn start() -> TempMariaDb {
+        TempMariaDb::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with server options of its own (`--log-bin=...` replaces
+    /// the default `--skip-log-bin`).
+    pub fn start_with(args: &[&str]) -> TempMariaDb {
         let dir = tempfile::Builder::new()
             .prefix("dbm-mariadb-")
             .tempdir_in("/tmp")
@@ -495,6 +503,7 @@ impl TempMariaDb {
             dir,
             port: free_port(),
             child: std::sync::Mutex::new(None),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         db.restart();
         db
@@ -512,9 +521,12 @@ impl TempMariaDb {
             .arg(format!("--log-error={}", d.join("err.log").display()))
             .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!("--port={}", self.port))
+            .args(
+                (!self.args.iter().any(|a| a.starts_with("--log-bin"))).then_some("--skip-log-bin"),
+            )
+            .args(&self.args)
             .args([
                 "--bind-address=127.0.0.1",
-                "--skip-log-bin",
                 "--innodb-buffer-pool-size=16M",
                 "--innodb-log-file-size=8M",
                 "--max-connections=60",
