@@ -269,6 +269,113 @@ async fn password_with_url_special_characters_authenticates() {
     mgr.close().await;
 }
 
+/// Dynamic database users, as Vault's database secrets engine issues them: each
+/// credential is a new role whose password expires (`VALID UNTIL`) 4 s after it was
+/// issued. A credential provider registered with `set_credential_provider` is asked ahead
+/// of each expiry; under a load whose sessions are replaced every second, every new session
+/// logs in with a credential still valid: no failed login, every query answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_provider_is_asked_ahead_of_each_credentials_expiry() {
+    use sqlx::Connection as _;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    struct Leases {
+        admin: String,
+        issued: AtomicU32,
+    }
+    impl dbmanager::CredentialProvider for Leases {
+        fn credential(
+            &self,
+        ) -> futures_util::future::BoxFuture<
+            '_,
+            Result<dbmanager::Credential, dbmanager::CredentialError>,
+        > {
+            Box::pin(async move {
+                let n = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+                let (user, password) = (
+                    format!("lease_{n}"),
+                    format!("pw-{n}-{}", fastrand::u64(..)),
+                );
+                let mut admin = sqlx::PgConnection::connect(&self.admin).await?;
+                let until: String =
+                    sqlx::query_scalar("select (now() + interval '4 seconds')::text")
+                        .fetch_one(&mut admin)
+                        .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "create role {user} login password '{password}' valid until '{until}'"
+                )))
+                .execute(&mut admin)
+                .await?;
+                admin.close().await?;
+                Ok(dbmanager::Credential::new(password)
+                    .user(user)
+                    .expires_at(std::time::SystemTime::now() + Duration::from_secs(4)))
+            })
+        }
+    }
+    let pg = blocking(|| TempPostgres::start("leases-admin")).await;
+    let yaml = format!(
+        "connections:\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    user: nobody\n    \
+         database: postgres\n    sslmode: disable\n    max_open_conns: 4\n    conn_max_lifetime: 1s\n    conn_max_idle_time: 1s\n    \
+         conn_max_lifetime_jitter: none\n    health_check_interval: 200ms\n",
+        pg.port
+    );
+    let mgr = Manager::from_yaml_str(&yaml).unwrap();
+    let leases = std::sync::Arc::new(Leases {
+        admin: pg.url_via(pg.port),
+        issued: AtomicU32::new(0),
+    });
+    struct Shared(std::sync::Arc<Leases>);
+    impl dbmanager::CredentialProvider for Shared {
+        fn credential(
+            &self,
+        ) -> futures_util::future::BoxFuture<
+            '_,
+            Result<dbmanager::Credential, dbmanager::CredentialError>,
+        > {
+            self.0.credential()
+        }
+    }
+    mgr.set_credential_provider("db", Shared(leases.clone()))
+        .unwrap();
+    mgr.connect().await.unwrap();
+    let db = mgr.postgres("db").unwrap();
+    let failed_before = pg.failed_logins();
+    let mut users = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let user: String = sqlx::query_scalar("select current_user::text")
+            .fetch_one(&db)
+            .await
+            .expect("every query is answered");
+        users.insert(user);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let issued = leases.issued.load(Ordering::Relaxed);
+    println!("{issued} credentials issued in 10 s; sessions logged in as {users:?}");
+    assert_eq!(
+        pg.failed_logins(),
+        failed_before,
+        "a session used an expired credential"
+    );
+    // Asked ahead of each expiry (every 3 s), not per connection (about 10 sessions).
+    assert!((3..=6).contains(&issued), "{issued} credentials issued");
+    assert!(users.len() >= 3, "{users:?}");
+    // An engine that takes no password from a provider says so.
+    let lite = Manager::from_yaml_str(
+        "connections:\n  lite:\n    type: sqlite\n    filepath: ':memory:'\n",
+    )
+    .unwrap();
+    let err = lite
+        .set_credential_provider("lite", Shared(leases.clone()))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a credential provider serves postgres and mysql"),
+        "{err}"
+    );
+    mgr.close().await;
+}
+
 /// A rotated password: the file rewritten (as a secret store updates its mount), the
 /// role's password changed, the old sessions ended. The next sessions log in with the new
 /// password, with no reload, and the server logs no failed login; a connection given the

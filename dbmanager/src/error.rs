@@ -99,6 +99,15 @@ pub enum Error {
         kind: DbType,
     },
 
+    /// `Manager::set_credential_provider` for an engine that takes no password from one.
+    #[error("connection `{name}` is {kind}: a credential provider serves postgres and mysql")]
+    NoCredentialProvider {
+        /// The connection.
+        name: String,
+        /// Its engine.
+        kind: DbType,
+    },
+
     /// `mongo_database()` on a MongoDB connection that names no database.
     #[error("connection `{name}` names no database: set `database` (or a path in the dsn)")]
     NoDatabase {
@@ -251,6 +260,10 @@ impl Error {
                 kind: *kind,
                 feature,
             },
+            Error::NoCredentialProvider { name, kind } => Error::NoCredentialProvider {
+                name: name.clone(),
+                kind: *kind,
+            },
             Error::NotSupported { name, kind } => Error::NotSupported {
                 name: name.clone(),
                 kind: *kind,
@@ -309,6 +322,7 @@ impl Error {
             | Error::NoBudget { name }
             | Error::NotBuilt { name, .. }
             | Error::NotSupported { name, .. }
+            | Error::NoCredentialProvider { name, .. }
             | Error::NotConnected { name }
             | Error::NoDatabase { name }
             | Error::Connect { name, .. }

@@ -52,6 +52,7 @@ pub use connection::PgDb;
 #[cfg(feature = "sqlite")]
 pub use connection::SqliteDb;
 pub use connection::{Connection, Db};
+pub use dbmanager_providers::credentials::{Credential, CredentialError, CredentialProvider};
 pub use dbmanager_providers::fast::{PooledConnection, Transaction};
 pub use dbmanager_providers::managed::{self, Connector, ManagedPool};
 pub use dbmanager_providers::pool::{PoolContext, SqlPool};

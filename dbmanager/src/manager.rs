@@ -300,6 +300,32 @@ impl Manager {
         self.connection(name)?.db()
     }
 
+    /// Gives the connection `name`'s new sessions (and its replicas') passwords from
+    /// `provider`, a service's own source such as a cloud IAM token
+    /// ([`CredentialProvider`](crate::CredentialProvider)). Call it before
+    /// [`connect`](Self::connect): the provider is asked when the pool opens, again once
+    /// a quarter of the credential's validity is left, and at every reconnect attempt
+    /// while the connection is down. It replaces `password` and `password_file`.
+    /// PostgreSQL and MySQL/MariaDB; the diesel view keeps the configured password.
+    pub fn set_credential_provider(
+        &self,
+        name: &str,
+        provider: impl crate::CredentialProvider,
+    ) -> Result<()> {
+        let conn = self.get(name)?;
+        let kind = conn.kind();
+        if !matches!(kind, crate::DbType::Postgres | crate::DbType::MySql) {
+            return Err(Error::NoCredentialProvider {
+                name: name.to_owned(),
+                kind,
+            });
+        }
+        conn.set_credentials(dbmanager_providers::context::Credentials(
+            std::sync::Arc::new(provider),
+        ));
+        Ok(())
+    }
+
     /// The connection called `name`, as a handle of its own (a `Clone` of a shared
     /// `Arc`: keep it, move it into a task). A lookup: no lock, no I/O. On a hot path where
     /// a borrow will do, [`connection`](Self::connection) skips the shared counter.

@@ -23,6 +23,19 @@ pub struct PoolContext {
     /// Called when a driver that manages its own pool (MongoDB) clears it, so the owner
     /// can publish the event.
     pub on_driver_clear: Option<Hook>,
+    /// Where new connections' passwords come from, when the service registered a
+    /// provider for this connection (PostgreSQL, MySQL/MariaDB).
+    pub credentials: Option<Credentials>,
+}
+
+/// A connection's [`CredentialProvider`](crate::credentials::CredentialProvider), shared.
+#[derive(Clone)]
+pub struct Credentials(pub Arc<dyn crate::credentials::CredentialProvider>);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(..)")
+    }
 }
 
 /// A callback a provider calls from a driver's event handler. Must not block.

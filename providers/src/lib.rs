@@ -20,6 +20,7 @@
 
 pub mod classify;
 pub mod context;
+pub mod credentials;
 #[cfg(feature = "diesel")]
 pub mod diesel;
 pub mod error;

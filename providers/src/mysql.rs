@@ -153,6 +153,10 @@ pub async fn open(
         password_file: server.password_file.clone().map(|path| {
             crate::pool::PasswordFile::new(path, |o: MySqlConnectOptions, pw| o.password(pw))
         }),
+        set_credential: Some(|o: MySqlConnectOptions, user, pw| match user {
+            Some(u) => o.username(u).password(pw),
+            None => o.password(pw),
+        }),
     };
     SqlPool::open(pool, options, init, checks, eager, false, ctx).await
 }

@@ -370,6 +370,10 @@ pub async fn open(
         password_file: server.password_file.clone().map(|path| {
             crate::pool::PasswordFile::new(path, |o: PgConnectOptions, pw| o.password(pw))
         }),
+        set_credential: Some(|o: PgConnectOptions, user, pw| match user {
+            Some(u) => o.username(u).password(pw),
+            None => o.password(pw),
+        }),
     };
     SqlPool::open(pool, options, None, checks, eager, false, ctx).await
 }

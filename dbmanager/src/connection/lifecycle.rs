@@ -180,13 +180,14 @@ impl Connection {
             Some(current) if !fresh => current.endpoint.clone(),
             _ => c.endpoint.instance(),
         };
-        let mut request = OpenRequest::new(
-            &c.name,
-            &endpoint,
-            self.main_settings(),
-            eager,
-            self.inner.ctx.clone(),
-        );
+        let mut ctx = self.inner.ctx.clone();
+        ctx.credentials = self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut request = OpenRequest::new(&c.name, &endpoint, self.main_settings(), eager, ctx);
         request.mongo = &c.mongo;
         request.options = &c.options;
         let main = provider

@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     /// The manager's bus, tasks and token: to rebuild `events` when `enable_logging`
     /// changes, and to build replicas.
     shared: Shared,
+    /// The service's credential provider (`Manager::set_credential_provider`), given to
+    /// every pool built from now on.
+    credentials: std::sync::Mutex<Option<dbmanager_providers::context::Credentials>>,
     /// Read replicas (each a connection of its own), replaced whole by a reload.
     replicas: ArcSwap<Vec<Arc<replicas::Replica>>>,
     /// Set on a replica's own connection: its replica name.
@@ -180,6 +183,8 @@ impl Connection {
                 cancel: ctx.cancel.clone(),
                 broken: Arc::clone(&ctx.broken),
                 on_driver_clear: None,
+                // The diesel view logs in with the connection's configured password.
+                credentials: None,
             };
             let events = event_bus(&shared.events, &config);
             let target = crate::spans::Target::of(&config);
@@ -191,6 +196,7 @@ impl Connection {
                 config: ArcSwap::from_pointee(config),
                 shared: shared.clone(),
                 replicas: ArcSwap::from_pointee(replicas),
+                credentials: std::sync::Mutex::new(None),
                 replica_of,
                 primary,
                 next_read: AtomicUsize::new(0),

@@ -143,6 +143,19 @@ impl Connection {
         falls_back.then_some(Connection { inner: primary })
     }
 
+    /// Gives new sessions of this connection and its replicas passwords from `provider`
+    /// (see [`Manager::set_credential_provider`](crate::Manager::set_credential_provider)).
+    pub(crate) fn set_credentials(&self, provider: dbmanager_providers::context::Credentials) {
+        for r in self.replicas() {
+            r.set_credentials(provider.clone());
+        }
+        *self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(provider);
+    }
+
     /// This connection's replica name, if it is a replica.
     pub fn replica_name(&self) -> Option<&str> {
         self.inner.replica_of.as_deref()

@@ -82,6 +82,9 @@ pub(super) fn spawn_maintenance<DB: Database>(
             }
             let Some(inner) = weak.upgrade() else { return };
             inner.follow_password_file();
+            inner
+                .refresh_credential(false, inner.settings.connect_timeout)
+                .await;
             inner.cache.trim();
             if inner.pool.is_closed() {
                 return;

@@ -80,6 +80,9 @@ pub struct ServerChecks<DB: Database> {
     pub failover: Option<Failover<DB>>,
     /// A password read from a file, followed when the file changes (`password_file`).
     pub password_file: Option<PasswordFile<DB>>,
+    /// How to put a password into the connect options, for a credential provider
+    /// (`None`: the engine takes none from one).
+    pub set_credential: Option<password::SetCredential<DB>>,
 }
 
 impl<DB: Database> ServerChecks<DB> {
@@ -91,6 +94,7 @@ impl<DB: Database> ServerChecks<DB> {
             listener: None,
             failover: None,
             password_file: None,
+            set_credential: None,
             lag: None,
         }
     }
@@ -144,6 +148,8 @@ struct Inner<DB: Database> {
     failover: Option<Arc<Failover<DB>>>,
     /// The password file to follow (see [`PasswordFile`]).
     password_file: Option<PasswordFile<DB>>,
+    /// The credential provider to ask ahead of expiry (see [`crate::credentials`]).
+    credentials: Option<password::Provided<DB>>,
     /// The fast path: connections the manager's checkouts borrowed from `pool`.
     cache: Arc<Cache<DB>>,
     /// The session setup every new connection runs; replaced by [`SqlPool::renew`].
@@ -151,7 +157,7 @@ struct Inner<DB: Database> {
 }
 
 pub use failover::Failover;
-pub use password::{PasswordFile, read_password_file};
+pub use password::{PasswordFile, SetCredential, read_password_file};
 
 /// The session setup step, shared with the connect hook so that a renew can replace it.
 pub(crate) type SharedInit<DB> = Arc<std::sync::RwLock<Option<InitFn<DB>>>>;
@@ -257,6 +263,10 @@ impl<DB: Database> Inner<DB> {
         let Some(file) = &self.password_file else {
             return;
         };
+        if self.credentials.is_some() {
+            // A credential provider replaces the file.
+            return;
+        }
         let Some(password) = file.changed() else {
             return;
         };
@@ -266,6 +276,32 @@ impl<DB: Database> Inner<DB> {
         }
         self.pool.set_connect_options(options);
         tracing::info!("password file changed: new connections use the new password");
+    }
+}
+
+impl<DB: Database> Inner<DB> {
+    /// Asks the credential provider for the next credential (within `limit`) when `now`
+    /// or the one in use is due, and gives it to new connections.
+    pub(super) async fn refresh_credential(&self, now: bool, limit: Duration) {
+        let Some(provided) = &self.credentials else {
+            return;
+        };
+        if !now && !provided.due() {
+            return;
+        }
+        match provided.fetch(limit).await {
+            Some(Ok(credential)) => {
+                let options =
+                    provided.apply(self.pool.connect_options().as_ref().clone(), &credential);
+                if let Some(failover) = &self.failover {
+                    failover.update(|o| provided.apply(o, &credential));
+                }
+                self.pool.set_connect_options(options);
+                tracing::debug!("new connections use the credential provider's new credential");
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "the credential in use stays"),
+            None => {}
+        }
     }
 }
 
@@ -320,6 +356,25 @@ impl<DB: Database> SqlPool<DB> {
         );
 
         let limit = settings.connect_timeout;
+        let credentials = match (&ctx.credentials, checks.set_credential) {
+            (Some(c), Some(apply)) => Some(password::Provided::new(Arc::clone(&c.0), apply)),
+            _ => None,
+        };
+        let mut connect = connect;
+        if let Some(provided) = &credentials {
+            match provided.fetch(limit).await {
+                Some(Ok(credential)) => {
+                    connect = provided.apply(connect, &credential);
+                    if let Some(f) = &failover {
+                        f.update(|o| provided.apply(o, &credential));
+                    }
+                }
+                Some(Err(e)) if eager => return Err(e),
+                // Lazy: the next reconnect attempt asks again.
+                Some(Err(e)) => tracing::warn!(error = %e, "no credential yet"),
+                None => {}
+            }
+        }
         let connect = match &failover {
             // Strict: a server that will do, found now (its error, with its cause, if none).
             Some(f) if eager => f.search(limit).await?,
@@ -372,6 +427,7 @@ impl<DB: Database> SqlPool<DB> {
             lag: checks.lag,
             failover,
             password_file: checks.password_file,
+            credentials,
             cache,
             init,
         });

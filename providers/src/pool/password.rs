@@ -79,3 +79,103 @@ impl<DB: Database> PasswordFile<DB> {
         (self.apply)(options, password.expose_secret())
     }
 }
+
+/// Puts a credential's user (when it names one) and password into connect options.
+pub type SetCredential<DB> = fn(Options<DB>, Option<&str>, &str) -> Options<DB>;
+
+/// A connection's [`CredentialProvider`](crate::credentials::CredentialProvider), and when
+/// to ask it again.
+pub(crate) struct Provided<DB: Database> {
+    provider: std::sync::Arc<dyn crate::credentials::CredentialProvider>,
+    apply: SetCredential<DB>,
+    /// When the credential in use should be replaced (`None`: it does not expire).
+    refresh_at: Mutex<Option<std::time::Instant>>,
+    /// A fetch is under way (one at a time).
+    busy: std::sync::atomic::AtomicBool,
+}
+
+/// A credential provider's failure, as a connect error.
+#[derive(Debug)]
+struct ProviderFailed(crate::credentials::CredentialError);
+
+impl std::fmt::Display for ProviderFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the credential provider failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for ProviderFailed {}
+
+impl<DB: Database> Provided<DB> {
+    pub(crate) fn new(
+        provider: std::sync::Arc<dyn crate::credentials::CredentialProvider>,
+        apply: SetCredential<DB>,
+    ) -> Self {
+        Provided {
+            provider,
+            apply,
+            refresh_at: Mutex::new(None),
+            busy: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the credential in use should be replaced now.
+    pub(super) fn due(&self) -> bool {
+        self.refresh_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| std::time::Instant::now() >= at)
+    }
+
+    /// `options` with the credential's user (when it names one) and password.
+    pub(super) fn apply(
+        &self,
+        options: Options<DB>,
+        credential: &crate::credentials::Credential,
+    ) -> Options<DB> {
+        (self.apply)(
+            options,
+            credential.user.as_deref(),
+            credential.password.expose_secret(),
+        )
+    }
+
+    /// Asks the provider (within `limit`) and schedules the next ask: once a quarter of
+    /// the new credential's validity is left, or in a second after a failure. `None`
+    /// when a fetch is already under way.
+    pub(super) async fn fetch(
+        &self,
+        limit: std::time::Duration,
+    ) -> Option<Result<crate::credentials::Credential, crate::error::ProviderError>> {
+        use std::sync::atomic::Ordering;
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let asked = tokio::time::timeout(limit, self.provider.credential()).await;
+        self.busy.store(false, Ordering::Release);
+        let now = std::time::Instant::now();
+        let (next, result) = match asked {
+            Ok(Ok(c)) => {
+                let next = c.expires_at.map(|at| {
+                    let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                    now + left * 3 / 4
+                });
+                (next, Ok(c))
+            }
+            Ok(Err(e)) => (Some(now + std::time::Duration::from_secs(1)), Err(e)),
+            Err(_) => (
+                Some(now + std::time::Duration::from_secs(1)),
+                Err(format!("no answer within {limit:?}").into()),
+            ),
+        };
+        *self
+            .refresh_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Some(result.map_err(|e| crate::error::ProviderError::Driver {
+            phase: crate::error::Phase::Connect,
+            class: crate::classify::ErrorClass::Transient,
+            source: Box::new(ProviderFailed(e)),
+        }))
+    }
+}

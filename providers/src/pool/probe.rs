@@ -132,6 +132,8 @@ impl<DB: Database> SqlPool<DB> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(crate::time::deadline_in(timeout));
         self.inner.follow_password_file();
+        // Down: perhaps the server refused the credential in use; ask for a fresh one.
+        self.inner.refresh_credential(true, timeout / 2).await;
         if let Some(failover) = &self.inner.failover {
             let found = failover.search(timeout).await?;
             self.inner.pool.set_connect_options(found);
