@@ -272,7 +272,8 @@ async fn password_with_url_special_characters_authenticates() {
 /// Dynamic database users, as Vault's database secrets engine issues them: each
 /// credential is a new role whose password expires (`VALID UNTIL`) 4 s after it was
 /// issued. A credential provider registered with `set_credential_provider` is asked ahead
-/// of each expiry; under a load whose sessions are replaced every second, every new session
+/// of each expiry; under a load whose sessions are replaced every second (the pool
+/// cleared), every new session
 /// logs in with a credential still valid: no failed login, every query answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_provider_is_asked_ahead_of_each_credentials_expiry() {
@@ -315,8 +316,7 @@ async fn a_credential_provider_is_asked_ahead_of_each_credentials_expiry() {
     let pg = blocking(|| TempPostgres::start("leases-admin")).await;
     let yaml = format!(
         "connections:\n  db:\n    type: postgres\n    host: 127.0.0.1\n    port: {}\n    user: nobody\n    \
-         database: postgres\n    sslmode: disable\n    max_open_conns: 4\n    conn_max_lifetime: 1s\n    conn_max_idle_time: 1s\n    \
-         conn_max_lifetime_jitter: none\n    health_check_interval: 200ms\n",
+         database: postgres\n    sslmode: disable\n    max_open_conns: 4\n    health_check_interval: 200ms\n",
         pg.port
     );
     let mgr = Manager::from_yaml_str(&yaml).unwrap();
@@ -342,7 +342,13 @@ async fn a_credential_provider_is_asked_ahead_of_each_credentials_expiry() {
     let failed_before = pg.failed_logins();
     let mut users = std::collections::BTreeSet::new();
     let started = std::time::Instant::now();
+    let mut cleared = started;
     while started.elapsed() < Duration::from_secs(10) {
+        // New sessions every second, whatever the pool's own lifetimes.
+        if cleared.elapsed() >= Duration::from_secs(1) {
+            mgr.get("db").unwrap().clear();
+            cleared = std::time::Instant::now();
+        }
         let user: String = sqlx::query_scalar("select current_user::text")
             .fetch_one(&db)
             .await

@@ -8,7 +8,8 @@
 //!
 //! Every acknowledged transaction is present exactly once afterwards (and the balances
 //! agree with the history), no write is refused as read-only, reads through `reader()`
-//! keep answering, and the old leader rejoins as a standby that serves reads again.
+//! keep answering, the old leader rejoins as a standby that serves reads again, and a
+//! planned switchover back to it is followed by both topologies.
 
 use crate::support::blocking;
 use crate::support::patroni::{Patroni, Role, SUPERUSER};
@@ -215,7 +216,7 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_patroni_failover_is_followed_through_haproxy_and_through_a_multi_host_connection() {
+async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_multi_host() {
     let mut cluster = blocking(|| Patroni::start("patroni-pw")).await;
     let old = cluster.leader().expect("a leader");
     let new = 1 - old;
@@ -254,6 +255,7 @@ async fn a_patroni_failover_is_followed_through_haproxy_and_through_a_multi_host
 
     let mgr = Manager::from_yaml_str(&yaml(&cluster)).unwrap();
     mgr.connect().await.unwrap();
+    let events = crate::support::Recorder::start(&mgr);
     let topologies = ["proxied", "direct"];
     let seen: HashMap<&str, Arc<Seen>> = topologies
         .iter()
@@ -330,14 +332,32 @@ async fn a_patroni_failover_is_followed_through_haproxy_and_through_a_multi_host
     )
     .await;
     let reading_again = Instant::now();
+
+    // A planned switchover back to the old node: both topologies follow it.
+    let switching = Instant::now();
+    {
+        let c = &cluster;
+        tokio::task::block_in_place(|| c.switchover(old));
+    }
+    wait_for(
+        "writes on the switchover's new leader through both topologies",
+        Duration::from_secs(30),
+        || {
+            topologies
+                .iter()
+                .all(|t| seen[t].first_ack_on(old_port, switching).is_some())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Release);
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
 
-    // Exactly once, on the new leader: every acknowledged id present once, none twice,
+    // Exactly once, on the last leader: every acknowledged id present once, none twice,
     // and the balances agree with the history.
-    let mut on_new = sqlx::PgConnection::connect(&cluster.url(new_port))
+    let mut on_new = sqlx::PgConnection::connect(&cluster.url(old_port))
         .await
         .unwrap();
     let ids: Vec<i32> = sqlx::query_scalar("select id from pgbench_history")
@@ -366,23 +386,41 @@ async fn a_patroni_failover_is_followed_through_haproxy_and_through_a_multi_host
     for (t, fresh) in topologies.iter().zip(fresh) {
         let s = &seen[t];
         let resumed = s.first_ack_on(new_port, killed).unwrap();
+        let switched = s.first_ack_on(old_port, switching).unwrap();
         let acks = s.acks.lock().unwrap();
         let lost: Vec<i32> = acks
             .iter()
             .filter(|(id, _, _)| !counts.contains_key(id))
             .map(|(id, _, _)| *id)
             .collect();
+        let paused = acks
+            .iter()
+            .filter(|(_, p, at)| *p == i32::from(new_port) && *at < switched)
+            .map(|(_, _, at)| *at)
+            .max()
+            .map(|last| switched.saturating_duration_since(last))
+            .unwrap_or_default();
         let reads = s.reads.lock().unwrap();
         let longest = reads
             .iter()
             .map(|(_, took, _)| *took)
             .max()
             .unwrap_or_default();
+        let conn = mgr.get(t).unwrap();
+        let opened = conn.stats().pool.opened_total
+            + conn
+                .replica_stats()
+                .iter()
+                .map(|r| r.connection.pool.opened_total)
+                .sum::<u64>();
+        let clears = events.count_for(t, |k| matches!(k, dbmanager::EventKind::PoolCleared { .. }));
         println!(
             "{t}: killed at 0; a fresh connection wrote at {:.2?}, the service at {:.2?} ({:+.0} ms); \
              {} acknowledged ({} on the new leader), {} lost, 0 twice; {} failed ({} refused as \
              read-only), the last with {:?}; {} reads, {} failed, the longest {:.0?}; the rejoined \
-             standby served reads {:.2?} after it rejoined ({:.2?} after its restart)",
+             standby served reads {:.2?} after it rejoined ({:.2?} after its restart); a \
+             switchover paused writes {:.2?}; {opened} sessions opened and {clears} pool clears \
+             in all (primary and replica)",
             fresh - killed,
             resumed - killed,
             (resumed.duration_since(killed).as_secs_f64()
@@ -401,6 +439,7 @@ async fn a_patroni_failover_is_followed_through_haproxy_and_through_a_multi_host
             longest,
             reading_again.saturating_duration_since(rejoined),
             reading_again.saturating_duration_since(restarted),
+            paused,
         );
         assert_eq!(
             lost,
@@ -425,6 +464,10 @@ async fn a_patroni_failover_is_followed_through_haproxy_and_through_a_multi_host
             longest < Duration::from_secs(15),
             "{t}: a read took {longest:?}"
         );
+        // No reconnect storm on a node of the wrong role: a few sessions per writer and
+        // reader over the whole run, and a clear per failover, not hundreds.
+        assert!(opened < 400, "{t}: {opened} sessions opened");
+        assert!(clears < 60, "{t}: {clears} pool clears");
         assert!(
             resumed.saturating_duration_since(fresh) < Duration::from_secs(5),
             "{t}: writes resumed {:?} after a fresh connection could write",

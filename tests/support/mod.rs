@@ -656,6 +656,16 @@ impl Recorder {
             .count()
     }
 
+    /// Events of the connection `name` (and its replicas) for which `pred` holds.
+    pub fn count_for(&self, name: &str, pred: impl Fn(&dbmanager::EventKind) -> bool) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| &*e.connection == name && pred(&e.kind))
+            .count()
+    }
+
     pub fn names(&self) -> Vec<&'static str> {
         self.0
             .lock()

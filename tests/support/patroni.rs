@@ -3,7 +3,7 @@
 //! PostgreSQL nodes each run by Patroni (`synchronous_mode: true`, `ttl: 10`,
 //! `loop_wait: 1`), and an HAProxy that routes `primary_port` to the leader (Patroni's
 //! `GET /primary`) and `replica_port` to the standby (`GET /replica`), as Patroni's own
-//! documentation sets it up. Everything runs on free ports in a temporary directory and
+//! documentation sets it up. `patronictl` switches over. Everything runs on free ports in a temporary directory and
 //! is killed on drop.
 
 use super::{free_port, is_root, kill9_tree, pg_bin};
@@ -271,6 +271,38 @@ impl Patroni {
     /// failover, rewound with `pg_rewind` when needed).
     pub fn restart(&mut self, i: usize) {
         self.nodes[i].start();
+    }
+
+    /// A planned switchover to node `to` (`patronictl switchover --force`): Patroni
+    /// demotes the leader cleanly and promotes `to`. Returns once `to` leads.
+    pub fn switchover(&self, to: usize) {
+        // With `synchronous_mode`, Patroni switches over only to the synchronous standby.
+        self.wait_for_pair(Duration::from_secs(30));
+        let from = self.leader().expect("a leader to switch over from");
+        let out = Command::new("patronictl")
+            .arg("-c")
+            .arg(&self.nodes[to].config)
+            .args(["switchover", "--force", "--leader"])
+            .arg(&self.nodes[from].name)
+            .arg("--candidate")
+            .arg(&self.nodes[to].name)
+            .output()
+            .expect("run patronictl");
+        // patronictl reports a refused switchover on stdout and exits 0.
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !said.contains("failed"),
+            "patronictl switchover failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let logs: Vec<&Path> = self.nodes.iter().map(|n| n.log.as_path()).collect();
+        wait_until(
+            "the switchover's candidate did not lead",
+            Duration::from_secs(30),
+            || self.role(to) == Role::Leader,
+            &logs,
+        );
     }
 
     /// A URL for the superuser on `port` (a node's or HAProxy's).
