@@ -185,19 +185,22 @@ fn spawn_load(
     }
 }
 
-/// When a fresh connection to any of `ports` first takes a write (`txid_current()`),
-/// polled every 50 ms.
-async fn first_fresh_write(urls: Vec<String>) -> Instant {
+/// When a fresh connection to any of `urls` first takes a write (`txid_current()`) on
+/// the server listening on `on`, polled every 50 ms.
+async fn first_fresh_write(urls: Vec<String>, on: u16) -> Instant {
     loop {
         for url in &urls {
             let attempt = async {
                 let mut c = sqlx::PgConnection::connect(url).await.ok()?;
-                let ok = sqlx::query("select txid_current()")
-                    .execute(&mut c)
-                    .await
-                    .is_ok();
+                // Both columns, so the write check is not planned away.
+                let port =
+                    sqlx::query_as::<_, (i32, i64)>("select inet_server_port(), txid_current()")
+                        .fetch_one(&mut c)
+                        .await
+                        .ok()
+                        .map(|(port, _)| port);
                 let _ = c.close().await;
-                ok.then(Instant::now)
+                (port == Some(i32::from(on))).then(Instant::now)
             };
             if let Ok(Some(at)) = tokio::time::timeout(Duration::from_secs(1), attempt).await {
                 return at;
@@ -283,14 +286,14 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
 
     let killed = Instant::now();
     tokio::task::block_in_place(|| cluster.kill9(old));
-    let fresh_proxied = tokio::spawn(first_fresh_write(vec![cluster.url(cluster.primary_port)]));
-    let fresh_direct = tokio::spawn(first_fresh_write(
-        cluster
-            .nodes
-            .iter()
-            .map(|n| cluster.url(n.pg_port))
-            .collect(),
-    ));
+    let all_nodes: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| cluster.url(n.pg_port))
+        .collect();
+    let proxy = vec![cluster.url(cluster.primary_port)];
+    let fresh_proxied = tokio::spawn(first_fresh_write(proxy.clone(), new_port));
+    let fresh_direct = tokio::spawn(first_fresh_write(all_nodes.clone(), new_port));
     wait_for(
         "writes on the new leader through both topologies",
         Duration::from_secs(60),
@@ -335,6 +338,10 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
 
     // A planned switchover back to the old node: both topologies follow it.
     let switching = Instant::now();
+    let switch_fresh = [
+        tokio::spawn(first_fresh_write(proxy, old_port)),
+        tokio::spawn(first_fresh_write(all_nodes, old_port)),
+    ];
     {
         let c = &cluster;
         tokio::task::block_in_place(|| c.switchover(old));
@@ -349,6 +356,10 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
         },
     )
     .await;
+    let mut switch_fresh_at = Vec::new();
+    for f in switch_fresh {
+        switch_fresh_at.push(f.await.unwrap());
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Release);
     while let Some(r) = tasks.join_next().await {
@@ -383,7 +394,7 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
     .unwrap();
     assert_eq!(accounts, history, "the balances disagree with the history");
 
-    for (t, fresh) in topologies.iter().zip(fresh) {
+    for ((t, fresh), switch_fresh) in topologies.iter().zip(fresh).zip(switch_fresh_at) {
         let s = &seen[t];
         let resumed = s.first_ack_on(new_port, killed).unwrap();
         let switched = s.first_ack_on(old_port, switching).unwrap();
@@ -419,7 +430,8 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
              {} acknowledged ({} on the new leader), {} lost, 0 twice; {} failed ({} refused as \
              read-only), the last with {:?}; {} reads, {} failed, the longest {:.0?}; the rejoined \
              standby served reads {:.2?} after it rejoined ({:.2?} after its restart); a \
-             switchover paused writes {:.2?}; {opened} sessions opened and {clears} pool clears \
+             switchover paused writes {:.2?} (a fresh connection first wrote on the new leader \
+             {:.2?} after the switchover began, the service {:.2?}); {opened} sessions opened and {clears} pool clears \
              in all (primary and replica)",
             fresh - killed,
             resumed - killed,
@@ -440,6 +452,8 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
             reading_again.saturating_duration_since(rejoined),
             reading_again.saturating_duration_since(restarted),
             paused,
+            switch_fresh - switching,
+            switched - switching,
         );
         assert_eq!(
             lost,
