@@ -67,7 +67,15 @@ const ENGINES: &[Engine] = &[
             refused: &[("schema", " (a MySQL schema is a database: set `database`)")],
             sql_views: true,
             ..Rules::server()
-                .with_extra(&["replicas", "load_balancing", "fallback", "max_replica_lag"])
+                .with_extra(&[
+                    "hosts",
+                    "target_session_attrs",
+                    "load_balance_hosts",
+                    "replicas",
+                    "load_balancing",
+                    "fallback",
+                    "max_replica_lag",
+                ])
                 .with_unsupported(&[(
                     "application_name",
                     "sqlx's MySQL driver sends no connection attributes (filter by `user` instead)",

@@ -21,6 +21,20 @@ use std::sync::Arc;
 /// A MySQL/MariaDB pool.
 pub type MySqlSqlPool = SqlPool<MySql>;
 
+/// Every server of the connection, in order: `hosts` (each with the rest of the
+/// settings; the port defaults to 3306), or the one server of `host` or `dsn`. Pure, like
+/// [`connect_options`].
+pub fn hosts_of(s: &ServerSettings) -> Result<Vec<MySqlConnectOptions>, ProviderError> {
+    let base = connect_options(s)?;
+    if s.hosts.is_empty() || s.dsn.is_some() {
+        return Ok(vec![base]);
+    }
+    Ok(s.hosts
+        .iter()
+        .map(|(host, port)| base.clone().host(host).port(port.unwrap_or(3306)))
+        .collect())
+}
+
 /// Builds the driver's connect options. Pure: does no I/O, so it doubles as validation.
 pub fn connect_options(s: &ServerSettings) -> Result<MySqlConnectOptions, ProviderError> {
     let o = match &s.dsn {
@@ -93,7 +107,8 @@ pub async fn open(
     eager: bool,
     ctx: PoolContext,
 ) -> Result<MySqlSqlPool, ProviderError> {
-    let options = connect_options(server)?;
+    let hosts = hosts_of(server)?;
+    let options = hosts[0].clone();
     let init: Option<InitFn<MySql>> = server.query_timeout.map(|t| {
         let f: InitFn<MySql> = Arc::new(move |conn| {
             Box::pin(async move {
@@ -145,11 +160,19 @@ pub async fn open(
         })
     });
     let checks = crate::pool::ServerChecks {
-        read_only: Some(read_only),
+        read_only: Some(Arc::clone(&read_only)),
         promoted: None,
         listener: Some(listener),
         lag: Some(lag),
-        failover: None,
+        // `read_only` tells a primary from a replica (MariaDB and MySQL have no recovery
+        // state): a replica set up as one has it on.
+        failover: crate::pool::Failover::new(
+            hosts,
+            server.target_session_attrs,
+            server.load_balance_hosts,
+            Arc::clone(&read_only),
+            |o: &MySqlConnectOptions| format!("{}:{}", o.get_host(), o.get_port()),
+        ),
         password_file: server.password_file.clone().map(|path| {
             crate::pool::PasswordFile::new(path, |o: MySqlConnectOptions, pw| o.password(pw))
         }),

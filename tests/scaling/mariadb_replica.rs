@@ -131,3 +131,74 @@ async fn a_mariadb_replica_past_max_replica_lag_is_skipped_and_rejoins() {
     );
     mgr.close().await;
 }
+
+/// A MySQL/MariaDB connection with both servers in `hosts` and
+/// `target_session_attrs: read-write`: it starts on the writable one whatever the order,
+/// and when an operator (or an orchestrator) swaps the roles (`read_only` off on the
+/// replica, on on the old primary), the health check sees it and new sessions go to the
+/// new primary. A connection listing only the old primary then cannot start, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_connection_with_several_hosts_follows_the_writable_server() {
+    let primary =
+        blocking(|| TempMariaDb::start_with(&["--log-bin=mysql-bin", "--server-id=1"])).await;
+    let replica = blocking(|| TempMariaDb::start_with(&["--server-id=2", "--read-only"])).await;
+    let (p, r) = (primary.port, replica.port);
+    exec(&primary.url_via(p), &["CREATE DATABASE app"]).await;
+    exec(&replica.url_via(r), &["CREATE DATABASE app"]).await;
+    let yaml = |ports: &[u16]| {
+        let hosts: Vec<String> = ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        format!(
+            "connections:\n  main:\n    type: mysql\n    hosts: [{}]\n    user: root\n    \
+             database: app\n    sslmode: disable\n    target_session_attrs: read-write\n    \
+             health_check_interval: 200ms\n    health_check_timeout: 1s\n    retry_delay: 50ms\n    \
+             retry_max_delay: 200ms\n    connect_timeout: 2s\n    diesel_conns: 1\n",
+            hosts.join(", ")
+        )
+    };
+    let port = |mgr: &Manager| {
+        let db = mgr.mysql("main").unwrap();
+        async move {
+            sqlx::query_scalar::<_, i64>("select cast(@@port as signed)")
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    // The replica listed first: read-write still starts on the primary.
+    let mgr = Manager::from_yaml_str(&yaml(&[r, p])).unwrap();
+    mgr.connect().await.unwrap();
+    assert_eq!(port(&mgr).await, i64::from(p));
+
+    // The roles swap.
+    exec(&replica.url_via(r), &["SET GLOBAL read_only = 0"]).await;
+    exec(&primary.url_via(p), &["SET GLOBAL read_only = 1"]).await;
+    let mut moved = false;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if port(&mgr).await == i64::from(r) {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(moved, "still on the old primary after 5 s");
+    println!(
+        "new sessions on the new primary {:?} after the swap",
+        started.elapsed()
+    );
+    for _ in 0..10 {
+        assert_eq!(port(&mgr).await, i64::from(r));
+    }
+    // The diesel view does not follow several MySQL servers yet: it says so.
+    let diesel = mgr.get("main").unwrap().diesel_mysql().await;
+    let err = diesel
+        .err()
+        .expect("the diesel view refuses `hosts` on MySQL")
+        .to_string();
+    assert!(err.contains("hosts"), "{err}");
+    // Only the old primary listed: it cannot start, and says why.
+    let only_old = Manager::from_yaml_str(&yaml(&[p])).unwrap();
+    let err = only_old.connect().await.unwrap_err().to_string();
+    assert!(err.contains("read-only"), "{err}");
+    mgr.close().await;
+}

@@ -21,6 +21,14 @@ impl MysqlConnector {
     /// Builds the connector from the connection's settings. `prefer` and `allow` mean plain
     /// text here: `mysql_async` has no opportunistic TLS.
     pub fn new(server: &ServerSettings, _pool: &PoolSettings) -> Result<Self, ProviderError> {
+        if !server.hosts.is_empty() && server.dsn.is_none() {
+            return Err(ProviderError::InvalidSetting {
+                field: "hosts",
+                reason: "the diesel view does not follow several MySQL servers yet: \
+                         use the sqlx and SeaORM views, or `host`"
+                    .into(),
+            });
+        }
         let parsed = from_url(server)?;
         if parsed.is_none() && server.dsn.is_some() {
             return Err(ProviderError::InvalidDsn {
