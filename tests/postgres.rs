@@ -324,19 +324,7 @@ async fn a_credential_provider_is_asked_ahead_of_each_credentials_expiry() {
         admin: pg.url_via(pg.port),
         issued: AtomicU32::new(0),
     });
-    struct Shared(std::sync::Arc<Leases>);
-    impl dbmanager::CredentialProvider for Shared {
-        fn credential(
-            &self,
-        ) -> futures_util::future::BoxFuture<
-            '_,
-            Result<dbmanager::Credential, dbmanager::CredentialError>,
-        > {
-            self.0.credential()
-        }
-    }
-    mgr.set_credential_provider("db", Shared(leases.clone()))
-        .unwrap();
+    mgr.set_credential_provider("db", leases.clone()).unwrap();
     mgr.connect().await.unwrap();
     let db = mgr.postgres("db").unwrap();
     let failed_before = pg.failed_logins();
@@ -372,7 +360,7 @@ async fn a_credential_provider_is_asked_ahead_of_each_credentials_expiry() {
     )
     .unwrap();
     let err = lite
-        .set_credential_provider("lite", Shared(leases.clone()))
+        .set_credential_provider("lite", leases.clone())
         .unwrap_err();
     assert!(
         err.to_string()

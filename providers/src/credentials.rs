@@ -88,3 +88,10 @@ pub trait CredentialProvider: Send + Sync + 'static {
     /// The credential new connections should use now. Called once at a time per pool.
     fn credential(&self) -> BoxFuture<'_, Result<Credential, CredentialError>>;
 }
+
+/// A provider shared between connections (or kept by the service to inspect).
+impl<T: CredentialProvider + ?Sized> CredentialProvider for std::sync::Arc<T> {
+    fn credential(&self) -> BoxFuture<'_, Result<Credential, CredentialError>> {
+        (**self).credential()
+    }
+}

@@ -143,6 +143,18 @@ fn run_pg(bin: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()))
 }
 
+/// The PID of the postmaster running on the data directory `data`, from its
+/// `postmaster.pid`.
+fn postmaster_pid(data: &Path) -> Option<u32> {
+    std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A throwaway PostgreSQL instance on a free port, with SCRAM password authentication.
 /// Stopped (and its directory removed) on drop. Never the machine's shared server.
 pub struct TempPostgres {
@@ -248,13 +260,7 @@ impl TempPostgres {
 
     /// The server's PID (the postmaster), from `postmaster.pid`.
     pub fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.data().join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        postmaster_pid(&self.data())
     }
 
     /// `kill -9` of the server and every backend: a crash, as an OOM kill or a power cut

@@ -337,13 +337,7 @@ impl Node {
     }
 
     fn postmaster_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.data.join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        super::postmaster_pid(&self.data)
     }
 }
 
