@@ -31,7 +31,7 @@ fn yaml(c: &Patroni) -> String {
     let common = format!(
         "    type: postgres\n    user: {SUPERUSER}\n    password: '{}'\n    database: postgres\n    \
          sslmode: disable\n    health_check_interval: 1s\n    retry_delay: 100ms\n    \
-         retry_max_delay: 500ms\n    connect_timeout: 2s\n    max_open_conns: 12\n",
+         retry_max_delay: 500ms\n    connect_timeout: 2s\n    max_open_conns: 6\n",
         c.password
     );
     let hosts: Vec<String> = c
@@ -41,8 +41,8 @@ fn yaml(c: &Patroni) -> String {
         .collect();
     let hosts = hosts.join(", ");
     format!(
-        "connections:\n  proxied:\n{common}    host: 127.0.0.1\n    port: {}\n    replicas:\n      \
-         - name: standby\n        host: 127.0.0.1\n        port: {}\n  direct:\n{common}    \
+        "connections:\n  proxied:\n{common}    application_name: proxied\n    host: 127.0.0.1\n    port: {}\n    replicas:\n      \
+         - name: standby\n        host: 127.0.0.1\n        port: {}\n  direct:\n{common}    application_name: direct\n    \
          hosts: [{hosts}]\n    target_session_attrs: read-write\n    replicas:\n      \
          - name: standby\n        hosts: [{hosts}]\n        target_session_attrs: standby\n",
         c.primary_port, c.replica_port
@@ -210,6 +210,70 @@ async fn first_fresh_write(urls: Vec<String>, on: u16) -> Instant {
     }
 }
 
+/// The budget of each topology's sessions on the servers: 6 for the connection (fewer
+/// than its 8 writers, so they queue) and 6 for its replica (each replica has a budget
+/// of its own).
+const BUDGET: i64 = 12;
+
+/// The most sessions each topology (by `application_name`) had at once on both nodes,
+/// from `pg_stat_activity`, sampled every 50 ms until `stop`. The two nodes cannot be
+/// read at one instant: a sum over the budget is read again at once, and counts only
+/// if still over (a session closed on one node after it was counted, while another
+/// opened on the other, is not two at once).
+async fn sample_sessions(urls: Vec<String>, stop: Arc<AtomicBool>) -> HashMap<String, i64> {
+    async fn once(
+        urls: &[String],
+        conns: &mut [Option<sqlx::PgConnection>],
+    ) -> HashMap<String, i64> {
+        let mut now: HashMap<String, i64> = HashMap::new();
+        for (url, conn) in urls.iter().zip(conns.iter_mut()) {
+            if conn.is_none() {
+                let connect = sqlx::PgConnection::connect(url);
+                *conn = tokio::time::timeout(Duration::from_millis(500), connect)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let rows = sqlx::query_as::<_, (String, i64)>(
+                "select application_name, count(*) from pg_stat_activity \
+                 where application_name in ('proxied', 'direct') group by 1",
+            )
+            .fetch_all(c);
+            match tokio::time::timeout(Duration::from_millis(500), rows).await {
+                Ok(Ok(rows)) => {
+                    for (app, n) in rows {
+                        *now.entry(app).or_default() += n;
+                    }
+                }
+                _ => *conn = None,
+            }
+        }
+        now
+    }
+    let urls: Vec<String> = urls
+        .into_iter()
+        .map(|u| format!("{u}&application_name=sampler"))
+        .collect();
+    let mut conns: Vec<Option<sqlx::PgConnection>> = urls.iter().map(|_| None).collect();
+    let mut max: HashMap<String, i64> = HashMap::new();
+    while !stop.load(Ordering::Acquire) {
+        let mut now = once(&urls, &mut conns).await;
+        if now.values().any(|n| *n > BUDGET) {
+            let again = once(&urls, &mut conns).await;
+            for (app, n) in &mut now {
+                *n = (*n).min(again.get(app).copied().unwrap_or(0));
+            }
+        }
+        for (app, n) in now {
+            let m = max.entry(app).or_default();
+            *m = (*m).max(n);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    max
+}
+
 async fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -259,6 +323,15 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
     let mgr = Manager::from_yaml_str(&yaml(&cluster)).unwrap();
     mgr.connect().await.unwrap();
     let events = crate::support::Recorder::start(&mgr);
+    let sampling = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(sample_sessions(
+        cluster
+            .nodes
+            .iter()
+            .map(|n| cluster.url(n.pg_port))
+            .collect(),
+        sampling.clone(),
+    ));
     let topologies = ["proxied", "direct"];
     let seen: HashMap<&str, Arc<Seen>> = topologies
         .iter()
@@ -365,6 +438,8 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
+    sampling.store(true, Ordering::Release);
+    let peak = sampler.await.unwrap();
 
     // Exactly once, on the last leader: every acknowledged id present once, none twice,
     // and the balances agree with the history.
@@ -432,7 +507,7 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
              standby served reads {:.2?} after it rejoined ({:.2?} after its restart); a \
              switchover paused writes {:.2?} (a fresh connection first wrote on the new leader \
              {:.2?} after the switchover began, the service {:.2?}); {opened} sessions opened and {clears} pool clears \
-             in all (primary and replica)",
+             in all (primary and replica), at most {} at once on the servers",
             fresh - killed,
             resumed - killed,
             (resumed.duration_since(killed).as_secs_f64()
@@ -454,6 +529,7 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
             paused,
             switch_fresh - switching,
             switched - switching,
+            peak.get(*t).copied().unwrap_or(0),
         );
         assert_eq!(
             lost,
@@ -481,6 +557,12 @@ async fn a_patroni_failover_and_switchover_are_followed_through_haproxy_and_mult
         // No reconnect storm on a node of the wrong role: a few sessions per writer and
         // reader over the whole run, and a clear per failover, not hundreds.
         assert!(opened < 400, "{t}: {opened} sessions opened");
+        let most = peak.get(*t).copied().unwrap_or(0);
+        assert!(most > 0, "{t}: the sampler saw no session");
+        assert!(
+            most <= BUDGET,
+            "{t}: {most} sessions at once on the servers"
+        );
         assert!(clears < 60, "{t}: {clears} pool clears");
         assert!(
             resumed.saturating_duration_since(fresh) < Duration::from_secs(5),
