@@ -96,26 +96,35 @@ impl Connection {
     where
         Fut: Future<Output = std::result::Result<T, ProviderError>>,
     {
-        let here = self.checkout_here(&get, &mismatch).await;
-        match here {
-            Err(
-                e @ (Error::Unavailable { .. }
-                | Error::AcquireTimeout { .. }
-                | Error::Connect { .. }
-                | Error::NotConnected { .. }),
-            ) if self.inner.replica_of.is_some() => match self.falls_back_to() {
-                Some(primary) => {
-                    tracing::debug!(connection = %self.name(), replica = self.replica_name().unwrap_or(""), error = %e, "read falls back to the primary");
-                    primary.checkout_here(&get, &mismatch).await
-                }
+        match self.checkout_here(&get, &mismatch).await {
+            Err(e) => match self.fallback_for(&e) {
+                Some(primary) => primary.checkout_here(&get, &mismatch).await,
                 None => Err(e),
             },
-            other => other,
+            ok => ok,
         }
     }
 
-    /// [`checkout`](Self::checkout) on this connection's own pool.
-    async fn checkout_here<T, Fut>(
+    /// Where a checkout that failed with `e` goes instead: on a replica with
+    /// `fallback: primary`, the primary, when the replica is down, went down or cannot
+    /// connect. Not after a timeout: a replica that is up but busy is not taken for
+    /// gone (its waiters would wait twice, and its load would move to the primary).
+    pub(crate) fn fallback_for(&self, e: &Error) -> Option<Connection> {
+        if self.inner.replica_of.is_none()
+            || !matches!(
+                e,
+                Error::Unavailable { .. } | Error::Connect { .. } | Error::NotConnected { .. }
+            )
+        {
+            return None;
+        }
+        let primary = self.falls_back_to()?;
+        tracing::debug!(connection = %self.name(), replica = self.replica_name().unwrap_or(""), error = %e, "read falls back to the primary");
+        Some(primary)
+    }
+
+    /// [`checkout`](Self::checkout) on this connection's own pool, without the fallback.
+    pub(crate) async fn checkout_here<T, Fut>(
         &self,
         get: &impl Fn(&PoolSet, Duration) -> Option<Fut>,
         mismatch: &impl Fn() -> Error,
@@ -203,6 +212,23 @@ impl Connection {
                 Some(async move { pool.acquire_within(left).await })
             },
             mismatch,
+        )
+        .await
+    }
+
+    /// [`checkout_from`](Self::checkout_from) without the replica's fallback (a view
+    /// whose pool the primary may not have built falls back itself).
+    pub(crate) async fn checkout_from_here<P: TimedAcquire>(
+        &self,
+        pick: impl Fn(&PoolSet) -> Option<&P>,
+        mismatch: impl Fn() -> Error,
+    ) -> Result<P::Conn> {
+        self.checkout_here(
+            &|set: &PoolSet, left| {
+                let pool = pick(set)?.clone();
+                Some(async move { pool.acquire_within(left).await })
+            },
+            &mismatch,
         )
         .await
     }

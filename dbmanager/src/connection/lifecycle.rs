@@ -448,6 +448,7 @@ impl Connection {
                     &self.inner.shared,
                     &self.inner.me,
                 )));
+                self.credentials_to_replicas();
             }
             return Ok(());
         }

@@ -156,6 +156,22 @@ impl Connection {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(provider);
     }
 
+    /// Gives the connection's credential provider (if any) to its current replicas (new
+    /// ones, after a reload changed them).
+    pub(crate) fn credentials_to_replicas(&self) {
+        let provider = self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(provider) = provider {
+            for r in self.replicas() {
+                r.set_credentials(provider.clone());
+            }
+        }
+    }
+
     /// This connection's replica name, if it is a replica.
     pub fn replica_name(&self) -> Option<&str> {
         self.inner.replica_of.as_deref()
@@ -209,6 +225,7 @@ impl Connection {
     pub(crate) async fn replace_replicas(&self, new: &ConnectionConfig, shared: &super::Shared) {
         let fresh = build(&new.replicas, shared, &self.inner.me);
         let old = self.inner.replicas.swap(Arc::new(fresh));
+        self.credentials_to_replicas();
         self.open_replicas().await;
         futures_util::future::join_all(old.iter().map(|r| r.conn.close())).await;
     }

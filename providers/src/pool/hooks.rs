@@ -74,6 +74,7 @@ pub(super) fn spawn_maintenance<DB: Database>(
     cancel: CancellationToken,
     weak: std::sync::Weak<Inner<DB>>,
 ) {
+    let refreshes = tasks.clone();
     tasks.spawn(async move {
         loop {
             tokio::select! {
@@ -82,9 +83,17 @@ pub(super) fn spawn_maintenance<DB: Database>(
             }
             let Some(inner) = weak.upgrade() else { return };
             inner.follow_password_file();
-            inner
-                .refresh_credential(false, inner.settings.connect_timeout)
-                .await;
+            if inner.credential_due() {
+                // In a task of its own: a slow provider must not hold up the pool's upkeep.
+                let (weak, cancel) = (std::sync::Arc::downgrade(&inner), cancel.clone());
+                refreshes.spawn(async move {
+                    let Some(inner) = weak.upgrade() else { return };
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = inner.refresh_credential(false, inner.settings.connect_timeout) => {}
+                    }
+                });
+            }
             inner.cache.trim();
             if inner.pool.is_closed() {
                 return;

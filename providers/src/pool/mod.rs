@@ -280,6 +280,13 @@ impl<DB: Database> Inner<DB> {
 }
 
 impl<DB: Database> Inner<DB> {
+    /// Whether the credential provider should be asked for the next credential now.
+    pub(super) fn credential_due(&self) -> bool {
+        self.credentials
+            .as_ref()
+            .is_some_and(password::Provided::due)
+    }
+
     /// Asks the credential provider for the next credential (within `limit`) when `now`
     /// or the one in use is due, and gives it to new connections.
     pub(super) async fn refresh_credential(&self, now: bool, limit: Duration) {

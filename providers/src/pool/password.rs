@@ -119,12 +119,14 @@ impl<DB: Database> Provided<DB> {
         }
     }
 
-    /// Whether the credential in use should be replaced now.
+    /// Whether the credential in use should be replaced now (and no ask is under way).
     pub(super) fn due(&self) -> bool {
-        self.refresh_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|at| std::time::Instant::now() >= at)
+        !self.busy.load(std::sync::atomic::Ordering::Acquire)
+            && self
+                .refresh_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some_and(|at| std::time::Instant::now() >= at)
     }
 
     /// `options` with the credential's user (when it names one) and password.
@@ -148,17 +150,26 @@ impl<DB: Database> Provided<DB> {
         limit: std::time::Duration,
     ) -> Option<Result<crate::credentials::Credential, crate::error::ProviderError>> {
         use std::sync::atomic::Ordering;
+        /// Ends the ask however it ends (answered, timed out, or its caller dropped).
+        struct Asking<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Asking<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
         if self.busy.swap(true, Ordering::AcqRel) {
             return None;
         }
+        let asking = Asking(&self.busy);
         let asked = tokio::time::timeout(limit, self.provider.credential()).await;
-        self.busy.store(false, Ordering::Release);
+        drop(asking);
         let now = std::time::Instant::now();
         let (next, result) = match asked {
             Ok(Ok(c)) => {
                 let next = c.expires_at.map(|at| {
                     let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-                    now + left * 3 / 4
+                    // Not in a loop for one that is (nearly) expired already.
+                    now + (left * 3 / 4).max(std::time::Duration::from_millis(250))
                 });
                 (next, Ok(c))
             }

@@ -135,7 +135,8 @@ impl<DB: Database> SqlPool<DB> {
         // Down: perhaps the server refused the credential in use; ask for a fresh one.
         self.inner.refresh_credential(true, timeout / 2).await;
         if let Some(failover) = &self.inner.failover {
-            let found = failover.search(timeout).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let found = failover.search(left).await?;
             self.inner.pool.set_connect_options(found);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             self.connect_probe(left, deadline, true).await?;

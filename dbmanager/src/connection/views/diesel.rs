@@ -111,8 +111,20 @@ impl Connection {
     }
 
     /// Checks out a diesel-async connection of connector `K` for engine `expected`, through
-    /// the outage policy, counting the wait (as [`acquire`](Self::acquire) does).
+    /// the outage policy, counting the wait (as [`acquire`](Self::acquire) does). On a
+    /// replica that is down, the primary's (`fallback: primary`).
     async fn diesel_checkout<K: Connector>(&self, expected: DbType) -> Result<Object<K>> {
+        match self.diesel_checkout_here::<K>(expected).await {
+            Err(e) => match self.fallback_for(&e) {
+                Some(primary) => primary.diesel_checkout_here::<K>(expected).await,
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    /// [`diesel_checkout`](Self::diesel_checkout) on this connection's own diesel pool.
+    async fn diesel_checkout_here<K: Connector>(&self, expected: DbType) -> Result<Object<K>> {
         self.check_view("diesel")?;
         if self.kind() != expected {
             return Err(self.wrong_kind(expected));
@@ -125,7 +137,7 @@ impl Connection {
             self.diesel_pool(&set).await?;
             let missing = std::sync::atomic::AtomicBool::new(false);
             let got = self
-                .checkout_from(
+                .checkout_from_here(
                     |set| set.diesel.get()?.as_any().downcast_ref::<ManagedPool<K>>(),
                     || {
                         missing.store(true, std::sync::atomic::Ordering::Relaxed);
