@@ -218,6 +218,7 @@ impl Connection {
 
     /// [`checkout_from`](Self::checkout_from) without the replica's fallback (a view
     /// whose pool the primary may not have built falls back itself).
+    #[cfg(feature = "diesel")]
     pub(crate) async fn checkout_from_here<P: TimedAcquire>(
         &self,
         pick: impl Fn(&PoolSet) -> Option<&P>,
