@@ -139,7 +139,7 @@ fn connection_names_have_a_syntax() {
 /// warning that says so. An explicit `max_idle_conns` above the same connection's
 /// `max_open_conns` is still an error.
 #[test]
-fn the_reference_projects_sample_configuration_validates_with_warnings() {
+fn resolvespecs_go_sample_configuration_validates_with_warnings() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/resolvespec-config.yaml"

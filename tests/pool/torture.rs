@@ -3,7 +3,8 @@
 //! On a throwaway PostgreSQL (killed with `kill -9` and restarted once, mid-run), tasks
 //! run a seeded random mix of fast-path checkouts, transactions that commit or roll back,
 //! writes through `retry` (each with an id), queries cancelled by client timeouts, raw
-//! sqlx pool and SeaORM queries, and keyed gets (whose idle keys the sweeper evicts);
+//! sqlx pool, SeaORM, diesel (one of the budget's places) and storable-handle (`&Db`)
+//! queries, and keyed gets (whose idle keys the sweeper evicts);
 //! another task calls `reconnect()` and `reload()` (with changed and unchanged fields).
 //! An observer samples `pg_stat_activity` every 10 ms. Checked:
 //! - the server never sees more sessions of the connection than `max_open_conns`, nor
@@ -46,12 +47,18 @@ impl Rng {
 }
 
 fn yaml(url: &str, app: &str, tags: &str, interval: &str) -> String {
+    // One of the budget's places for the diesel view, when it is built.
+    let diesel = if cfg!(feature = "diesel") {
+        "diesel_conns: 1\n    "
+    } else {
+        ""
+    };
     format!(
         "connections:\n  db:\n    type: postgres\n    dsn: '{url}?application_name={app}'\n    \
          max_open_conns: {BUDGET}\n    max_idle_conns: {BUDGET}\n    acquire_timeout: 20s\n    \
          connect_timeout: 2s\n    health_check_interval: {interval}\n    health_check_timeout: 1s\n    \
          on_unavailable: wait\n    retry_delay: 20ms\n    retry_max_delay: 200ms\n    drain_timeout: 3s\n    \
-         tags:\n      run: '{tags}'\nkeyed:\n  devices:\n    template:\n      type: postgres\n      \
+         {diesel}tags:\n      run: '{tags}'\nkeyed:\n  devices:\n    template:\n      type: postgres\n      \
          dsn: '{url}'\n      max_open_conns: 1\n      acquire_timeout: 20s\n      connect_timeout: 2s\n      \
          health_check_interval: 200ms\n      on_unavailable: wait\n      retry_delay: 20ms\n      \
          retry_max_delay: 200ms\n    idle_evict_after: 300ms\n    max_keys: {MAX_KEYS}\n"
@@ -96,7 +103,7 @@ async fn one_op(
 ) -> Result<(), String> {
     let conn = mgr.get("db").map_err(|e| e.to_string())?;
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    match rng.below(9) {
+    match rng.below(11) {
         0 | 1 => {
             let mut c = conn.acquire::<sqlx::Postgres>().await.map_err(|x| e(&x))?;
             let one: i32 = sqlx::query_scalar("select 1")
@@ -148,6 +155,24 @@ async fn one_op(
         6 => {
             let db = conn.sea_orm().map_err(|x| e(&x))?;
             db.execute_unprepared("select 1").await.map_err(|x| e(&x))?;
+        }
+        7 => {
+            // The storable handle: each query checks out through the fast path.
+            let db = mgr.postgres("db").map_err(|x| e(&x))?;
+            sqlx::query("select 1")
+                .execute(&db)
+                .await
+                .map_err(|x| e(&x))?;
+        }
+        #[cfg(feature = "diesel")]
+        8 => {
+            // The diesel view: its own sessions, within `diesel_conns` of the budget.
+            use dbmanager::diesel::r#async::RunQueryDsl;
+            let mut d = conn.diesel_postgres().await.map_err(|x| e(&x))?;
+            diesel::sql_query("select 1")
+                .execute(&mut d)
+                .await
+                .map_err(|x| e(&x))?;
         }
         _ => {
             let key = format!("k{}", rng.below(4));
