@@ -432,6 +432,23 @@ impl<'r> Validator<'r> {
             self.err(&at, &origin, err.to_string());
         }
         let (default_orm, diesel_conns) = self.views(kind, &rules, &m, path, pool.max_open);
+        // The diesel view's MySQL connector takes one server: say so here rather than at
+        // the first diesel checkout.
+        if kind == DbType::MySql
+            && diesel_conns > 0
+            && endpoint
+                .as_ref()
+                .and_then(Endpoint::server)
+                .is_some_and(|s| !s.hosts.is_empty() && s.dsn.is_none())
+        {
+            let (at, origin) = m.at(key::hosts, path);
+            self.err(
+                &at,
+                &origin,
+                "the diesel view does not follow several MySQL servers yet: drop `diesel_conns` \
+                 (and `default_orm: diesel`), or give one `host`",
+            );
+        }
 
         if self.errors.len() > errors_before {
             return None;
