@@ -12,15 +12,16 @@
 //!   pool (at 1 and 16 tasks: what the driver costs alone), and `pgbench` (`select 1`,
 //!   `-M prepared`, same client counts) as the physical reference;
 //! - MariaDB (the machine's): the same dbmanager and sqlx contenders, and mysql_async's
-//!   own pool.
+//!   own pool, like for like (no session reset on return) and with its default (a reset
+//!   per checkout).
 //!
 //! Printed per contender: ops/s, p50/p99/max latency, the fewest operations any task
 //! completed (fairness), and ratios to deadpool-postgres, pgbench and sqlx (PostgreSQL),
 //! or to mysql_async and sqlx (MariaDB). Written to `target/bench/hotpath.json`.
 //! Prints figures; asserts nothing. Run: `cargo bench -p dbmanager --all-features --bench
 //! hotpath` under `scripts/test.sh --` (or the whole suite: `scripts/bench.sh`);
-//! `HOTPATH_CELL_MS`, `HOTPATH_ROUNDS` change the run's length; `HOTPATH_ONLY` (part of a
-//! contender's name) and `HOTPATH_TASKS` (e.g. `16,64`) narrow it, for profiling.
+//! `HOTPATH_CELL_MS`, `HOTPATH_ROUNDS` change the run's length; `HOTPATH_ONLY` (parts of
+//! contenders' names, separated by `|`) and `HOTPATH_TASKS` (e.g. `16,64`) narrow it.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -291,7 +292,7 @@ async fn bare<C: sqlx::Connection>(url: &str) -> Arc<Vec<tokio::sync::Mutex<C>>>
 
 /// How to build one contender. Each is built for its cell and closed after it: the
 /// machine's PostgreSQL allows 100 sessions, fewer than all the pools at once.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Make {
     SqlxPg,
     ManagedPg,
@@ -307,6 +308,7 @@ enum Make {
     SeaMy,
     DieselMy,
     MysqlAsync,
+    MysqlAsyncReset,
     BareMy,
 }
 
@@ -403,13 +405,22 @@ impl Make {
                 let (m, c) = managed("mariadb", MY_URL, DIESEL).await;
                 (Contender::DieselMy(c), Some(m))
             }
-            Make::MysqlAsync => {
+            // Like for like: no session reset when a connection goes back (sqlx and
+            // dbmanager do none). mysql_async's default resets it (COM_RESET_CONNECTION: a
+            // round trip, and the statement cache dropped, so the next `SELECT 1` is
+            // prepared again): measured apart, as its own contender.
+            Make::MysqlAsync | Make::MysqlAsyncReset => {
                 let opts = mysql_async::OptsBuilder::from_opts(
                     mysql_async::Opts::from_url(MY_URL).expect("url"),
                 )
-                .pool_opts(mysql_async::PoolOpts::default().with_constraints(
-                    mysql_async::PoolConstraints::new(0, POOL as usize).expect("constraints"),
-                ));
+                .pool_opts(
+                    mysql_async::PoolOpts::default()
+                        .with_constraints(
+                            mysql_async::PoolConstraints::new(0, POOL as usize)
+                                .expect("constraints"),
+                        )
+                        .with_reset_connection(self == Make::MysqlAsyncReset),
+                );
                 (Contender::MysqlAsync(mysql_async::Pool::new(opts)), None)
             }
             Make::BareMy => (Contender::BareMy(bare(MY_URL).await), None),
@@ -446,13 +457,17 @@ const PG_CONTENDERS: [(&str, Make); 8] = [
     ("sqlx connection per task", Make::BarePg),
 ];
 
-const MY_CONTENDERS: [(&str, Make); 7] = [
+const MY_CONTENDERS: [(&str, Make); 8] = [
     ("sqlx Pool (defaults)", Make::SqlxMy),
     ("dbmanager acquire", Make::ManagedMy),
     ("dbmanager raw pool", Make::RawMy),
     ("dbmanager SeaORM view", Make::SeaMy),
     ("dbmanager diesel view", Make::DieselMy),
     ("mysql_async Pool", Make::MysqlAsync),
+    (
+        "mysql_async Pool (its default: reset per checkout)",
+        Make::MysqlAsyncReset,
+    ),
     ("sqlx connection per task", Make::BareMy),
 ];
 
@@ -463,8 +478,8 @@ async fn measure(
     length: Duration,
     rounds: usize,
 ) -> Vec<(usize, Vec<(&'static str, Cell)>)> {
-    // For profiling one contender: HOTPATH_ONLY (a part of its name), HOTPATH_TASKS (a
-    // comma-separated list of concurrencies).
+    // For profiling some contenders: HOTPATH_ONLY (parts of their names, separated by
+    // `|`), HOTPATH_TASKS (a comma-separated list of concurrencies).
     let only = std::env::var("HOTPATH_ONLY").unwrap_or_default();
     let tasks_list: Vec<usize> = std::env::var("HOTPATH_TASKS")
         .ok()
@@ -475,7 +490,7 @@ async fn measure(
         let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); contenders.len()];
         for _ in 0..rounds {
             for (i, (name, make)) in contenders.iter().enumerate() {
-                if make.runs_at(tasks) && name.contains(only.as_str()) {
+                if make.runs_at(tasks) && only.split('|').any(|part| name.contains(part)) {
                     let live = make.open().await;
                     run_cell(&live.contender, POOL as usize, Duration::from_millis(100)).await;
                     cells[i].push(run_cell(&live.contender, tasks, length).await);
