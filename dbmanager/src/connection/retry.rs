@@ -91,6 +91,7 @@ impl Connection {
     {
         let mut delays = Backoff::single_round(&self.config().retry);
         let mut attempts = 0u32;
+        let started = std::time::Instant::now();
         loop {
             attempts += 1;
             span.record("dbmanager.attempts", attempts);
@@ -100,6 +101,8 @@ impl Connection {
                 Err(e) => e,
             };
             let class = e.class();
+            // The server the write reached is a standby: a failover is under way.
+            let mut on_a_standby = false;
             let again = match class {
                 // A failover clears the pool and is worth a retry; a read-only
                 // transaction of the caller's own is not.
@@ -108,6 +111,7 @@ impl Connection {
                 ErrorClass::ReadOnly if self.inner.replica_of.is_some() => false,
                 ErrorClass::ReadOnly => {
                     let failover = self.inner.server_is_read_only().await;
+                    on_a_standby = failover;
                     if failover {
                         self.inner
                             .clear_with(ClearReason::ErrorReported(ErrorClass::ReadOnly));
@@ -132,9 +136,18 @@ impl Connection {
                     other == ErrorClass::Transient
                 }
             };
+            // Past the attempts, a write refused by a standby waits out the failover
+            // (within `acquire_timeout`, as a checkout waits out an outage): a proxy may
+            // route to the new primary before it has finished promoting, or to the old
+            // one a moment after it was demoted. Refused, the write did not happen.
+            let next = delays.next().or_else(|| {
+                let c = self.config();
+                (on_a_standby && started.elapsed() < c.pool.acquire_timeout)
+                    .then(|| c.retry.max_delay.min(std::time::Duration::from_millis(500)))
+            });
             if again
                 && !self.is_closed()
-                && let Some(delay) = delays.next()
+                && let Some(delay) = next
             {
                 tokio::time::sleep(delay).await;
                 continue;
