@@ -275,7 +275,13 @@ mod close_races {
             let mgr = s.mgr.clone();
             async move { mgr.close().await }
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The held connection goes back only once close() has begun (a loaded machine
+        // may start the closing task late; the swap must still be draining then).
+        assert!(
+            support::eventually(Duration::from_secs(5), || s.mgr.is_closed()).await,
+            "close() never began"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
         drop(held);
         closing.await.unwrap();
         assert!(
