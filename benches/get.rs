@@ -2,6 +2,9 @@
 //! connections and 1 and 2 threads calling at once. `Manager::get` returns an owned
 //! handle (an `Arc` clone: one shared counter incremented and decremented per call);
 //! `Manager::connection` lends a `&Connection` (a hash lookup, no shared counter).
+//! `Manager::sqlite` returns the storable handle (`SqliteDb`, also an `Arc` clone), and the
+//! last column clones a sqlx `SqlitePool` (an `Arc` too), what a sqlx user pays to hand
+//! their pool to a task.
 //!
 //! Needs no server (the connections are never opened). Prints figures; asserts nothing.
 //! Run: `cargo bench -p dbmanager --bench get`.
@@ -48,8 +51,16 @@ fn per_call(threads: usize, f: impl Fn() + Sync) -> f64 {
 
 fn main() {
     println!("# get: ns per lookup ({CALLS} calls per thread; the slowest thread)\n");
-    println!("| connections | threads | `get()` (owned) | `connection()` (borrowed) |");
-    println!("|---|---|---|---|");
+    println!(
+        "| connections | threads | `get()` (owned) | `connection()` (borrowed) | `sqlite()` (storable `Db`) | sqlx `SqlitePool::clone` |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    // sqlx's pool is built, and dropped, inside a runtime; it never connects here.
+    let _entered = rt.enter();
+    let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool");
     let mut rows = Vec::new();
     for n in [1usize, 100] {
         let mgr = manager(n);
@@ -61,10 +72,19 @@ fn main() {
             let borrowed = per_call(threads, || {
                 black_box(mgr.connection(black_box(&name)).expect("known"));
             });
-            println!("| {n} | {threads} | {owned:.1} | {borrowed:.1} |");
+            let handle = per_call(threads, || {
+                black_box(mgr.sqlite(black_box(&name)).expect("known"));
+            });
+            let sqlx_clone = per_call(threads, || {
+                black_box(black_box(&pool).clone());
+            });
+            println!(
+                "| {n} | {threads} | {owned:.1} | {borrowed:.1} | {handle:.1} | {sqlx_clone:.1} |"
+            );
             rows.push(serde_json::json!({
                 "connections": n, "threads": threads,
                 "get_ns": owned, "connection_ns": borrowed,
+                "db_handle_ns": handle, "sqlx_pool_clone_ns": sqlx_clone,
             }));
         }
     }

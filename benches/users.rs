@@ -18,6 +18,9 @@
 //! can miss a short peak of the connection-per-request client). Each task gets `TASK_LIMIT`; a task still waiting then
 //! counts as a hang. Written to `target/bench/users.json`.
 //!
+//! Then `USERS_RUNS` (default 5) more pairs of runs, dbmanager (50 idle) and sqlx's
+//! `Pool` alternating, give the p95 ratio's min, median and max.
+//!
 //! Prints figures; asserts nothing. Run: `cargo bench -p dbmanager --bench users`
 //! (`USERS_TASKS` to change the number of tasks).
 
@@ -299,8 +302,9 @@ fn main() {
         out.push(run("sqlx Pool (max 50)", Client::Raw(raw.clone()), n, baseline).await);
         raw.close().await;
         out.push(run("connection per request", Client::PerRequest, n, baseline).await);
-        out
+        (out, stability(n, baseline).await)
     });
+    let (results, pairs) = results;
     println!(
         "# users load test: {n} concurrent tasks, one indexed lookup by email each, MariaDB (max_connections 151), budget {BUDGET}\n"
     );
@@ -334,8 +338,73 @@ fn main() {
             ratio
         );
     }
+    let mut ratios: Vec<f64> = pairs.iter().map(|(m, r)| m / r).collect();
+    if !ratios.is_empty() {
+        println!(
+            "\n## the p95 ratio, run again: dbmanager (50/50) against sqlx's Pool, {} pairs, alternating which goes first\n",
+            pairs.len()
+        );
+        println!("| pair | dbmanager p95 ms | sqlx Pool p95 ms | ratio |");
+        println!("|---:|---:|---:|---:|");
+        for (i, (m, r)) in pairs.iter().enumerate() {
+            println!("| {} | {m:.1} | {r:.1} | {:.2} |", i + 1, m / r);
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "\np95 × sqlx Pool over {} pairs: min {:.2}, median {:.2}, max {:.2}",
+            ratios.len(),
+            ratios[0],
+            ratios[ratios.len() / 2],
+            ratios[ratios.len() - 1]
+        );
+    }
     common::write_json(
         "users",
-        &serde_json::json!({ "tasks": n, "budget": BUDGET, "results": results }),
+        &serde_json::json!({
+            "tasks": n, "budget": BUDGET, "results": results,
+            "p95_pairs_ms": pairs, "p95_ratios_sorted": ratios,
+        }),
     );
+}
+
+/// `USERS_RUNS` (default 5) more pairs of runs, dbmanager with 50 idle connections and
+/// sqlx's `Pool`, both built and warmed once, the order alternating: the p95 ratio of one
+/// pair swings with the machine, so it is reported as min/median/max. Returns the pairs'
+/// p95s (dbmanager, sqlx), in ms.
+async fn stability(n: usize, baseline: u64) -> Vec<(f64, f64)> {
+    let runs: usize = common::env_or("USERS_RUNS", 5);
+    if runs == 0 {
+        return Vec::new();
+    }
+    let mgr = dbmanager::Manager::from_yaml_str(&format!(
+        "connections:\n  users:\n    type: mariadb\n    dsn: '{MY_URL}'\n    max_open_conns: {BUDGET}\n    max_idle_conns: {BUDGET}\n"
+    ))
+    .expect("config");
+    mgr.connect().await.expect("connect");
+    let managed = Client::Managed(mgr.get("users").expect("users"));
+    let raw = Client::Raw(
+        sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(BUDGET)
+            .connect(MY_URL)
+            .await
+            .expect("sqlx pool"),
+    );
+    run("warm-up", managed.clone(), 1000, baseline).await;
+    run("warm-up", raw.clone(), 1000, baseline).await;
+    let mut pairs = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let (m, r) = if i % 2 == 0 {
+            let m = run("dbmanager", managed.clone(), n, baseline).await;
+            (m, run("sqlx Pool", raw.clone(), n, baseline).await)
+        } else {
+            let r = run("sqlx Pool", raw.clone(), n, baseline).await;
+            (run("dbmanager", managed.clone(), n, baseline).await, r)
+        };
+        pairs.push((m.p95_ms, r.p95_ms));
+    }
+    if let Client::Raw(p) = raw {
+        p.close().await;
+    }
+    mgr.close().await;
+    pairs
 }

@@ -2,7 +2,7 @@
 # The benchmark suite, one command: builds the benchmarks (release), starts the servers
 # (scripts/test.sh does), runs every benchmark, and writes
 #   target/bench/report.md                 the printed tables
-#   target/bench/{hotpath,tpcb,users,memory,recovery,get}.json
+#   target/bench/{hotpath,tail,tpcb,mongo,users,memory,recovery,get}.json
 #   docs/benchmarks/hotpath-*.png          throughput and p99 against concurrency
 # The run itself takes about 4 minutes on 2 cores; the first release build adds about 6.
 #
@@ -20,7 +20,7 @@ cargo build -q --release -p dbmanager-charts
 mkdir -p target/bench
 run_all() {
   local started=$SECONDS
-  for b in hotpath tpcb users memory recovery get; do
+  for b in hotpath tail tpcb mongo users memory recovery get; do
     cargo bench -q -p dbmanager --all-features --bench "$b"
   done
   printf '\nsuite run time: %d s\n' $((SECONDS - started))
