@@ -7,8 +7,9 @@
 //! closes it: the machine's PostgreSQL allows 100 sessions, fewer than all pools at once.
 //!
 //! - PostgreSQL (the machine's): sqlx `Pool` with default options, dbmanager `acquire`
-//!   (the fast path), dbmanager's raw sqlx pool (`postgres()`), its SeaORM and diesel
-//!   views, deadpool-postgres, bb8 (bb8-postgres), one sqlx connection per task with no
+//!   (the fast path), the `&Db` handle as a sqlx executor, dbmanager's raw sqlx pool
+//!   (`postgres()`), its SeaORM and diesel views (diesel with a query it caches, and with
+//!   a `sql()` literal, which it prepares on every use), deadpool-postgres, bb8 (bb8-postgres), one sqlx connection per task with no
 //!   pool (at 1 and 16 tasks: what the driver costs alone), and `pgbench` (`select 1`,
 //!   `-M prepared`, same client counts) as the physical reference;
 //! - MariaDB (the machine's): the same dbmanager and sqlx contenders, and mysql_async's
@@ -16,8 +17,9 @@
 //!   per checkout).
 //!
 //! Printed per contender: ops/s, p50/p99/max latency, the fewest operations any task
-//! completed (fairness), and ratios to deadpool-postgres, pgbench and sqlx (PostgreSQL),
-//! or to mysql_async and sqlx (MariaDB). Written to `target/bench/hotpath.json`.
+//! completed (fairness), p99 against deadpool-postgres's (mysql_async's), and throughput
+//! ratios to deadpool-postgres, pgbench, sqlx and the fast path (PostgreSQL), or to
+//! mysql_async, sqlx and the fast path (MariaDB). Written to `target/bench/hotpath.json`.
 //! Prints figures; asserts nothing. Run: `cargo bench -p dbmanager --all-features --bench
 //! hotpath` under `scripts/test.sh --` (or the whole suite: `scripts/bench.sh`);
 //! `HOTPATH_CELL_MS`, `HOTPATH_ROUNDS` change the run's length; `HOTPATH_ONLY` (parts of
@@ -32,6 +34,14 @@ use std::time::{Duration, Instant};
 
 const POOL: u32 = 16;
 const TASKS: [usize; 4] = [1, 16, 64, 256];
+/// The concurrencies of the run at one offered load.
+const PACED_TASKS: [usize; 3] = [16, 64, 256];
+
+/// The offered load of that run, in operations per second (`HOTPATH_PACED_RATE`): below
+/// every PostgreSQL contender's closed-loop throughput at 16 tasks and more.
+fn paced_rate() -> f64 {
+    common::env_or("HOTPATH_PACED_RATE", 10_000.0)
+}
 /// TLS off for every contender: the machine's server has `ssl = on`, and sqlx and libpq
 /// (pgbench) would negotiate TLS where tokio-postgres with `NoTls` (deadpool, bb8) does not.
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
@@ -50,6 +60,8 @@ fn rounds() -> usize {
 enum Contender {
     SqlxPg(sqlx::PgPool),
     ManagedPg(dbmanager::Connection),
+    /// The fast path, yielding to the runtime before each checkout (experiment).
+    ManagedPgYield(dbmanager::Connection),
     RawPg(sqlx::PgPool),
     Deadpool(deadpool_postgres::Pool),
     Bb8(bb8::Pool<bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>>),
@@ -59,15 +71,25 @@ enum Contender {
     MysqlAsync(mysql_async::Pool),
     /// dbmanager's SeaORM view (over its sqlx pool).
     SeaOrm(dbmanager::sea_orm::DatabaseConnection),
-    /// dbmanager's diesel-async view (PostgreSQL).
+    /// dbmanager's diesel-async view (PostgreSQL), with a query diesel can cache.
     DieselPg(dbmanager::Connection),
-    /// dbmanager's diesel-async view (MariaDB).
+    /// The same with a SQL literal (`sql("1")`), which diesel prepares on every use.
+    DieselPgLiteral(dbmanager::Connection),
+    /// dbmanager's `&Db` handle as the sqlx executor (in place of `&PgPool`).
+    DbPg(dbmanager::PgDb),
+    /// As `DbPg`, on MariaDB.
+    DbMy(dbmanager::MySqlDb),
+    /// dbmanager's diesel-async view (MariaDB), with a query diesel can cache.
     DieselMy(dbmanager::Connection),
+    /// The same with a SQL literal, prepared on every use.
+    DieselMyLiteral(dbmanager::Connection),
     /// One sqlx connection per task, no pool: what the driver costs alone (up to `POOL`
     /// tasks).
     BarePg(Arc<Vec<tokio::sync::Mutex<sqlx::PgConnection>>>),
     /// As `BarePg`, on MariaDB.
     BareMy(Arc<Vec<tokio::sync::Mutex<sqlx::MySqlConnection>>>),
+    /// One mysql_async connection per task, no pool: its driver alone.
+    BareMysqlAsync(Arc<Vec<tokio::sync::Mutex<mysql_async::Conn>>>),
 }
 
 impl Contender {
@@ -75,6 +97,7 @@ impl Contender {
     async fn once(&self, task: usize) {
         use dbmanager::diesel::r#async::RunQueryDsl;
         use dbmanager::sea_orm::{ConnectionTrait, Statement};
+        use diesel::IntoSql;
         match self {
             Contender::SeaOrm(db) => {
                 let row = db
@@ -86,14 +109,43 @@ impl Contender {
                     .expect("select");
                 assert!(row.is_some());
             }
+            // `1.into_sql()` is a bound parameter: the statement's SQL is known from its
+            // type, so diesel prepares it once per connection and caches it, as sqlx and
+            // deadpool's `prepare_cached` do for the other contenders.
             Contender::DieselPg(conn) => {
+                let mut c = conn.diesel_postgres().await.expect("acquire");
+                let _: i32 = diesel::select(1_i32.into_sql::<diesel::sql_types::Integer>())
+                    .get_result(&mut c)
+                    .await
+                    .expect("select");
+            }
+            Contender::DieselMy(conn) => {
+                let mut c = conn.diesel_mysql().await.expect("acquire");
+                let _: i32 = diesel::select(1_i32.into_sql::<diesel::sql_types::Integer>())
+                    .get_result(&mut c)
+                    .await
+                    .expect("select");
+            }
+            Contender::DbPg(db) => {
+                let _: i32 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(db)
+                    .await
+                    .expect("select");
+            }
+            Contender::DbMy(db) => {
+                let _: i64 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(db)
+                    .await
+                    .expect("select");
+            }
+            Contender::DieselPgLiteral(conn) => {
                 let mut c = conn.diesel_postgres().await.expect("acquire");
                 let _: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
                     .get_result(&mut c)
                     .await
                     .expect("select");
             }
-            Contender::DieselMy(conn) => {
+            Contender::DieselMyLiteral(conn) => {
                 let mut c = conn.diesel_mysql().await.expect("acquire");
                 let _: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
                     .get_result(&mut c)
@@ -116,6 +168,14 @@ impl Contender {
             }
             Contender::SqlxPg(p) | Contender::RawPg(p) => {
                 let mut c = p.acquire().await.expect("acquire");
+                let _: i32 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(&mut *c)
+                    .await
+                    .expect("select");
+            }
+            Contender::ManagedPgYield(conn) => {
+                tokio::task::yield_now().await;
+                let mut c = conn.acquire::<sqlx::Postgres>().await.expect("acquire");
                 let _: i32 = sqlx::query_scalar("SELECT 1")
                     .fetch_one(&mut *c)
                     .await
@@ -157,6 +217,11 @@ impl Contender {
                 let mut c = p.get_conn().await.expect("acquire");
                 let _: Option<i64> = c.exec_first("SELECT 1", ()).await.expect("select");
             }
+            Contender::BareMysqlAsync(conns) => {
+                use mysql_async::prelude::Queryable;
+                let mut c = conns[task % conns.len()].lock().await;
+                let _: Option<i64> = c.exec_first("SELECT 1", ()).await.expect("select");
+            }
         }
     }
 }
@@ -182,6 +247,57 @@ async fn run_cell(c: &Contender, tasks: usize, length: Duration) -> Cell {
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(4096);
                 while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    c.once(task).await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    tokio::time::sleep(length).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut min_task = usize::MAX;
+    for h in handles {
+        let lat = h.await.expect("task");
+        min_task = min_task.min(lat.len());
+        all.extend(lat);
+    }
+    let took = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let q = |p: f64| common::quantile(&all, p, 1e6);
+    Cell {
+        ops_per_sec: all.len() as f64 / took,
+        p50_us: q(0.5),
+        p99_us: q(0.99),
+        max_us: q(1.0),
+        min_task_ops: min_task,
+    }
+}
+
+/// The same contender at one offered load for all: `rate` operations per second in all,
+/// spread over `tasks` tasks, each starting an operation every `tasks / rate` seconds
+/// (skipping a start it is already late for). A closed loop, as in `run_cell`, lets a
+/// faster contender load the machine harder, and on 2 cores shared with the server its
+/// tail then measures its own throughput; at one rate below every contender's capacity,
+/// the tails compare the pools. The latency is the operation's own, start to end.
+async fn run_paced(c: &Contender, tasks: usize, rate: f64, length: Duration) -> Cell {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let every = Duration::from_secs_f64(tasks as f64 / rate);
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let c = c.clone();
+            let stop = Arc::clone(&stop);
+            // Tasks start spread over one period, not all at once.
+            let first = tokio::time::Instant::now() + every.mul_f64(task as f64 / tasks as f64);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval_at(first, every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut lat = Vec::with_capacity(4096);
+                while !stop.load(Ordering::Relaxed) {
+                    ticks.tick().await;
                     let t = Instant::now();
                     c.once(task).await;
                     lat.push(t.elapsed());
@@ -296,9 +412,12 @@ async fn bare<C: sqlx::Connection>(url: &str) -> Arc<Vec<tokio::sync::Mutex<C>>>
 enum Make {
     SqlxPg,
     ManagedPg,
+    ManagedPgYield,
     RawPg,
     SeaPg,
     DieselPg,
+    DieselPgLiteral,
+    DbPg,
     Deadpool,
     Bb8,
     BarePg,
@@ -307,9 +426,13 @@ enum Make {
     RawMy,
     SeaMy,
     DieselMy,
+    DieselMyLiteral,
+    DbMy,
     MysqlAsync,
     MysqlAsyncReset,
+    MysqlAsyncNoIdle,
     BareMy,
+    BareMysqlAsync,
 }
 
 /// A built contender, and the manager behind it (closed with it).
@@ -322,7 +445,8 @@ impl Make {
     /// Whether it runs at `tasks` (a contender without a pool has one connection per
     /// task).
     fn runs_at(self, tasks: usize) -> bool {
-        !matches!(self, Make::BarePg | Make::BareMy) || tasks <= POOL as usize
+        !matches!(self, Make::BarePg | Make::BareMy | Make::BareMysqlAsync)
+            || tasks <= POOL as usize
     }
 
     async fn open(self) -> Live {
@@ -341,6 +465,10 @@ impl Make {
                 let (m, c) = managed("postgres", PG_URL, "").await;
                 (Contender::ManagedPg(c), Some(m))
             }
+            Make::ManagedPgYield => {
+                let (m, c) = managed("postgres", PG_URL, "").await;
+                (Contender::ManagedPgYield(c), Some(m))
+            }
             Make::RawPg => {
                 let (m, c) = managed("postgres", PG_URL, "").await;
                 (Contender::RawPg(c.postgres().expect("raw")), Some(m))
@@ -352,6 +480,14 @@ impl Make {
             Make::DieselPg => {
                 let (m, c) = managed("postgres", PG_URL, DIESEL).await;
                 (Contender::DieselPg(c), Some(m))
+            }
+            Make::DieselPgLiteral => {
+                let (m, c) = managed("postgres", PG_URL, DIESEL).await;
+                (Contender::DieselPgLiteral(c), Some(m))
+            }
+            Make::DbPg => {
+                let (m, c) = managed("postgres", PG_URL, "").await;
+                (Contender::DbPg(c.db().expect("PgDb")), Some(m))
             }
             Make::Deadpool => {
                 let mut cfg = deadpool_postgres::Config::new();
@@ -405,11 +541,26 @@ impl Make {
                 let (m, c) = managed("mariadb", MY_URL, DIESEL).await;
                 (Contender::DieselMy(c), Some(m))
             }
+            Make::DieselMyLiteral => {
+                let (m, c) = managed("mariadb", MY_URL, DIESEL).await;
+                (Contender::DieselMyLiteral(c), Some(m))
+            }
+            Make::DbMy => {
+                let (m, c) = managed("mariadb", MY_URL, "").await;
+                (Contender::DbMy(c.db().expect("MySqlDb")), Some(m))
+            }
             // Like for like: no session reset when a connection goes back (sqlx and
             // dbmanager do none). mysql_async's default resets it (COM_RESET_CONNECTION: a
             // round trip, and the statement cache dropped, so the next `SELECT 1` is
             // prepared again): measured apart, as its own contender.
-            Make::MysqlAsync | Make::MysqlAsyncReset => {
+            //
+            // Up to 16 idle connections kept, as the other pools keep theirs: mysql_async
+            // keeps at most `min` idle connections while `inactive_connection_ttl` is 0
+            // (its default) and closes every other returned one, so with `min` 0 every
+            // checkout opened a new connection (how an earlier version of this benchmark
+            // measured it at ~1,800 ops/s). A TTL makes `max` the bound, as documented in
+            // `PoolOpts::active_bound`.
+            Make::MysqlAsync | Make::MysqlAsyncReset | Make::MysqlAsyncNoIdle => {
                 let opts = mysql_async::OptsBuilder::from_opts(
                     mysql_async::Opts::from_url(MY_URL).expect("url"),
                 )
@@ -419,11 +570,25 @@ impl Make {
                             mysql_async::PoolConstraints::new(0, POOL as usize)
                                 .expect("constraints"),
                         )
+                        .with_inactive_connection_ttl(if self == Make::MysqlAsyncNoIdle {
+                            Duration::ZERO
+                        } else {
+                            Duration::from_secs(60)
+                        })
                         .with_reset_connection(self == Make::MysqlAsyncReset),
                 );
                 (Contender::MysqlAsync(mysql_async::Pool::new(opts)), None)
             }
             Make::BareMy => (Contender::BareMy(bare(MY_URL).await), None),
+            Make::BareMysqlAsync => {
+                let mut v = Vec::new();
+                for _ in 0..POOL {
+                    v.push(tokio::sync::Mutex::new(
+                        mysql_async::Conn::from_url(MY_URL).await.expect("connect"),
+                    ));
+                }
+                (Contender::BareMysqlAsync(Arc::new(v)), None)
+            }
         };
         Live { contender, manager }
     }
@@ -446,37 +611,57 @@ impl Live {
     }
 }
 
-const PG_CONTENDERS: [(&str, Make); 8] = [
+const PG_CONTENDERS: [(&str, Make); 11] = [
     ("sqlx Pool (defaults)", Make::SqlxPg),
     ("dbmanager acquire", Make::ManagedPg),
+    ("dbmanager acquire, yield first", Make::ManagedPgYield),
+    ("dbmanager &Db executor", Make::DbPg),
     ("dbmanager raw pool", Make::RawPg),
     ("dbmanager SeaORM view", Make::SeaPg),
     ("dbmanager diesel view", Make::DieselPg),
+    (
+        "dbmanager diesel view, sql() literal",
+        Make::DieselPgLiteral,
+    ),
     ("deadpool-postgres", Make::Deadpool),
     ("bb8-postgres", Make::Bb8),
     ("sqlx connection per task", Make::BarePg),
 ];
 
-const MY_CONTENDERS: [(&str, Make); 8] = [
+const MY_CONTENDERS: [(&str, Make); 12] = [
     ("sqlx Pool (defaults)", Make::SqlxMy),
     ("dbmanager acquire", Make::ManagedMy),
+    ("dbmanager &Db executor", Make::DbMy),
     ("dbmanager raw pool", Make::RawMy),
     ("dbmanager SeaORM view", Make::SeaMy),
     ("dbmanager diesel view", Make::DieselMy),
+    (
+        "dbmanager diesel view, sql() literal",
+        Make::DieselMyLiteral,
+    ),
     ("mysql_async Pool", Make::MysqlAsync),
     (
         "mysql_async Pool (its default: reset per checkout)",
         Make::MysqlAsyncReset,
     ),
+    (
+        "mysql_async Pool (min 0, no idle TTL: a connect per checkout)",
+        Make::MysqlAsyncNoIdle,
+    ),
     ("sqlx connection per task", Make::BareMy),
+    ("mysql_async connection per task", Make::BareMysqlAsync),
 ];
 
 /// Runs every contender at every concurrency, `rounds` times interleaved. Each cell builds
 /// its contender, warms it up to its size (untimed), runs, and closes it.
+///
+/// `paced`: `None` for the closed loop (`run_cell`); `Some((rate, tasks))` for one
+/// offered load (`run_paced`) at those concurrencies.
 async fn measure(
     contenders: &[(&'static str, Make)],
     length: Duration,
     rounds: usize,
+    paced: Option<(f64, &[usize])>,
 ) -> Vec<(usize, Vec<(&'static str, Cell)>)> {
     // For profiling some contenders: HOTPATH_ONLY (parts of their names, separated by
     // `|`), HOTPATH_TASKS (a comma-separated list of concurrencies).
@@ -485,6 +670,10 @@ async fn measure(
         .ok()
         .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
         .unwrap_or_else(|| TASKS.to_vec());
+    let tasks_list: Vec<usize> = match paced {
+        Some((_, list)) => list.to_vec(),
+        None => tasks_list,
+    };
     let mut out = Vec::new();
     for tasks in tasks_list {
         let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); contenders.len()];
@@ -493,7 +682,10 @@ async fn measure(
                 if make.runs_at(tasks) && only.split('|').any(|part| name.contains(part)) {
                     let live = make.open().await;
                     run_cell(&live.contender, POOL as usize, Duration::from_millis(100)).await;
-                    cells[i].push(run_cell(&live.contender, tasks, length).await);
+                    cells[i].push(match paced {
+                        Some((rate, _)) => run_paced(&live.contender, tasks, rate, length).await,
+                        None => run_cell(&live.contender, tasks, length).await,
+                    });
                     live.close().await;
                 }
             }
@@ -518,14 +710,19 @@ type Reference<'a> = (
     &'a dyn Fn(usize, &[(&'static str, Cell)]) -> Option<f64>,
 );
 
-fn print_table(title: &str, results: &[(usize, Row)], refs: &[Reference<'_>]) {
+/// Prints one engine's table: throughput against each of `refs`, and p99 against the
+/// contender named `p99_ref`.
+fn print_table(title: &str, results: &[(usize, Row)], refs: &[Reference<'_>], p99_ref: &str) {
     println!("\n## {title}\n");
     let ref_names: Vec<String> = refs.iter().map(|(n, _)| format!("× {n}")).collect();
     println!(
-        "| tasks | contender | ops/s | p50 µs | p99 µs | max µs | fewest ops of a task | {} |",
+        "| tasks | contender | ops/s | p50 µs | p99 µs | p99 × {p99_ref} | max µs | fewest ops of a task | {} |",
         ref_names.join(" | ")
     );
-    println!("|---|---|---|---|---|---|---|{}", "---|".repeat(refs.len()));
+    println!(
+        "|---|---|---|---|---|---|---|---|{}",
+        "---|".repeat(refs.len())
+    );
     for (tasks, row) in results {
         for (name, c) in row {
             let ratios: Vec<String> = refs
@@ -535,8 +732,14 @@ fn print_table(title: &str, results: &[(usize, Row)], refs: &[Reference<'_>]) {
                     _ => "—".into(),
                 })
                 .collect();
+            let p99_ratio = row
+                .iter()
+                .find(|(n, _)| *n == p99_ref)
+                .filter(|(_, b)| b.p99_us > 0.0)
+                .map(|(_, b)| format!("{:.2}", c.p99_us / b.p99_us))
+                .unwrap_or_else(|| "—".into());
             println!(
-                "| {tasks} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                "| {tasks} | {name} | {:.0} | {:.0} | {:.0} | {p99_ratio} | {:.0} | {} | {} |",
                 c.ops_per_sec,
                 c.p50_us,
                 c.p99_us,
@@ -565,10 +768,17 @@ fn main() {
     println!(
         "# hotpath: acquire + SELECT 1 + release, pool {POOL}, {rounds} interleaved rounds of {length:?} per cell, median round"
     );
-    let (pg, my) = rt.block_on(async {
-        let pg = measure(&PG_CONTENDERS, length, rounds).await;
-        let my = measure(&MY_CONTENDERS, length, rounds).await;
-        (pg, my)
+    let (pg, paced, my) = rt.block_on(async {
+        let pg = measure(&PG_CONTENDERS, length, rounds, None).await;
+        let paced = measure(
+            &PG_CONTENDERS,
+            length,
+            rounds,
+            Some((paced_rate(), &PACED_TASKS)),
+        )
+        .await;
+        let my = measure(&MY_CONTENDERS, length, rounds, None).await;
+        (pg, paced, my)
     });
     let pgbench_tps: Vec<(usize, Option<f64>)> = TASKS
         .iter()
@@ -587,7 +797,9 @@ fn main() {
             ("deadpool", &|_, row| of(row, "deadpool-postgres")),
             ("pgbench", &|t, _| pgb(t)),
             ("sqlx", &|_, row| of(row, "sqlx Pool (defaults)")),
+            ("fast path", &|_, row| of(row, "dbmanager acquire")),
         ],
+        "deadpool-postgres",
     );
     println!("\npgbench (select 1, -M prepared, clients = min(tasks, {POOL})):");
     for (t, v) in &pgbench_tps {
@@ -597,12 +809,23 @@ fn main() {
         }
     }
     print_table(
+        &format!(
+            "PostgreSQL at one offered load: {:.0} operations per second in all, spread over the tasks",
+            paced_rate()
+        ),
+        &paced,
+        &[("deadpool", &|_, row| of(row, "deadpool-postgres"))],
+        "deadpool-postgres",
+    );
+    print_table(
         "MariaDB",
         &my,
         &[
             ("mysql_async", &|_, row| of(row, "mysql_async Pool")),
             ("sqlx", &|_, row| of(row, "sqlx Pool (defaults)")),
+            ("fast path", &|_, row| of(row, "dbmanager acquire")),
         ],
+        "mysql_async Pool",
     );
     let json = serde_json::json!({
         "pool": POOL,
@@ -613,6 +836,13 @@ fn main() {
             "pgbench_tps": pgb(*t),
             "contenders": row.iter().map(|(n, c)| serde_json::json!({"name": n, "cell": c})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "postgres_paced": {
+            "rate": paced_rate(),
+            "rows": paced.iter().map(|(t, row)| serde_json::json!({
+                "tasks": t,
+                "contenders": row.iter().map(|(n, c)| serde_json::json!({"name": n, "cell": c})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        },
         "mariadb": my.iter().map(|(t, row)| serde_json::json!({
             "tasks": t,
             "contenders": row.iter().map(|(n, c)| serde_json::json!({"name": n, "cell": c})).collect::<Vec<_>>(),
