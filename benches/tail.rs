@@ -284,10 +284,12 @@ fn measure(flavor: Flavor, driver: Driver, tasks: usize, length: Duration) -> Ce
         p999_us: q(0.999),
         max_us: q(1.0),
         stalls: stalls.len(),
+        // `Sum` of floats starts at -0.0: add 0.0 so that no stall prints as 0.0.
         stalled_ms: stalls
             .iter()
             .map(|(a, b)| (*b - *a).as_secs_f64() * 1e3)
-            .sum(),
+            .sum::<f64>()
+            + 0.0,
         slow_run_queue: woken_wait.as_secs_f64() / total.as_secs_f64().max(1e-9),
         slow_in_stall: if slow.is_empty() {
             f64::NAN
