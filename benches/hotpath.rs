@@ -29,8 +29,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const POOL: u32 = 16;
 const TASKS: [usize; 4] = [1, 16, 64, 256];
@@ -88,6 +87,8 @@ enum Contender {
     BarePg(Arc<Vec<tokio::sync::Mutex<sqlx::PgConnection>>>),
     /// As `BarePg`, on MariaDB.
     BareMy(Arc<Vec<tokio::sync::Mutex<sqlx::MySqlConnection>>>),
+    /// One diesel-async `AsyncPgConnection` per task, no pool: diesel's driver alone.
+    BareDieselPg(Arc<Vec<tokio::sync::Mutex<dbmanager::diesel::r#async::AsyncPgConnection>>>),
     /// One mysql_async connection per task, no pool: its driver alone.
     BareMysqlAsync(Arc<Vec<tokio::sync::Mutex<mysql_async::Conn>>>),
 }
@@ -217,6 +218,13 @@ impl Contender {
                 let mut c = p.get_conn().await.expect("acquire");
                 let _: Option<i64> = c.exec_first("SELECT 1", ()).await.expect("select");
             }
+            Contender::BareDieselPg(conns) => {
+                let mut c = conns[task % conns.len()].lock().await;
+                let _: i32 = diesel::select(1_i32.into_sql::<diesel::sql_types::Integer>())
+                    .get_result(&mut *c)
+                    .await
+                    .expect("select");
+            }
             Contender::BareMysqlAsync(conns) => {
                 use mysql_async::prelude::Queryable;
                 let mut c = conns[task % conns.len()].lock().await;
@@ -238,42 +246,7 @@ struct Cell {
 }
 
 async fn run_cell(c: &Contender, tasks: usize, length: Duration) -> Cell {
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|task| {
-            let c = c.clone();
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(4096);
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    c.once(task).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    tokio::time::sleep(length).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    let mut min_task = usize::MAX;
-    for h in handles {
-        let lat = h.await.expect("task");
-        min_task = min_task.min(lat.len());
-        all.extend(lat);
-    }
-    let took = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let q = |p: f64| common::quantile(&all, p, 1e6);
-    Cell {
-        ops_per_sec: all.len() as f64 / took,
-        p50_us: q(0.5),
-        p99_us: q(0.99),
-        max_us: q(1.0),
-        min_task_ops: min_task,
-    }
+    cell_of(run(c, tasks, length, None).await)
 }
 
 /// The same contender at one offered load for all: `rate` operations per second in all,
@@ -283,47 +256,27 @@ async fn run_cell(c: &Contender, tasks: usize, length: Duration) -> Cell {
 /// tail then measures its own throughput; at one rate below every contender's capacity,
 /// the tails compare the pools. The latency is the operation's own, start to end.
 async fn run_paced(c: &Contender, tasks: usize, rate: f64, length: Duration) -> Cell {
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
     let every = Duration::from_secs_f64(tasks as f64 / rate);
-    let handles: Vec<_> = (0..tasks)
-        .map(|task| {
-            let c = c.clone();
-            let stop = Arc::clone(&stop);
-            // Tasks start spread over one period, not all at once.
-            let first = tokio::time::Instant::now() + every.mul_f64(task as f64 / tasks as f64);
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval_at(first, every);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                let mut lat = Vec::with_capacity(4096);
-                while !stop.load(Ordering::Relaxed) {
-                    ticks.tick().await;
-                    let t = Instant::now();
-                    c.once(task).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    tokio::time::sleep(length).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    let mut min_task = usize::MAX;
-    for h in handles {
-        let lat = h.await.expect("task");
-        min_task = min_task.min(lat.len());
-        all.extend(lat);
+    cell_of(run(c, tasks, length, Some(every)).await)
+}
+
+impl common::Op for Contender {
+    fn once(&self, task: usize) -> impl std::future::Future<Output = ()> + Send + '_ {
+        Contender::once(self, task)
     }
-    let took = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let q = |p: f64| common::quantile(&all, p, 1e6);
+}
+
+async fn run(c: &Contender, tasks: usize, length: Duration, pace: Option<Duration>) -> common::Run {
+    common::run_tasks(c, tasks, length, pace).await
+}
+
+fn cell_of(r: common::Run) -> Cell {
     Cell {
-        ops_per_sec: all.len() as f64 / took,
-        p50_us: q(0.5),
-        p99_us: q(0.99),
-        max_us: q(1.0),
-        min_task_ops: min_task,
+        ops_per_sec: r.ops_per_sec,
+        p50_us: r.us(0.5),
+        p99_us: r.us(0.99),
+        max_us: r.us(1.0),
+        min_task_ops: r.min_task_ops,
     }
 }
 
@@ -433,6 +386,7 @@ enum Make {
     MysqlAsyncNoIdle,
     BareMy,
     BareMysqlAsync,
+    BareDieselPg,
 }
 
 /// A built contender, and the manager behind it (closed with it).
@@ -445,8 +399,10 @@ impl Make {
     /// Whether it runs at `tasks` (a contender without a pool has one connection per
     /// task).
     fn runs_at(self, tasks: usize) -> bool {
-        !matches!(self, Make::BarePg | Make::BareMy | Make::BareMysqlAsync)
-            || tasks <= POOL as usize
+        !matches!(
+            self,
+            Make::BarePg | Make::BareMy | Make::BareMysqlAsync | Make::BareDieselPg
+        ) || tasks <= POOL as usize
     }
 
     async fn open(self) -> Live {
@@ -580,6 +536,18 @@ impl Make {
                 (Contender::MysqlAsync(mysql_async::Pool::new(opts)), None)
             }
             Make::BareMy => (Contender::BareMy(bare(MY_URL).await), None),
+            Make::BareDieselPg => {
+                use dbmanager::diesel::r#async::AsyncConnection;
+                let mut v = Vec::new();
+                for _ in 0..POOL {
+                    v.push(tokio::sync::Mutex::new(
+                        dbmanager::diesel::r#async::AsyncPgConnection::establish(PG_URL)
+                            .await
+                            .expect("connect"),
+                    ));
+                }
+                (Contender::BareDieselPg(Arc::new(v)), None)
+            }
             Make::BareMysqlAsync => {
                 let mut v = Vec::new();
                 for _ in 0..POOL {
@@ -611,7 +579,7 @@ impl Live {
     }
 }
 
-const PG_CONTENDERS: [(&str, Make); 11] = [
+const PG_CONTENDERS: [(&str, Make); 12] = [
     ("sqlx Pool (defaults)", Make::SqlxPg),
     ("dbmanager acquire", Make::ManagedPg),
     ("dbmanager acquire, yield first", Make::ManagedPgYield),
@@ -626,6 +594,7 @@ const PG_CONTENDERS: [(&str, Make); 11] = [
     ("deadpool-postgres", Make::Deadpool),
     ("bb8-postgres", Make::Bb8),
     ("sqlx connection per task", Make::BarePg),
+    ("diesel-async connection per task", Make::BareDieselPg),
 ];
 
 const MY_CONTENDERS: [(&str, Make); 12] = [

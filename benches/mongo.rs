@@ -20,9 +20,7 @@
 mod common;
 
 use mongodb::bson::{Document, doc, oid::ObjectId};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const POOL: u32 = 16;
 
@@ -54,6 +52,12 @@ impl Contender {
     }
 }
 
+impl common::Op for Contender {
+    fn once(&self, task: usize) -> impl std::future::Future<Output = ()> + Send + '_ {
+        Contender::once(self, task)
+    }
+}
+
 #[derive(Clone, serde::Serialize)]
 struct Cell {
     ops_per_sec: f64,
@@ -63,37 +67,12 @@ struct Cell {
 }
 
 async fn run_cell(c: &Contender, tasks: usize, length: Duration) -> Cell {
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|task| {
-            let c = c.clone();
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(1024);
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    c.once(task).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    tokio::time::sleep(length).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.await.expect("task"));
-    }
-    let took = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let q = |p: f64| common::quantile(&all, p, 1e6);
+    let r = common::run_tasks(c, tasks, length, None).await;
     Cell {
-        ops_per_sec: all.len() as f64 / took,
-        p50_us: q(0.5),
-        p99_us: q(0.99),
-        max_us: q(1.0),
+        ops_per_sec: r.ops_per_sec,
+        p50_us: r.us(0.5),
+        p99_us: r.us(0.99),
+        max_us: r.us(1.0),
     }
 }
 

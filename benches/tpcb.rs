@@ -13,9 +13,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const POOL: u32 = 16;
 const SCALE: i32 = 4;
@@ -132,6 +130,12 @@ async fn sqlx_tx(c: &mut sqlx::PgConnection, d: &Draw) {
         .expect("insert");
 }
 
+impl common::Op for Contender {
+    fn once(&self, _task: usize) -> impl std::future::Future<Output = ()> + Send + '_ {
+        Contender::once(self)
+    }
+}
+
 /// What one cell measured.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Cell {
@@ -141,34 +145,11 @@ struct Cell {
 }
 
 async fn run_cell(c: &Contender, tasks: usize, length: Duration) -> Cell {
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (c, stop) = (c.clone(), Arc::clone(&stop));
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(1024);
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    c.once().await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    tokio::time::sleep(length).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.await.expect("task"));
-    }
-    let took = started.elapsed().as_secs_f64();
-    all.sort_unstable();
+    let r = common::run_tasks(c, tasks, length, None).await;
     Cell {
-        tps: all.len() as f64 / took,
-        p50_us: common::quantile(&all, 0.5, 1e6),
-        p99_us: common::quantile(&all, 0.99, 1e6),
+        tps: r.ops_per_sec,
+        p50_us: r.us(0.5),
+        p99_us: r.us(0.99),
     }
 }
 
