@@ -200,19 +200,22 @@ async fn reads_spread_by_strategy_and_writes_through_reader_fail_as_read_only() 
     within(&counts, "r2", 500, 50);
     mgr.close().await;
 
-    // Least connections: with two connections held on r1, reads go to r2 (which has
-    // at most the one a read just returned).
+    // Least connections: with four connections held on r1, reads go to r2. r2 has at
+    // most three in use at once: the one a read just returned, its health check (every
+    // 200 ms here) and its lag sample. With two held on r1, a loaded CI machine once
+    // caught r2 at two (a read and its health check) and the tie went to r1.
     let mgr = c
         .manager("    load_balancing: least_connections\n", &[])
         .await;
     let main = mgr.get("main").unwrap();
     let r1 = main.replica("r1").unwrap();
-    let _held = (
-        r1.acquire::<sqlx::Postgres>().await.unwrap(),
-        r1.acquire::<sqlx::Postgres>().await.unwrap(),
-    );
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(r1.acquire::<sqlx::Postgres>().await.unwrap());
+    }
     let counts = spread(&c, &main, 100).await;
     assert_eq!(counts.get("r2"), Some(&100), "{counts:?}");
+    drop(held);
     mgr.close().await;
 }
 

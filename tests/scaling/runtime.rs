@@ -86,16 +86,7 @@ async fn add_validates_opens_supervises_and_exports_the_new_connection() {
     assert!(mgr.get("nowhere").is_err());
     mgr.close().await;
     assert_eq!(mgr.task_count(), 0);
-    // Closed by the client; the server's backend leaves `pg_stat_activity` as it exits,
-    // a moment later on a loaded machine.
-    let mut left = sessions().await;
-    for _ in 0..100 {
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        left = sessions().await;
-    }
+    let left = support::sessions_settled(&sessions, 0).await;
     assert_eq!(left, 0, "sessions still open 2 s after close()");
 }
 
@@ -145,7 +136,11 @@ async fn remove_drains_in_flight_work_then_closes_and_drops_the_series() {
         kept.acquire::<sqlx::Postgres>().await,
         Err(Error::Closed { .. })
     ));
-    assert_eq!(sessions().await, 0, "its server sessions are closed");
+    assert_eq!(
+        support::sessions_settled(&sessions, 0).await,
+        0,
+        "its server sessions are closed"
+    );
     assert!(mgr.task_count() < tasks_with, "its supervisor ended");
     assert_eq!(series_of(&registry, "primary"), 0, "its series are gone");
     assert!(series_of(&registry, "cache") > 0);

@@ -770,6 +770,22 @@ pub async fn drop_user(admin: &sqlx::MySqlPool, user: &str) {
 /// A session counter for [`max_count_during`] and friends.
 pub type SessionCount = std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>;
 
+/// The server's count from `sessions` once it reaches `want`, or the last count after 2 s.
+/// A client's close is seen by the server a moment later (a backend leaves
+/// `pg_stat_activity` as it exits), longer on a loaded machine: a count taken right after
+/// a close can still include the closed session.
+pub async fn sessions_settled(sessions: &impl Fn() -> SessionCount, want: i64) -> i64 {
+    let mut left = sessions().await;
+    for _ in 0..100 {
+        if left == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = sessions().await;
+    }
+    left
+}
+
 /// Counts the PostgreSQL sessions whose `application_name` is `app`, as the server sees
 /// them (`pg_stat_activity`), through `observer`.
 pub fn pg_sessions(
