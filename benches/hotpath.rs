@@ -445,18 +445,10 @@ impl Make {
                 let (m, c) = managed("postgres", PG_URL, "").await;
                 (Contender::DbPg(c.db().expect("PgDb")), Some(m))
             }
-            Make::Deadpool => {
-                let mut cfg = deadpool_postgres::Config::new();
-                cfg.url = Some(PG_URL.to_owned());
-                cfg.pool = Some(deadpool_postgres::PoolConfig::new(POOL as usize));
-                let pool = cfg
-                    .create_pool(
-                        Some(deadpool_postgres::Runtime::Tokio1),
-                        tokio_postgres::NoTls,
-                    )
-                    .expect("deadpool");
-                (Contender::Deadpool(pool), None)
-            }
+            Make::Deadpool => (
+                Contender::Deadpool(common::deadpool_postgres(PG_URL, POOL as usize)),
+                None,
+            ),
             Make::Bb8 => {
                 let manager = bb8_postgres::PostgresConnectionManager::new_from_stringlike(
                     PG_URL,

@@ -175,18 +175,10 @@ async fn open(name: &str) -> (Contender, Option<dbmanager::Manager>) {
             ),
             None,
         ),
-        _ => {
-            let mut cfg = deadpool_postgres::Config::new();
-            cfg.url = Some(URL.to_owned());
-            cfg.pool = Some(deadpool_postgres::PoolConfig::new(POOL as usize));
-            let pool = cfg
-                .create_pool(
-                    Some(deadpool_postgres::Runtime::Tokio1),
-                    tokio_postgres::NoTls,
-                )
-                .expect("deadpool");
-            (Contender::Deadpool(pool), None)
-        }
+        _ => (
+            Contender::Deadpool(common::deadpool_postgres(URL, POOL as usize)),
+            None,
+        ),
     }
 }
 

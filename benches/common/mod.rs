@@ -115,3 +115,16 @@ pub async fn run_tasks<O: Op>(
         min_task_ops,
     }
 }
+
+/// deadpool-postgres with `size` connections to `url`, without TLS, its other options
+/// default: the reference pool of the PostgreSQL benchmarks.
+pub fn deadpool_postgres(url: &str, size: usize) -> deadpool_postgres::Pool {
+    let mut cfg = deadpool_postgres::Config::new();
+    cfg.url = Some(url.to_owned());
+    cfg.pool = Some(deadpool_postgres::PoolConfig::new(size));
+    cfg.create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .expect("deadpool")
+}

@@ -39,6 +39,23 @@ struct Engine {
     rules: Rules,
 }
 
+/// `extra` fields plus those of a server with standbys and replicas (PostgreSQL and
+/// MySQL/MariaDB accept the same ones).
+macro_rules! with_high_availability {
+    ($($field:literal),* $(,)?) => {
+        &[
+            $($field,)*
+            "hosts",
+            "target_session_attrs",
+            "load_balance_hosts",
+            "replicas",
+            "load_balancing",
+            "fallback",
+            "max_replica_lag",
+        ]
+    };
+}
+
 const ENGINES: &[Engine] = &[
     Engine {
         kind: DbType::Postgres,
@@ -46,17 +63,7 @@ const ENGINES: &[Engine] = &[
         db_system: "postgresql",
         rules: Rules {
             sql_views: true,
-            ..Rules::server().with_extra(&[
-                "schema",
-                "pgbouncer",
-                "hosts",
-                "target_session_attrs",
-                "load_balance_hosts",
-                "replicas",
-                "load_balancing",
-                "fallback",
-                "max_replica_lag",
-            ])
+            ..Rules::server().with_extra(with_high_availability!["schema", "pgbouncer"])
         },
     },
     Engine {
@@ -67,15 +74,7 @@ const ENGINES: &[Engine] = &[
             refused: &[("schema", " (a MySQL schema is a database: set `database`)")],
             sql_views: true,
             ..Rules::server()
-                .with_extra(&[
-                    "hosts",
-                    "target_session_attrs",
-                    "load_balance_hosts",
-                    "replicas",
-                    "load_balancing",
-                    "fallback",
-                    "max_replica_lag",
-                ])
+                .with_extra(with_high_availability![])
                 .with_unsupported(&[(
                     "application_name",
                     "sqlx's MySQL driver sends no connection attributes (filter by `user` instead)",
